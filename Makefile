@@ -1,0 +1,56 @@
+# Everything installs into .venv/ at the repo root; nothing system-wide.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 7865
+HOSTS ?= 127.0.0.1 localhost
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: serve test test-python test-node lint bench krita-plugin photoshop-plugin tiny clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# CPU wheel from local disk where present; on other machines this is PyPI's default build for the platform.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0" || $(PIP) install -q "torch>=2.4,<3"
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/acetate serve --host $(HOST) --port $(PORT)
+
+test: test-python test-node
+
+test-python: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+photoshop_uxp/node_modules/.package-lock.json: photoshop_uxp/package-lock.json
+	cd photoshop_uxp && npm ci --no-audit --no-fund
+
+test-node: $(STAMP) photoshop_uxp/node_modules/.package-lock.json
+	cd photoshop_uxp && ACETATE_PYTHON=$(abspath $(PY)) npm test
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check server tests bench krita_plugin
+	$(VENV)/bin/ruff format --check server tests bench krita_plugin
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) bench/decoder.py
+	HF_HUB_OFFLINE=1 $(PY) bench/export.py
+	HF_HUB_OFFLINE=1 $(PY) bench/modes.py
+	HF_HUB_OFFLINE=1 $(PY) bench/server.py
+
+tiny: $(STAMP)
+	$(VENV)/bin/acetate models tiny
+
+krita-plugin: $(STAMP)
+	$(PY) krita_plugin/build.py
+
+photoshop-plugin: $(STAMP)
+	$(PY) photoshop_uxp/build.py --port $(PORT) --hosts "$(HOSTS)"
+
+clean:
+	rm -rf dist build .pytest_cache

@@ -1,0 +1,3 @@
+from acetate.cli import main
+
+raise SystemExit(main())

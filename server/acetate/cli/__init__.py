@@ -1,0 +1,46 @@
+"""`acetate serve | generate | models | export | bench | doctor`.
+
+Each sub-command lives in its own module with `add_parser(subparsers)`; heavy imports
+(torch, diffusers, aiohttp) happen inside the command so `acetate --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from acetate import __version__
+from acetate.errors import AcetateError, InputError
+
+COMMANDS = ("serve", "generate", "models", "export", "bench", "doctor")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="acetate", description="Transparent image layers with LayerDiffusion."
+    )
+    parser.add_argument("--version", action="version", version=f"acetate {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"acetate.cli.{name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except InputError as error:
+        flag = f" ({error.field})" if error.field else ""
+        print(f"acetate {args.command}: error{flag}: {error.message}", file=sys.stderr)
+        return 2
+    except AcetateError as error:
+        print(f"acetate {args.command}: {error.code}: {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"acetate {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,47 @@
+"""What the engine hands back: straight-alpha RGBA layers placed on a canvas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from acetate.protocol import layer_file_name
+
+
+@dataclass
+class LayerImage:
+    """One output layer: `pixels` is H×W×4 uint8 straight RGBA (RGB layers have alpha 255)."""
+
+    name: str
+    batch_index: int
+    pixels: np.ndarray
+    left: int = 0
+    top: int = 0
+    visible: bool = True
+
+    @property
+    def file(self) -> str:
+        return layer_file_name(self.name, self.batch_index)
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+@dataclass
+class GenerationResult:
+    """Everything one request produced, before it is written anywhere."""
+
+    mode: str
+    model: str
+    parameters: dict[str, Any]
+    canvas_width: int
+    canvas_height: int
+    layers: list[LayerImage]
+    warnings: list[str] = field(default_factory=list)

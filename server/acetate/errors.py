@@ -1,0 +1,56 @@
+"""Errors shared by the engine, the CLI and the server.
+
+`InputError` is what a user can fix (bad field, missing file): HTTP 4xx, one CLI line.
+Everything else is a bug or an environment failure: HTTP 5xx for that job only.
+"""
+
+from __future__ import annotations
+
+
+class AcetateError(Exception):
+    """Base class: carries a stable machine-readable `code`."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class InputError(AcetateError, ValueError):
+    """A request value is wrong; `field` names it (a request field or CLI flag's field)."""
+
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
+
+
+class ModelNotFoundError(InputError):
+    """A model or layer file the request needs is not present; the message says what to get."""
+
+    code = "model_not_found"
+
+
+class ModelFileError(InputError):
+    """A weight file is damaged, unknown, ambiguous, unsafe (pickle) or incompatible."""
+
+    code = "bad_model_file"
+
+
+class GenerationCancelled(AcetateError):
+    """Raised from inside the denoising loop when the job was cancelled."""
+
+    code = "cancelled"
+
+
+class OutOfMemory(AcetateError):
+    """The device ran out of memory; the job fails, the server frees memory and carries on."""
+
+    code = "out_of_memory"
