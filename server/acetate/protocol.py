@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Mode = Literal["fg", "fg2bg", "bg2fg", "joint", "img2img", "inpaint", "layer_on_artwork", "upscale"]
 MODES: tuple[Mode, ...] = (
@@ -135,7 +135,7 @@ class GenerateParameters(_Strict):
 
     mode: Mode = "fg"
     model: str | None = Field(None, max_length=200, description="Base model name from /api/models")
-    prompt: str = Field("", max_length=MAX_PROMPT)
+    prompt: str = Field("", max_length=MAX_PROMPT, description="Required except for upscale")
     negative_prompt: str = Field("", max_length=MAX_PROMPT)
     layer_prompts: LayerPrompts | None = None
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Random when absent; recorded")
@@ -165,12 +165,6 @@ class GenerateParameters(_Strict):
             nearest = max(64, round(value / 64) * 64)
             raise ValueError(f"must be a multiple of 64 (got {value}; try {nearest})")
         return value
-
-    @model_validator(mode="after")
-    def _prompt_needed(self) -> GenerateParameters:
-        if self.mode != "upscale" and not self.prompt.strip():
-            raise ValueError("prompt is required for this mode")
-        return self
 
 
 class RgbaImage(_Strict):

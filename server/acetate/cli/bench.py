@@ -1,0 +1,43 @@
+"""`acetate bench`: run the benchmarks of a source checkout (bench/*.py)."""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parents[3] / "bench"
+SUITES = ("decoder", "export", "modes", "server")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="run benchmarks (ratios against a baseline measured in the same run)",
+        description="Runs bench/<suite>.py from a source checkout; extra arguments pass through.",
+    )
+    parser.add_argument("suite", choices=(*SUITES, "all"), nargs="?", default="all")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the suite")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from acetate.errors import InputError
+
+    if not BENCH_DIR.is_dir():
+        raise InputError("benchmarks ship with the source checkout only (bench/ not found)")
+    suites = SUITES if args.suite == "all" else (args.suite,)
+    for suite in suites:
+        script = BENCH_DIR / f"{suite}.py"
+        print(f"== bench/{suite}.py", flush=True)
+        saved = sys.argv
+        sys.argv = [str(script), *args.rest]
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        except SystemExit as exit_:
+            if exit_.code not in (None, 0):
+                return int(exit_.code) if isinstance(exit_.code, int) else 1
+        finally:
+            sys.argv = saved
+    return 0

@@ -1,0 +1,128 @@
+"""Steps shared by several modes: applying layer models, seeds, control, decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from acetate.engine import framing
+from acetate.engine.attention_sharing import AttentionSharing
+from acetate.engine.pipelines.context import ModeContext
+from acetate.engine.pipelines.sampler import ControlInput, PromptEmbeds
+from acetate.engine.transparent_vae import decode_rgba, rgba_tensor_to_uint8
+from acetate.engine.unet_patch import apply_unet_patch
+from acetate.errors import InputError
+
+
+def switch_step(stop_at: float | None, steps: int) -> int | None:
+    """Index of the first step run without the layer model, or None to keep it throughout."""
+    if stop_at is None or stop_at >= 1.0:
+        return None
+    return max(1, min(steps, round(stop_at * steps)))
+
+
+@contextmanager
+def patched_unet(ctx: ModeContext, patch: object) -> Iterator[Callable[[], None]]:
+    """Merge an SDXL layer patch into the UNet; yields a function that removes it early."""
+    handle = apply_unet_patch(ctx.sampler.unet, patch, ctx.settings.layer_weight)
+    try:
+        yield handle.remove
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def shared_attention(
+    ctx: ModeContext,
+    frame_prompts: list[torch.Tensor | None],
+    cfg_rows: int,
+    rows_per_half: int,
+    control_rgb: np.ndarray | None = None,
+) -> Iterator[Callable[[], None]]:
+    """Attach the SD1.5 attention-sharing model; yields a function that detaches it early.
+
+    `cond_mark` marks the unconditional CFG rows (1) so per-layer prompts reach only the
+    positive rows, as in the official implementation.
+    """
+    sharing: AttentionSharing = ctx.models.attention_sharing
+    device = ctx.sampler.device
+    cond_mark = torch.cat(
+        [torch.ones(rows_per_half * (cfg_rows - 1)), torch.zeros(rows_per_half)]
+    ).to(device)
+    handle = sharing.attach(ctx.sampler.unet, strength=ctx.settings.layer_weight)
+    try:
+        if sharing.use_control:
+            if control_rgb is None:
+                raise InputError("this layer model needs a condition image", field="image")
+            signal = torch.from_numpy(control_rgb).permute(2, 0, 1)[None].float()
+            sharing.set_control((signal * 2.0 - 1.0).to(device))
+        sharing.set_frame_prompts(frame_prompts, cond_mark)
+        yield handle.detach
+    finally:
+        handle.detach()
+
+
+def frame_generators(seed: int, batch: int, frames: int) -> list[torch.Generator]:
+    """One CPU generator per latent row: result set b uses seed + b, each frame its own stream."""
+    generators = []
+    for b in range(batch):
+        root = torch.Generator("cpu").manual_seed(seed + b)
+        if frames == 1:
+            generators.append(root)
+            continue
+        for _ in range(frames):
+            child = int(torch.randint(0, 2**62, (1,), generator=root))
+            generators.append(torch.Generator("cpu").manual_seed(child))
+    return generators
+
+
+def prompt_rows(ctx: ModeContext, rows: list[str], size: tuple[int, int]) -> PromptEmbeds:
+    negatives = [ctx.settings.negative_prompt] * len(rows)
+    return ctx.sampler.encode_prompt(rows, negatives, ctx.settings.cfg, size)
+
+
+def control_input(
+    ctx: ModeContext, source: np.ndarray | None, width: int, height: int
+) -> ControlInput | None:
+    """The ControlNet input at the generation size, from `control_image` or the mode's image."""
+    settings = ctx.settings
+    if settings.control == "none" or ctx.controlnet is None:
+        return None
+    image = ctx.images.get("control_image", source)
+    if image is None:
+        raise InputError(
+            f"control={settings.control} needs a control_image in mode {settings.mode}",
+            field="control_image",
+        )
+    if settings.control == "canny":
+        image = framing.canny(image)
+    rgb = framing.fit_resize(np.ascontiguousarray(image[..., :3]), width, height)
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    return ControlInput(ctx.controlnet, tensor, settings.control_strength)
+
+
+def decode_transparent_layers(ctx: ModeContext, latents: torch.Tensor) -> np.ndarray:
+    """Scaled latents → [B,H,W,4] uint8 straight RGBA via the transparency decoder."""
+    ctx.progress.check_cancel()
+    with torch.inference_mode():
+        rgba = decode_rgba(ctx.sampler.vae, ctx.models.decoder, latents, ctx.settings.decode)
+    return rgba_tensor_to_uint8(rgba)
+
+
+def decode_rgb_layers(ctx: ModeContext, latents: torch.Tensor) -> np.ndarray:
+    """Scaled latents → [B,H,W,4] uint8 opaque RGBA via the plain VAE."""
+    ctx.progress.check_cancel()
+    rgb = ctx.sampler.vae_decode(latents)
+    array = (rgb.permute(0, 2, 3, 1).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+    alpha = np.full((*array.shape[:3], 1), 255, dtype=np.uint8)
+    return np.concatenate([array, alpha], axis=3)
+
+
+def encode_condition(ctx: ModeContext, rgba: np.ndarray, width: int, height: int) -> torch.Tensor:
+    """A condition image (RGBA over 50 % grey, cover-resized) → scaled VAE latents [1,4,h,w]."""
+    rgb = framing.grey_composite(framing.cover_resize_rgba(rgba, width, height))
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    return ctx.sampler.vae_encode(tensor)

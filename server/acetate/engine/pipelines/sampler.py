@@ -1,0 +1,292 @@
+"""The shared denoising machinery every mode is built from.
+
+A `Sampler` wraps one loaded SD1.5 or SDXL diffusers pipeline (its text encoders, UNet, VAE)
+and offers the stages of a diffusers `__call__` as methods — encode prompt, prepare latents,
+denoise, VAE encode/decode — so each mode reads top to bottom as a short sequence of them.
+The denoising loop is ours because LayerDiffusion needs things the stock pipelines lack:
+channel-concatenated condition latents, a layer model switched off part-way (`stop_at`),
+attention-sharing frames whose CFG rows must stay grouped, and a mask-blended inpaint loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from diffusers import ControlNetModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+from acetate.engine.schedulers import make_scheduler
+
+
+@dataclass
+class PromptEmbeds:
+    """Text conditioning for a batch, CFG rows first-uncond-then-cond when `cfg` is on."""
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+
+    def added_cond_kwargs(self) -> dict[str, torch.Tensor] | None:
+        if self.pooled is None or self.time_ids is None:
+            return None
+        return {"text_embeds": self.pooled, "time_ids": self.time_ids}
+
+
+@dataclass
+class ControlInput:
+    """A ControlNet and its conditioning image, already at the generation size."""
+
+    model: ControlNetModel
+    image: torch.Tensor  # [1, 3, H, W] in [0, 1]
+    strength: float
+
+
+@dataclass
+class InpaintInput:
+    """Keep the unmasked area on the original's noise trajectory (mask 1 = regenerate)."""
+
+    init_latents: torch.Tensor
+    noise: torch.Tensor
+    mask: torch.Tensor  # [B, 1, h, w] at latent resolution
+
+
+@dataclass
+class DenoiseSpec:
+    """Everything one denoising run needs besides the UNet itself."""
+
+    latents: torch.Tensor
+    scheduler: SchedulerMixin
+    timesteps: torch.Tensor
+    prompt: PromptEmbeds
+    cfg: float
+    concat: torch.Tensor | None = None
+    control: ControlInput | None = None
+    inpaint: InpaintInput | None = None
+    switch_at: int | None = None
+    on_switch: Callable[[], None] | None = None
+    generator: list[torch.Generator] | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+StepHook = Callable[[int, torch.Tensor], None]
+
+
+class Sampler:
+    """Stages of an SD1.5 / SDXL generation over one loaded diffusers pipeline."""
+
+    def __init__(self, pipe, family: str, device: torch.device, dtype: torch.dtype) -> None:
+        self.pipe = pipe
+        self.family = family
+        self.device = device
+        self.dtype = dtype
+
+    @property
+    def unet(self):
+        return self.pipe.unet
+
+    @property
+    def vae(self):
+        return self.pipe.vae
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    # 1. Prompt -------------------------------------------------------------------------------
+
+    def encode_prompt(
+        self, prompts: list[str], negatives: list[str], cfg: float, size: tuple[int, int]
+    ) -> PromptEmbeds:
+        """One embedding row per prompt; with CFG the negatives come first (diffusers order)."""
+        use_cfg = cfg > 1.0
+        if self.family == "sdxl":
+            embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
+                prompt=prompts,
+                device=self.device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=use_cfg,
+                negative_prompt=negatives,
+            )
+            width, height = size
+            projection = self.pipe.text_encoder_2.config.projection_dim
+            time_ids = self.pipe._get_add_time_ids(
+                (height, width), (0, 0), (height, width), embeds.dtype, projection
+            ).to(self.device)
+            time_ids = time_ids.repeat(len(prompts), 1)
+            if use_cfg:
+                embeds = torch.cat([negative, embeds])
+                pooled = torch.cat([negative_pooled, pooled])
+                time_ids = torch.cat([time_ids, time_ids])
+            return PromptEmbeds(embeds.to(self.dtype), pooled.to(self.dtype), time_ids)
+        embeds, negative = self.pipe.encode_prompt(
+            prompts, self.device, 1, use_cfg, negative_prompt=negatives
+        )
+        if use_cfg:
+            embeds = torch.cat([negative, embeds])
+        return PromptEmbeds(embeds.to(self.dtype))
+
+    def encode_texts(self, prompts: list[str]) -> torch.Tensor:
+        """Positive-only embeddings (per-layer prompts of the SD1.5 attention-sharing models)."""
+        embeds, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
+        return embeds.to(self.dtype)
+
+    # 2. Latents ------------------------------------------------------------------------------
+
+    def generators(self, seeds: list[int]) -> list[torch.Generator]:
+        """CPU generators: the same seed gives the same noise on every device."""
+        return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+
+    def noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+        shape = (len(generators), 4, height // 8, width // 8)
+        noise = randn_tensor(shape, generator=generators, device=torch.device("cpu"))
+        return noise.to(self.device, torch.float32)
+
+    def timesteps(
+        self, scheduler_name: str, steps: int, strength: float = 1.0
+    ) -> tuple[SchedulerMixin, torch.Tensor]:
+        """A fresh scheduler and the timesteps of the last `strength` fraction of `steps`."""
+        scheduler = make_scheduler(scheduler_name, dict(self.pipe.scheduler.config))
+        if strength >= 1.0:
+            scheduler.set_timesteps(steps, device=self.device)
+            return scheduler, scheduler.timesteps
+        # img2img convention: `steps` are the steps actually run (at least one).
+        total = max(steps, round(steps / strength))
+        scheduler.set_timesteps(total, device=self.device)
+        start = (total - steps) * scheduler.order
+        timesteps = scheduler.timesteps[start:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+        return scheduler, timesteps
+
+    def start_latents(
+        self,
+        scheduler: SchedulerMixin,
+        timesteps: torch.Tensor,
+        noise: torch.Tensor,
+        init: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Pure noise scaled for the scheduler, or `init` noised to the first timestep."""
+        if init is None:
+            return noise * scheduler.init_noise_sigma
+        return scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
+
+    # 3. Denoise ------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def denoise(self, spec: DenoiseSpec, on_step: StepHook) -> torch.Tensor:
+        """The denoising loop; `on_step(i, latents)` runs after every step (progress, cancel)."""
+        latents = spec.latents
+        concat = spec.concat
+        use_cfg = spec.cfg > 1.0
+        rows = 2 if use_cfg else 1
+        added = spec.prompt.added_cond_kwargs()
+        control_image = None
+        if spec.control is not None:
+            control_image = spec.control.image.to(self.device, self.dtype)
+            control_image = control_image.expand(latents.shape[0] * rows, -1, -1, -1)
+        step_kwargs = dict(spec.extra)
+        if spec.generator is not None and _accepts_generator(spec.scheduler):
+            step_kwargs["generator"] = spec.generator[0]
+
+        for i, t in enumerate(spec.timesteps):
+            if spec.switch_at is not None and i == spec.switch_at:
+                if spec.on_switch is not None:
+                    spec.on_switch()
+                concat = None
+            model_input = torch.cat([latents] * rows) if use_cfg else latents
+            model_input = spec.scheduler.scale_model_input(model_input, t).to(self.dtype)
+            unet_input = model_input
+            if concat is not None:
+                condition = torch.cat([concat] * rows) if use_cfg else concat
+                unet_input = torch.cat([model_input, condition.to(self.dtype)], dim=1)
+            residuals: dict[str, object] = {}
+            if spec.control is not None and control_image is not None:
+                down, mid = spec.control.model(
+                    model_input,
+                    t,
+                    encoder_hidden_states=spec.prompt.embeds,
+                    controlnet_cond=control_image,
+                    conditioning_scale=spec.control.strength,
+                    added_cond_kwargs=added,
+                    return_dict=False,
+                )
+                residuals = {
+                    "down_block_additional_residuals": down,
+                    "mid_block_additional_residual": mid,
+                }
+            noise_pred = self.unet(
+                unet_input,
+                t,
+                encoder_hidden_states=spec.prompt.embeds,
+                added_cond_kwargs=added,
+                return_dict=False,
+                **residuals,
+            )[0].float()
+            if use_cfg:
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = uncond + spec.cfg * (cond - uncond)
+            latents = spec.scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[
+                0
+            ]
+            if spec.inpaint is not None:
+                latents = self._keep_unmasked(spec, i, latents)
+            on_step(i, latents)
+        return latents
+
+    def _keep_unmasked(self, spec: DenoiseSpec, i: int, latents: torch.Tensor) -> torch.Tensor:
+        inpaint = spec.inpaint
+        assert inpaint is not None
+        if i + 1 < len(spec.timesteps):
+            next_t = spec.timesteps[i + 1 : i + 2].repeat(latents.shape[0])
+            original = spec.scheduler.add_noise(inpaint.init_latents, inpaint.noise, next_t)
+        else:
+            original = inpaint.init_latents
+        return original * (1.0 - inpaint.mask) + latents * inpaint.mask
+
+    # 4. VAE ----------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def vae_encode(self, rgb: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] in [0,1] → scaled latents (posterior mean: deterministic)."""
+        vae = self.vae
+        dtype = torch.float32 if _needs_upcast(vae) else vae.dtype
+        with _vae_dtype(vae, dtype):
+            posterior = vae.encode((rgb * 2.0 - 1.0).to(self.device, dtype)).latent_dist
+        return posterior.mean.float() * self.scaling_factor
+
+    @torch.inference_mode()
+    def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents → [B,3,H,W] RGB in [0,1]."""
+        vae = self.vae
+        dtype = torch.float32 if _needs_upcast(vae) else vae.dtype
+        with _vae_dtype(vae, dtype):
+            image = vae.decode((latents / self.scaling_factor).to(dtype), return_dict=False)[0]
+        return (image.float() * 0.5 + 0.5).clamp(0.0, 1.0)
+
+
+def _accepts_generator(scheduler: SchedulerMixin) -> bool:
+    import inspect
+
+    return "generator" in inspect.signature(scheduler.step).parameters
+
+
+def _needs_upcast(vae) -> bool:
+    return vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+
+
+class _vae_dtype:
+    """Temporarily run the VAE in another dtype (SDXL's VAE overflows in fp16)."""
+
+    def __init__(self, vae, dtype: torch.dtype) -> None:
+        self.vae, self.dtype, self.original = vae, dtype, vae.dtype
+
+    def __enter__(self) -> None:
+        if self.dtype != self.original:
+            self.vae.to(dtype=self.dtype)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.dtype != self.original:
+            self.vae.to(dtype=self.original)
