@@ -1,0 +1,25 @@
+"""Typed application state (`web.AppKey`), set once by `create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from acetate.api.config import ServerConfig
+from acetate.api.ws import Hub
+from acetate.jobs.cache import LayerCache
+from acetate.jobs.queue import JobQueue
+from acetate.jobs.worker import GenerationEngine, Worker
+
+CONFIG = web.AppKey("config", ServerConfig)
+ENGINE = web.AppKey("engine", GenerationEngine)
+#: The model store (`acetate.engine.models.ModelStore`): `describe()`, `bases()`.
+MODELS = web.AppKey("models", Any)
+QUEUE = web.AppKey("queue", JobQueue)
+CACHE = web.AppKey("cache", LayerCache)
+WORKER = web.AppKey("worker", Worker)
+HUB = web.AppKey("hub", Hub)
+#: One lock per job whose PSD is being built, so two requests build it once.
+PSD_LOCKS = web.AppKey("psd_locks", dict[str, asyncio.Lock])

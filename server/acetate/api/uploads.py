@@ -1,0 +1,179 @@
+"""POST /api/jobs bodies (JSON or multipart) → validated parameters and decoded images.
+
+Sizes are checked before anything is decoded: the body against `max_body_bytes` (from
+Content-Length, then while reading), each image from its PNG header or its declared raw size
+(`acetate.images`). Decoding runs in a thread so large uploads never stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiohttp import BodyPartReader, web
+from pydantic import ValidationError
+
+from acetate.api.errors import ApiError, validation_error
+from acetate.checks import check_request
+from acetate.errors import InputError
+from acetate.images import decode_image_value, decode_png, decode_raw
+from acetate.protocol import IMAGE_FIELDS, GenerateParameters, GenerateRequest
+
+REQUEST_FIELDS: frozenset[str] = frozenset(GenerateRequest.model_fields)
+SIZE_FIELDS: frozenset[str] = frozenset(
+    f"{name}_{side}" for name in IMAGE_FIELDS for side in ("width", "height")
+)
+MAX_FORM_FIELD = 64 * 1024
+
+
+@dataclass
+class Upload:
+    """A parsed POST /api/jobs: parameters and images keyed by field (see acetate.images)."""
+
+    params: GenerateParameters
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(
+        f"request body exceeds {limit // (1024 * 1024)} MiB", field="body", code="body_too_large"
+    )
+
+
+async def read_upload(request: web.Request, max_body_bytes: int) -> Upload:
+    """Parse and validate a job submission; every problem is an `InputError` naming a field."""
+    if request.content_length is not None and request.content_length > max_body_bytes:
+        raise too_large(max_body_bytes)
+    if request.content_type == "application/json":
+        body = await request.read()
+        upload = await asyncio.to_thread(parse_json_body, body)
+    elif request.content_type == "multipart/form-data":
+        parts = await read_multipart(request, max_body_bytes)
+        upload = await asyncio.to_thread(parse_multipart, parts)
+    else:
+        raise ApiError(
+            "send application/json or multipart/form-data",
+            field="Content-Type",
+            code="unsupported_media_type",
+        )
+    # Images vs mode and mask sizes, before queuing (the engine checks again).
+    check_request(upload.params, upload.images)
+    return upload
+
+
+def parse_request_object(data: Any) -> tuple[GenerateRequest, GenerateParameters]:
+    if not isinstance(data, dict):
+        raise InputError("the request must be a JSON object", field="body")
+    try:
+        request = GenerateRequest.model_validate(data)
+        return request, request.parameters()
+    except ValidationError as error:
+        raise validation_error(error, REQUEST_FIELDS) from None
+
+
+def parse_json_body(body: bytes) -> Upload:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"body is not valid JSON: {error}", field="body") from None
+    request, params = parse_request_object(data)
+    images = {
+        name: decode_image_value(getattr(request, name), name)
+        for name in IMAGE_FIELDS
+        if getattr(request, name) is not None
+    }
+    return Upload(params, images)
+
+
+@dataclass
+class Part:
+    name: str
+    content_type: str
+    data: bytes
+
+
+async def read_multipart(request: web.Request, max_body_bytes: int) -> list[Part]:
+    """Read every part, counting bytes against the body limit as they arrive."""
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError) as error:
+        raise InputError(f"malformed multipart body: {error}", field="body") from None
+    parts: list[Part] = []
+    total = 0
+    while True:
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError) as error:
+            raise InputError(f"malformed multipart body: {error}", field="body") from None
+        if part is None:
+            return parts
+        if not isinstance(part, BodyPartReader):
+            raise InputError("nested multipart is not supported", field="body")
+        name = part.name or ""
+        if name not in IMAGE_FIELDS and name != "request" and name not in SIZE_FIELDS:
+            raise InputError(f"unknown part {name[:60]!r}", field=name[:60] or "body")
+        limit = max_body_bytes if name in IMAGE_FIELDS or name == "request" else MAX_FORM_FIELD
+        chunks: list[bytes] = []
+        while chunk := await part.read_chunk(1 << 20):
+            total += len(chunk)
+            if total > max_body_bytes:
+                raise too_large(max_body_bytes)
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > limit:
+                raise InputError(f"part {name!r} is too large", field=name)
+        content_type = part.headers.get("Content-Type", "text/plain").split(";")[0].strip()
+        if any(existing.name == name for existing in parts):
+            raise InputError(f"part {name!r} sent twice", field=name)
+        parts.append(Part(name, content_type.lower(), b"".join(chunks)))
+
+
+def _size_field(parts: dict[str, Part], name: str) -> int:
+    part = parts.get(name)
+    if part is None:
+        raise InputError(f"raw image data needs {name}", field=name)
+    try:
+        return int(part.data.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise InputError(f"{name} must be an integer", field=name) from None
+
+
+def parse_multipart(part_list: list[Part]) -> Upload:
+    parts = {part.name: part for part in part_list}
+    if "request" not in parts:
+        raise InputError("multipart body needs a part named 'request'", field="request")
+    try:
+        data = json.loads(parts["request"].data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"'request' part is not valid JSON: {error}", field="request") from None
+    request, params = parse_request_object(data)
+    images: dict[str, np.ndarray] = {}
+    for name in IMAGE_FIELDS:
+        value = getattr(request, name)
+        part = parts.get(name)
+        if value is not None and part is not None:
+            raise InputError(f"{name} sent both in 'request' and as a part", field=name)
+        if value is not None:
+            images[name] = decode_image_value(value, name)
+        elif part is not None:
+            images[name] = decode_part(part, parts)
+    for size_name in SIZE_FIELDS & parts.keys():
+        if size_name.rsplit("_", 1)[0] not in images:
+            raise InputError(f"{size_name} without raw image data", field=size_name)
+    return Upload(params, images)
+
+
+def decode_part(part: Part, parts: dict[str, Part]) -> np.ndarray:
+    if part.content_type == "application/octet-stream":
+        width = _size_field(parts, f"{part.name}_width")
+        height = _size_field(parts, f"{part.name}_height")
+        return decode_raw(part.data, width, height, part.name)
+    if part.content_type == "image/png":
+        return decode_png(part.data, part.name)
+    raise InputError(
+        f"{part.name}: send image/png or application/octet-stream (got {part.content_type})",
+        field=part.name,
+        code="bad_image",
+    )

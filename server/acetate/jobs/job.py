@@ -1,0 +1,119 @@
+"""One generation job: its request, its state, and how it is recorded and announced."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from acetate.errors import InputError
+from acetate.protocol import (
+    GenerateParameters,
+    JobError,
+    JobEvent,
+    JobRecord,
+    JobStatus,
+    LayerRecord,
+    ResultRecord,
+)
+
+JOB_ID = re.compile(r"j_[0-9a-f]{32}")
+FINAL_STATUSES: frozenset[str] = frozenset({"done", "error", "cancelled"})
+
+
+def new_job_id() -> str:
+    return f"j_{uuid.uuid4().hex}"
+
+
+def check_job_id(value: str, field: str = "id") -> str:
+    """A job id from a request; anything else (paths, dots, slashes) is refused."""
+    if not JOB_ID.fullmatch(value):
+        raise InputError(f"not a job id: {value[:80]!r}", field=field, code="bad_job_id")
+    return value
+
+
+@dataclass
+class JobMessage:
+    """One WebSocket event: a JSON message, plus a binary frame for `preview`."""
+
+    type: JobEvent
+    job_id: str | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    binary: bytes | None = None
+
+    def json(self) -> dict[str, Any]:
+        return {"type": self.type.value, "job_id": self.job_id, **self.fields}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], binary: bytes | None = None) -> JobMessage:
+        """A received message (the client side); unknown types raise ValueError."""
+        fields = {key: value for key, value in data.items() if key not in ("type", "job_id")}
+        return cls(JobEvent(data.get("type")), data.get("job_id"), fields, binary)
+
+
+@dataclass(eq=False)
+class Job:
+    """A job from submission to its final state. Images are dropped once it has run;
+    `params` is None for jobs restored from disk (their result record keeps the parameters)."""
+
+    id: str
+    params: GenerateParameters | None
+    images: dict[str, np.ndarray]
+    owner: str
+    client_id: str | None = None
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    status: JobStatus = "queued"
+    result: ResultRecord | None = None
+    error: JobError | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    #: Layers announced by `layer_ready` while the job still runs (raw pixels are cached).
+    ready_layers: list[LayerRecord] = field(default_factory=list)
+    #: Layer files already on disk, and an event set (then renewed) whenever one is added.
+    written: set[str] = field(default_factory=set)
+    file_written: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def mark_written(self, file: str) -> None:
+        self.written.add(file)
+        self.file_written.set()
+        self.file_written = asyncio.Event()
+
+    async def wait_for_file(self, file: str) -> bool:
+        """Wait until `file` is on disk (True) or the job ended without it (False)."""
+        while file not in self.written and not self.final:
+            await self.file_written.wait()
+        return file in self.written or self.status == "done"
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def record(self, position: int | None = None) -> JobRecord:
+        return JobRecord(
+            id=self.id,
+            status=self.status,
+            position=position if self.status == "queued" else None,
+            result=self.result,
+            error=self.error,
+        )
+
+    def final_message(self) -> JobMessage:
+        """The event that ends this job, re-sent to late subscribers."""
+        if self.status == "done" and self.result is not None:
+            return JobMessage(JobEvent.done, self.id, {"result": self.result.model_dump()})
+        if self.status == "error" and self.error is not None:
+            return JobMessage(JobEvent.error, self.id, self.error.model_dump())
+        return JobMessage(JobEvent.cancelled, self.id)
+
+    def finish(self, status: JobStatus, *, error: JobError | None = None) -> None:
+        self.status = status
+        self.error = error
+        self.finished = time.time()
+        self.images = {}
+        self.file_written.set()

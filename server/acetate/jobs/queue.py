@@ -1,0 +1,248 @@
+"""The FIFO job queue: submission, positions, cancellation, records, and event fan-out.
+
+Everything here runs on the event loop; the worker (`jobs/worker.py`) takes jobs from it one
+at a time. Listeners (the WebSocket hub) receive every `JobMessage` synchronously and must not
+block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from acetate.errors import InputError
+from acetate.jobs.job import Job, JobMessage, check_job_id, new_job_id
+from acetate.jobs.store import JobStore, StoredJob
+from acetate.protocol import (
+    GenerateParameters,
+    JobError,
+    JobEvent,
+    JobRecord,
+    LayerRecord,
+    ResultRecord,
+)
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[JobMessage], None]
+
+
+class JobNotFound(InputError):
+    code = "not_found"
+
+
+class TooManyJobs(InputError):
+    code = "too_many_jobs"
+
+
+class JobQueue:
+    """Known jobs (queued, running, finished), the waiting line, and the listeners."""
+
+    def __init__(self, store: JobStore, *, max_queued_per_client: int = 16) -> None:
+        self.store = store
+        self.max_queued_per_client = max_queued_per_client
+        self.jobs: dict[str, Job] = {}
+        self.running: Job | None = None
+        self._waiting: deque[Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._listeners: list[Listener] = []
+
+    # -- state ---------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Load finished jobs from disk (after a restart); returns how many."""
+        for stored in self.store.load_all():
+            record = stored.record
+            job = Job(
+                id=record.id,
+                params=None,
+                images={},
+                owner=stored.owner,
+                client_id=stored.client_id,
+                created=stored.created,
+                finished=stored.finished,
+                status=record.status,
+                result=record.result,
+                error=record.error,
+            )
+            self.jobs[job.id] = job
+        return len(self.jobs)
+
+    def get(self, job_id: str, field: str = "id") -> Job:
+        job = self.jobs.get(check_job_id(job_id, field))
+        if job is None:
+            raise JobNotFound(f"no job {job_id}", field=field)
+        return job
+
+    def position(self, job: Job) -> int | None:
+        """Jobs ahead of this one in the waiting line (0: it starts next); None unless queued."""
+        if job.status != "queued":
+            return None
+        for index, waiting in enumerate(self._waiting):
+            if waiting is job:
+                return index
+        return None
+
+    def record(self, job: Job) -> JobRecord:
+        return job.record(self.position(job))
+
+    def list(self, client_id: str | None = None) -> list[Job]:
+        jobs = sorted(self.jobs.values(), key=lambda job: job.created)
+        if client_id is None:
+            return jobs
+        return [job for job in jobs if job.client_id == client_id]
+
+    @property
+    def length(self) -> int:
+        """Waiting jobs plus the running one."""
+        return len(self._waiting) + (self.running is not None)
+
+    # -- events --------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def emit(self, message: JobMessage) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(message)
+            except Exception:
+                log.exception("job event listener failed")
+
+    def _announce_positions(self) -> None:
+        for index, job in enumerate(self._waiting):
+            self.emit(JobMessage(JobEvent.queued, job.id, {"position": index}))
+
+    def state_messages(self, job: Job) -> list[JobMessage]:
+        """What a new subscriber needs to catch up: current state, or the final event."""
+        if job.final:
+            return [job.final_message()]
+        if job.status == "queued":
+            return [JobMessage(JobEvent.queued, job.id, {"position": self.position(job)})]
+        messages = [JobMessage(JobEvent.started, job.id)]
+        messages += [
+            JobMessage(JobEvent.layer_ready, job.id, {"layer": layer.model_dump()})
+            for layer in job.ready_layers
+        ]
+        return messages
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def _stored(self, job: Job) -> StoredJob:
+        record = job.record(None)
+        return StoredJob(
+            record=record,
+            client_id=job.client_id,
+            owner=job.owner,
+            created=job.created,
+            finished=job.finished,
+        )
+
+    async def persist(self, job: Job) -> None:
+        await asyncio.to_thread(self.store.save, self._stored(job))
+
+    # -- transitions ---------------------------------------------------------------------
+
+    async def submit(self, job: Job) -> int:
+        """Queue a job and return its position; refuses when its owner has too many waiting."""
+        waiting = sum(1 for queued in self._waiting if queued.owner == job.owner)
+        if waiting >= self.max_queued_per_client:
+            raise TooManyJobs(
+                f"this client already has {waiting} queued jobs "
+                f"(at most {self.max_queued_per_client}); wait or cancel some",
+                field="client_id",
+            )
+        self.jobs[job.id] = job
+        await self.persist(job)
+        self._waiting.append(job)
+        self._wakeup.set()
+        position = len(self._waiting) - 1
+        self.emit(JobMessage(JobEvent.queued, job.id, {"position": position}))
+        return position
+
+    async def next_job(self) -> Job:
+        """Wait for the next job, mark it started and announce it."""
+        while not self._waiting:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        job = self._waiting.popleft()
+        job.status = "started"
+        self.running = job
+        self.emit(JobMessage(JobEvent.started, job.id))
+        self._announce_positions()
+        await self.persist(job)
+        return job
+
+    def layer_ready(self, job: Job, layer: LayerRecord) -> None:
+        job.ready_layers.append(layer)
+        self.emit(JobMessage(JobEvent.layer_ready, job.id, {"layer": layer.model_dump()}))
+
+    async def finish(
+        self, job: Job, *, result: ResultRecord | None = None, error: JobError | None = None
+    ) -> None:
+        """Record the final state, persist it, then announce it."""
+        if result is not None:
+            job.result = result
+            job.finish("done")
+        elif error is not None:
+            job.finish("error", error=error)
+        else:
+            job.finish("cancelled")
+        if self.running is job:
+            self.running = None
+        try:
+            await self.persist(job)
+        except OSError:
+            log.exception("could not save the record of job %s", job.id)
+        self.emit(job.final_message())
+
+    async def cancel(self, job: Job) -> None:
+        """Queued: cancelled now. Running: stops at the next denoising step. Final: no-op."""
+        if job.status == "queued":
+            self._waiting.remove(job)
+            await self.finish(job)
+            self._announce_positions()
+        elif job.status == "started":
+            job.cancel.set()
+
+    async def cancel_all(self) -> None:
+        for job in list(self._waiting):
+            await self.cancel(job)
+        if self.running is not None:
+            self.running.cancel.set()
+
+    async def delete(self, job: Job) -> None:
+        """Forget a finished job and delete its files."""
+        self.jobs.pop(job.id, None)
+        await asyncio.to_thread(self.store.delete, job.id)
+
+    async def expire(self, *, max_age_s: float, max_total_bytes: int) -> list[str]:
+        """Delete finished jobs past the retention limits; returns their ids."""
+        finished = [self._stored(job) for job in self.jobs.values() if job.final]
+        doomed = await asyncio.to_thread(
+            self.store.expired,
+            finished,
+            max_age_s=max_age_s,
+            max_total_bytes=max_total_bytes,
+            now=time.time(),
+        )
+        for job_id in doomed:
+            job = self.jobs.get(job_id)
+            if job is not None and job.final:
+                await self.delete(job)
+        return doomed
+
+
+def new_job(params: GenerateParameters, images: dict[str, np.ndarray], owner: str) -> Job:
+    """A fresh queued job for a validated request."""
+    return Job(
+        id=new_job_id(), params=params, images=images, owner=owner, client_id=params.client_id
+    )
