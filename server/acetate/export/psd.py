@@ -1,0 +1,199 @@
+"""Layered PSD documents (psd-tools), with a merged composite computed here.
+
+psd-tools' `save()` re-renders the merged image with its general compositor whenever a
+document was edited; our layers are plain normal-mode pixel layers in pass-through groups, so
+straight-alpha "over" in numpy gives the same image several times faster. The merged image
+follows Photoshop's convention for transparent documents: a negative layer count flags its
+4th channel as transparency and the colour channels are matted against white (readers such as
+ImageMagick and psd-tools undo the matte).
+
+Stacking: groups and the layers in each are listed bottom → top. psd-tools 1.26 cannot save a
+non-MacRoman name passed to its factories, so layers and groups are created with an ASCII
+placeholder and renamed through the `name` setter (which writes the Unicode `luni` block); the
+legacy Pascal name gets a MacRoman fallback for readers that only know it (ImageMagick 6).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageCms
+from psd_tools import PSDImage
+from psd_tools.api.layers import Group, Layer
+from psd_tools.constants import Resource
+from psd_tools.psd.image_resources import ImageResource
+
+from acetate.export.atomic import atomic_open
+from acetate.protocol import LayerRecord, ResultRecord, group_name
+
+PSD_FILE = "layers.psd"
+
+
+@dataclass(frozen=True)
+class PsdLayer:
+    """One pixel layer: H×W×4 uint8 straight RGBA placed at (left, top) canvas pixels."""
+
+    name: str
+    rgba: np.ndarray
+    left: int = 0
+    top: int = 0
+    visible: bool = True
+
+
+@dataclass(frozen=True)
+class PsdGroup:
+    """A group of layers, bottom → top; `name=None` puts the layers at the top level instead."""
+
+    name: str | None
+    layers: Sequence[PsdLayer]
+
+
+@functools.cache
+def srgb_profile() -> bytes:
+    """The sRGB ICC profile embedded in every document (built once: its header has a date)."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def composite(canvas_size: tuple[int, int], layers: Iterable[PsdLayer]) -> np.ndarray:
+    """Straight-alpha "over" of the visible layers, bottom → top, clipped to the canvas.
+
+    Returns H×W×4 uint8 straight RGBA (colour 0 where nothing covers a pixel).
+    """
+    width, height = canvas_size
+    # Colour premultiplied by alpha, in 0..255 units; alpha in 0..1.
+    colour = np.zeros((height, width, 3), np.float32)
+    alpha = np.zeros((height, width, 1), np.float32)
+    for layer in layers:
+        region = _covered(layer, width, height) if layer.visible else None
+        if region is None:
+            continue
+        (y0, y1, x0, x1), pixels = region
+        src_alpha = pixels[..., 3:]
+        if src_alpha.min() == 255:  # opaque: replaces what is below, no blending
+            colour[y0:y1, x0:x1] = pixels[..., :3]
+            alpha[y0:y1, x0:x1] = 1.0
+            continue
+        a = src_alpha * np.float32(1.0 / 255.0)
+        dst_colour, dst_alpha = colour[y0:y1, x0:x1], alpha[y0:y1, x0:x1]
+        dst_colour *= 1.0 - a
+        dst_colour += pixels[..., :3] * a
+        dst_alpha *= 1.0 - a
+        dst_alpha += a
+    if alpha.min() < 1.0:
+        np.divide(colour, alpha, out=colour, where=alpha > 0)
+    out = np.empty((height, width, 4), np.uint8)
+    colour += 0.5
+    out[..., :3] = np.clip(colour, 0, 255, out=colour)
+    out[..., 3:] = np.clip(alpha * 255.0 + 0.5, 0, 255)
+    return out
+
+
+def _covered(
+    layer: PsdLayer, width: int, height: int
+) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """The canvas rectangle (y0, y1, x0, x1) where a layer has non-transparent pixels, and
+    its pixels there; None if it shows nowhere on the canvas."""
+    h, w = layer.rgba.shape[:2]
+    x0, y0 = max(layer.left, 0), max(layer.top, 0)
+    x1, y1 = min(layer.left + w, width), min(layer.top + h, height)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    pixels = layer.rgba[y0 - layer.top : y1 - layer.top, x0 - layer.left : x1 - layer.left]
+    shown = pixels[..., 3] > 0
+    rows, cols = np.flatnonzero(shown.any(axis=1)), np.flatnonzero(shown.any(axis=0))
+    if rows.size == 0:
+        return None
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    rect = (y0 + top, y0 + bottom, x0 + left, x0 + right)
+    return rect, pixels[top:bottom, left:right]
+
+
+def build_psd(
+    canvas_size: tuple[int, int], groups: Sequence[PsdGroup]
+) -> tuple[PSDImage, np.ndarray]:
+    """An 8-bit RGBA document with sRGB profile and its merged composite (H×W×4 straight).
+
+    The composite is not yet stored in the document; `save_psd` does that.
+    """
+    width, height = canvas_size
+    if width < 1 or height < 1:
+        raise ValueError(f"canvas must be at least 1×1, got {width}×{height}")
+    psd = PSDImage.new("RGBA", (width, height), color=0)
+    psd.image_resources[Resource.ICC_PROFILE] = ImageResource(
+        key=Resource.ICC_PROFILE, data=srgb_profile()
+    )
+    for group in groups:
+        parent: PSDImage | Group = psd
+        if group.name is not None:
+            parent = psd.create_group(name="group", open_folder=True)
+            _rename(parent, group.name)
+        for spec in group.layers:
+            _check_pixels(spec)
+            layer = parent.create_pixel_layer(
+                Image.fromarray(spec.rgba, "RGBA"), name="layer", top=spec.top, left=spec.left
+            )
+            _rename(layer, spec.name)
+            layer.visible = spec.visible
+    merged = composite((width, height), (layer for group in groups for layer in group.layers))
+    return psd, merged
+
+
+def _check_pixels(spec: PsdLayer) -> None:
+    rgba = spec.rgba
+    if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] != 4 or 0 in rgba.shape:
+        raise ValueError(f"layer {spec.name!r}: expected H×W×4 uint8 RGBA, got {rgba.shape}")
+
+
+def _rename(layer: Layer, name: str) -> None:
+    layer.name = name  # Unicode-safe: fills the `luni` block
+    layer._record.name = name.encode("mac_roman", "replace").decode("mac_roman")
+
+
+def save_psd(psd: PSDImage, merged: np.ndarray, file: BinaryIO) -> None:
+    """Store `merged` as the document's merged image and write the file.
+
+    Goes through the low-level record (`PSDImage._record`, psd-tools' documented way down)
+    because `save()` would replace the merged image with its own, slower rendering.
+    """
+    record = psd._record
+    alpha = merged[..., 3:].astype(np.uint16)
+    # Photoshop's merged image of a transparent document: colour matted against white.
+    matted = (merged[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
+    planes = [np.ascontiguousarray(matted[..., i], np.uint8).tobytes() for i in range(3)]
+    planes.append(np.ascontiguousarray(merged[..., 3]).tobytes())
+    record.image_data.set_data(planes, record.header)
+    layer_info = record.layer_and_mask_information.layer_info
+    if layer_info is not None and layer_info.layer_count:
+        # Negative count: the merged image's first alpha channel is its transparency.
+        layer_info.layer_count = -abs(layer_info.layer_count)
+    record.write(file)
+
+
+def write_psd(path: Path, canvas_size: tuple[int, int], groups: Sequence[PsdGroup]) -> None:
+    """Build and write a layered PSD atomically."""
+    psd, merged = build_psd(canvas_size, groups)
+    with atomic_open(path) as file:
+        save_psd(psd, merged, file)
+
+
+def result_groups(
+    record: ResultRecord, pixels: Callable[[LayerRecord], np.ndarray]
+) -> list[PsdGroup]:
+    """One group per batch item, named by `group_name`, layers in record order (bottom → top).
+
+    `pixels` gives a layer's RGBA (from memory while writing a result, from its PNG later).
+    """
+    prompt = str(record.parameters.get("prompt") or "")
+    by_batch: dict[int, list[PsdLayer]] = {}
+    for layer in record.layers:
+        by_batch.setdefault(layer.batch_index, []).append(
+            PsdLayer(layer.name, pixels(layer), layer.left, layer.top, layer.visible)
+        )
+    return [
+        PsdGroup(group_name(prompt, index), layers) for index, layers in sorted(by_batch.items())
+    ]
