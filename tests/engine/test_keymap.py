@@ -15,34 +15,10 @@ from acetate.engine.keymap import (
     ldm_to_diffusers_key,
     strip_ldm_prefix,
 )
+from acetate.engine.tiny import TINY_SD15, TINY_SDXL
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "manifests"
 
-TINY_SD15 = dict(
-    sample_size=8,
-    layers_per_block=2,
-    block_out_channels=(32, 64, 64, 64),
-    norm_num_groups=32,
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    attention_head_dim=8,
-    cross_attention_dim=32,
-)
-TINY_SDXL = dict(
-    sample_size=8,
-    layers_per_block=2,
-    block_out_channels=(32, 64, 64),
-    norm_num_groups=32,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    attention_head_dim=(2, 4, 4),
-    transformer_layers_per_block=(1, 1, 1),
-    use_linear_projection=True,
-    cross_attention_dim=80,
-    addition_embed_type="text_time",
-    addition_time_embed_dim=8,
-    projection_class_embeddings_input_dim=80,
-)
 FULL_SDXL = dict(
     sample_size=128,
     layers_per_block=2,

@@ -130,7 +130,9 @@ class Engine:
         files = self.store.resolve(base, params.mode, overrides)
         controlnet_info = None
         if params.control != "none":
-            controlnet_info = self.store.controlnet(params.controlnet, base.family, params.control)
+            controlnet_info = self.store.controlnet(
+                params.controlnet, base.family, params.control, tiny=base.tiny
+            )
         settings = resolve_settings(params, base.family, base.tiny, images)
         # 2. Load (or reuse) the base, the layer files and the ControlNet
         loaded = self._load_base(base)

@@ -1,0 +1,293 @@
+"""Find base models, ControlNets and LayerDiffusion files on disk, without loading weights.
+
+Roots are scanned in the order the store gives them (DESIGN.md: explicit paths → `models/` →
+extra folders → the Hugging Face cache). A root may be an Acetate/ComfyUI-style models folder
+(`checkpoints/`, `controlnet/`, `layer_model/`, `vae/`), a Forge/A1111 one (`Stable-diffusion/`,
+`ControlNet/`), or the install folder above either. Pickle files are listed as refused and never
+opened.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from acetate.engine.family import (
+    PICKLE_REASON,
+    PICKLE_SUFFIXES,
+    Detection,
+    Family,
+    detect_checkpoint,
+    detect_controlnet_file,
+    detect_controlnet_folder,
+    detect_pipeline_folder,
+)
+from acetate.errors import ModelFileError
+
+Category = Literal["base", "controlnet", "layer"]
+Format = Literal["diffusers", "single_file"]
+
+#: Sub-folder name (lower case) → what it holds, across Acetate/ComfyUI and Forge/A1111 layouts.
+SUBFOLDERS: dict[str, Category] = {
+    "checkpoints": "base",
+    "stable-diffusion": "base",
+    "diffusers": "base",
+    "controlnet": "controlnet",
+    "layer_model": "layer",
+    "vae": "layer",  # only official transparent VAE file names are taken from here
+}
+LAYER_REPOS = ("LayerDiffusion/layerdiffusion-v1", "lllyasviel/LayerDiffuse_Diffusers")
+MAX_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A base checkpoint the engine can load (`load_base_pipeline`)."""
+
+    name: str
+    family: Family
+    format: Format
+    path: Path
+    source: str
+    tiny: bool = False
+    variant: str | None = None
+    #: Single files: the config-only diffusers folder passed to `from_single_file(config=…)`.
+    config_dir: Path | None = None
+    #: Single files: folders that may hold the CLIP tokenizer files, best first.
+    tokenizer_dirs: tuple[Path, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class ControlNetInfo:
+    """A ControlNet the engine can load (`load_controlnet`)."""
+
+    name: str
+    family: Family
+    format: Format
+    path: Path
+    source: str
+    tiny: bool = False
+    variant: str | None = None
+    #: Single files: the config folder passed to `from_single_file(config=…)`.
+    config_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    """An identified official LayerDiffusion file (`identity`: see `identify.py`)."""
+
+    path: Path
+    kind: str
+    family: Family
+    tiny: bool
+    source: str
+    identity: Any = field(repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class RefusedFile:
+    path: Path
+    category: Category
+    reason: str
+    source: str
+
+
+@dataclass
+class Found:
+    """What one root holds."""
+
+    bases: list[BaseModel] = field(default_factory=list)
+    controlnets: list[ControlNetInfo] = field(default_factory=list)
+    layers: list[LayerFile] = field(default_factory=list)
+    refused: list[RefusedFile] = field(default_factory=list)
+
+    def extend(self, other: Found) -> None:
+        self.bases += other.bases
+        self.controlnets += other.controlnets
+        self.layers += other.layers
+        self.refused += other.refused
+
+
+def category_folders(root: Path) -> list[tuple[Category, Path]]:
+    """The known sub-folders of `root`, or of `root/models` (an install folder)."""
+    for candidate in (root, root / "models"):
+        if not candidate.is_dir():
+            continue
+        found = [
+            (SUBFOLDERS[child.name.lower()], child)
+            for child in sorted(candidate.iterdir())
+            if child.is_dir() and child.name.lower() in SUBFOLDERS
+        ]
+        if found:
+            return found
+    return []
+
+
+def _entries(folder: Path, depth: int = 0) -> Iterator[Path]:
+    """Files and model folders under `folder`; a model folder is not descended into."""
+    try:
+        children = sorted(folder.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if child.name.startswith("."):
+            continue  # temporary files of atomic writes, hidden folders
+        if child.is_dir():
+            if (child / "model_index.json").is_file() or (child / "config.json").is_file():
+                yield child
+            elif depth < MAX_DEPTH:
+                yield from _entries(child, depth + 1)
+        elif child.is_file():
+            yield child
+
+
+def _name(path: Path, folder: Path) -> str:
+    relative = path.relative_to(folder).as_posix()
+    return relative.removesuffix(".safetensors") if path.is_file() else relative
+
+
+def _detect(category: Category, path: Path) -> Detection:
+    try:
+        if category == "base":
+            if path.is_dir():
+                return detect_pipeline_folder(path)
+            return detect_checkpoint(path)
+        return detect_controlnet_folder(path) if path.is_dir() else detect_controlnet_file(path)
+    except ModelFileError as error:
+        return Detection(None, reason=error.message)
+
+
+def scan_models_folder(category: Category, folder: Path, source: str) -> Found:
+    """Bases or ControlNets under one category folder (recursively, a few levels)."""
+    found = Found()
+    for path in _entries(folder):
+        if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+            found.refused.append(RefusedFile(path, category, PICKLE_REASON, source))
+            continue
+        if path.is_file() and path.suffix.lower() != ".safetensors":
+            continue
+        if path.is_dir() and category == "base" and not (path / "model_index.json").is_file():
+            continue
+        if path.is_dir() and category == "controlnet" and not (path / "config.json").is_file():
+            continue
+        detection = _detect(category, path)
+        if detection.family is None:
+            found.refused.append(RefusedFile(path, category, detection.reason or "", source))
+            continue
+        fmt: Format = "diffusers" if path.is_dir() else "single_file"
+        fields = (_name(path, folder), detection.family, fmt, path, source, detection.tiny)
+        if category == "base":
+            found.bases.append(BaseModel(*fields, detection.variant))
+        else:
+            found.controlnets.append(ControlNetInfo(*fields, detection.variant))
+    return found
+
+
+def identify_layer(path: Path, source: str, kind: str | None = None) -> LayerFile:
+    """Identify one layer file (raises `ModelFileError`)."""
+    from acetate.engine.identify import identify_layer_file
+
+    identity = identify_layer_file(path, kind=kind)
+    return LayerFile(path, identity.kind, identity.family, identity.tiny, source, identity)
+
+
+def scan_layer_folder(folder: Path, source: str, *, official_names_only: bool = False) -> Found:
+    """Official LayerDiffusion files in a folder (not recursive)."""
+    from acetate.engine.identify import KINDS
+
+    found = Found()
+    for path in _entries(folder, MAX_DEPTH):
+        if not path.is_file():
+            continue
+        suffix = path.suffix.lower()
+        if official_names_only and path.stem.lower() not in KINDS:
+            continue
+        if suffix in PICKLE_SUFFIXES:
+            found.refused.append(RefusedFile(path, "layer", PICKLE_REASON, source))
+        elif suffix == ".safetensors":
+            try:
+                found.layers.append(identify_layer(path, source))
+            except ModelFileError as error:
+                found.refused.append(RefusedFile(path, "layer", error.message, source))
+    return found
+
+
+def scan_root(root: Path, source: str) -> Found:
+    """Everything under one models folder or install folder."""
+    found = Found()
+    for category, folder in category_folders(root):
+        if category == "layer":
+            only_official = folder.name.lower() == "vae"
+            found.extend(scan_layer_folder(folder, source, official_names_only=only_official))
+        else:
+            found.extend(scan_models_folder(category, folder, source))
+    return found
+
+
+# ---- Hugging Face cache ------------------------------------------------------------------------
+
+
+def hf_cache_dir() -> Path:
+    """The Hub cache in effect now (`HF_HUB_CACHE`, else `HF_HOME/hub`, else the default)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hf_snapshots(cache_dir: Path) -> dict[str, Path]:
+    """repo id → newest cached snapshot folder, for model repos in the cache."""
+    if not cache_dir.is_dir():
+        return {}
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        info = scan_cache_dir(cache_dir)
+    except Exception:  # a corrupt or foreign folder must not break model listing
+        return {}
+    snapshots = {}
+    for repo in info.repos:
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        newest = max(repo.revisions, key=lambda revision: revision.last_modified)
+        snapshots[repo.repo_id] = Path(newest.snapshot_path)
+    return dict(sorted(snapshots.items()))
+
+
+def scan_hf_cache(snapshots: dict[str, Path]) -> Found:
+    """Diffusers pipelines, ControlNets and the two official LayerDiffusion repos."""
+    found = Found()
+    for repo_id, snapshot in snapshots.items():
+        source = f"hf:{repo_id}"
+        if repo_id in LAYER_REPOS:
+            found.extend(scan_layer_folder(snapshot, source))
+            continue
+        category: Category | None = None
+        if (snapshot / "model_index.json").is_file():
+            category = "base"
+        elif (snapshot / "config.json").is_file() and '"ControlNetModel"' in (
+            snapshot / "config.json"
+        ).read_text(encoding="utf-8", errors="replace"):
+            category = "controlnet"
+        if category is None:
+            continue
+        detection = _detect(category, snapshot)
+        if detection.family is None:
+            found.refused.append(RefusedFile(snapshot, category, detection.reason or "", source))
+        else:
+            fields = (repo_id, detection.family, "diffusers", snapshot, source, detection.tiny)
+            if category == "base":
+                found.bases.append(BaseModel(*fields, detection.variant))
+            else:
+                found.controlnets.append(ControlNetInfo(*fields, detection.variant))
+    return found

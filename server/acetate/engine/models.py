@@ -1,0 +1,482 @@
+"""The model store: what is on disk, what each mode needs, and which files a request uses.
+
+Discovery order (DESIGN.md "Model store"): explicitly added paths → `models/` → extra folders
+(ComfyUI / Forge / A1111 installs) → the Hugging Face cache. The tiny test bases `tiny-sd15` and
+`tiny-sdxl` are always listed (built on first need under `models/tiny/`) and flagged as test
+models; they are the default only when no real base exists, with a warning. Tiny bases use only
+tiny layer files and ControlNets, real bases only real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from acetate.engine import discovery
+from acetate.engine.discovery import (
+    BaseModel,
+    ControlNetInfo,
+    Found,
+    LayerFile,
+    RefusedFile,
+    hf_cache_dir,
+    hf_snapshots,
+)
+from acetate.engine.family import CONFIGS_DIR, FAMILY_LABEL, Family
+from acetate.engine.loading import load_base_pipeline, load_controlnet
+from acetate.engine.requirements import (
+    LAYER_FOLDER,
+    MODE_REQUIREMENTS,
+    UNSUPPORTED_MODES,
+    describe_missing,
+    file_name,
+)
+from acetate.engine.tiny import TINY_BASES, TINY_CONTROLNETS, ensure_tiny_models, tiny_root
+from acetate.errors import InputError, ModelFileError, ModelNotFoundError
+
+__all__ = [
+    "MODE_REQUIREMENTS",
+    "BaseChoice",
+    "BaseModel",
+    "ControlNetInfo",
+    "LayerFile",
+    "ModelStore",
+    "RefusedFile",
+    "ensure_tiny_models",
+    "load_base_pipeline",
+    "load_controlnet",
+]
+
+log = logging.getLogger(__name__)
+
+#: Repos whose cached snapshots hold CLIP tokenizer files (root or `tokenizer*/`).
+TOKENIZER_REPOS = (
+    "openai/clip-vit-large-patch14",
+    "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
+    "stabilityai/stable-diffusion-xl-base-1.0",
+    "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "runwayml/stable-diffusion-v1-5",
+    "CompVis/stable-diffusion-v1-4",
+)
+LayerOverride = Path | str | tuple[Path | str, str]
+
+
+class BaseChoice(NamedTuple):
+    """`store.base()`'s answer: unpacks as `(model, warnings)`."""
+
+    model: BaseModel
+    warnings: list[str]
+
+
+class ModelStore:
+    """Discovers models lazily (first use) and answers what a request will use.
+
+    `hf_cache`: True = the Hub cache in effect (`HF_HUB_CACHE`…), a path = that cache folder,
+    False = don't look there.
+    """
+
+    def __init__(
+        self,
+        models_dir: Path | str,
+        extra_dirs: Sequence[Path | str] = (),
+        *,
+        hf_cache: bool | Path | str = True,
+    ) -> None:
+        self.models_dir = Path(models_dir).expanduser()
+        self.extra_dirs = [Path(d).expanduser() for d in extra_dirs]
+        self.hf_cache: Path | None = (
+            None if hf_cache is False else hf_cache_dir() if hf_cache is True else Path(hf_cache)
+        )
+        self._explicit = Found()
+        self._found: Found | None = None
+        self._tiny: Found | None = None
+        self.warnings: list[str] = []
+
+    # ---- discovery ---------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Forget what was found; the next call scans again."""
+        self._found = None
+        self._tiny = None
+
+    def _scan(self) -> Found:
+        if self._found is not None:
+            return self._found
+        warnings: list[str] = []
+        found = Found()
+        found.extend(self._explicit)
+        found.extend(discovery.scan_root(self.models_dir, "models"))
+        for extra in self.extra_dirs:
+            if not discovery.category_folders(extra):
+                warnings.append(
+                    f"{extra}: not a models folder or a ComfyUI / Forge / A1111 install "
+                    "(no checkpoints/, Stable-diffusion/, controlnet/ or layer_model/ inside)"
+                )
+            found.extend(discovery.scan_root(extra, f"extra:{extra}"))
+        snapshots = hf_snapshots(self.hf_cache) if self.hf_cache else {}
+        found.extend(discovery.scan_hf_cache(snapshots))
+        found.bases = self._unique(found.bases, warnings)
+        found.controlnets = self._unique(found.controlnets, warnings)
+        tokenizer_dirs = self._tokenizer_dirs(found, snapshots)
+        found.bases = [self._complete(base, tokenizer_dirs) for base in found.bases]
+        found.controlnets = [self._complete_controlnet(c) for c in found.controlnets]
+        self.warnings = warnings
+        self._found = found
+        return found
+
+    @staticmethod
+    def _unique(items: list[Any], warnings: list[str]) -> list[Any]:
+        reserved = set(TINY_BASES) | set(TINY_CONTROLNETS.values())
+        kept: dict[str, Any] = {}
+        for item in items:
+            if item.name in reserved or item.name in kept:
+                warnings.append(f"{item.path}: the name {item.name!r} is already taken; skipped")
+                continue
+            kept[item.name] = item
+        return list(kept.values())
+
+    def _tokenizer_dirs(self, found: Found, snapshots: dict[str, Path]) -> tuple[Path, ...]:
+        folders: list[Path] = []
+        for base in found.bases:
+            if base.format == "diffusers" and not base.tiny:
+                folders += [base.path / "tokenizer", base.path / "tokenizer_2"]
+        for repo in TOKENIZER_REPOS:
+            if repo in snapshots:
+                snapshot = snapshots[repo]
+                folders += [snapshot, snapshot / "tokenizer", snapshot / "tokenizer_2"]
+        for extra in self.extra_dirs:
+            for root in (extra, extra.parent):  # an install folder, or its models/ folder
+                folders.append(root / "comfy" / "sd1_tokenizer")  # ComfyUI ships the CLIP BPE
+                forge = root / "backend" / "huggingface"
+                if forge.is_dir():
+                    folders += sorted(forge.glob("*/*/tokenizer*"))
+        return tuple(dict.fromkeys(f for f in folders if f.is_dir()))
+
+    def _complete(self, base: BaseModel, tokenizer_dirs: tuple[Path, ...]) -> BaseModel:
+        if base.format != "single_file":
+            return base
+        if base.tiny:
+            tiny_folder = tiny_root(self.models_dir) / "checkpoints" / f"tiny-{base.family}"
+            return replace(
+                base,
+                config_dir=tiny_folder,
+                tokenizer_dirs=(tiny_folder / "tokenizer", tiny_folder / "tokenizer_2"),
+            )
+        return replace(base, config_dir=CONFIGS_DIR / base.family, tokenizer_dirs=tokenizer_dirs)
+
+    def _complete_controlnet(self, info: ControlNetInfo) -> ControlNetInfo:
+        if info.format != "single_file":
+            return info
+        if info.tiny:
+            folder = tiny_root(self.models_dir) / "controlnet" / TINY_CONTROLNETS[info.family]
+            return replace(info, config_dir=folder)
+        return replace(info, config_dir=CONFIGS_DIR / f"controlnet-{info.family}")
+
+    def _tiny_found(self) -> Found:
+        if self._tiny is None:
+            root = tiny_root(self.models_dir)
+            self._tiny = discovery.scan_root(root, "tiny") if root.is_dir() else Found()
+        return self._tiny
+
+    def ensure_tiny(self) -> Path:
+        """Build the tiny models if needed (seconds) and pick up their files."""
+        root = ensure_tiny_models(self.models_dir)
+        self._tiny = None
+        return root
+
+    def add_base(self, path: Path | str) -> str:
+        """Register an explicit base file or diffusers folder (first in discovery order)."""
+        return self._add(Path(path), "base")
+
+    def add_controlnet(self, path: Path | str) -> str:
+        """Register an explicit ControlNet file or folder; returns the name to request it by."""
+        return self._add(Path(path), "controlnet")
+
+    def _add(self, path: Path, category: discovery.Category) -> str:
+        if not path.exists():
+            raise ModelNotFoundError(f"no such file or folder: {path}", field=category)
+        found = discovery.scan_models_folder(category, path.parent, "path")
+        matches = [m for m in (*found.bases, *found.controlnets) if m.path == path]
+        if not matches:
+            refused = [r.reason for r in found.refused if r.path == path]
+            reason = refused[0] if refused else "not a .safetensors file or a diffusers folder"
+            raise ModelFileError(f"{path}: {reason}", field=category)
+        item = replace(matches[0], name=str(path))
+        target = self._explicit.bases if category == "base" else self._explicit.controlnets
+        target[:] = [m for m in target if m.path != path] + [item]
+        self.refresh()
+        return item.name
+
+    # ---- queries -----------------------------------------------------------------------------
+
+    def tiny_bases(self) -> list[BaseModel]:
+        root = tiny_root(self.models_dir) / "checkpoints"
+        return [
+            BaseModel(name, family, "diffusers", root / name, "tiny", tiny=True)
+            for name, family in zip(TINY_BASES, ("sd15", "sdxl"), strict=True)
+        ]
+
+    def bases(self) -> list[BaseModel]:
+        """Every usable base: real ones in discovery order, then the tiny test models."""
+        return [*self._scan().bases, *self.tiny_bases()]
+
+    def layer_files(self) -> list[LayerFile]:
+        return [*self._scan().layers, *self._tiny_found().layers]
+
+    def controlnets(self) -> list[ControlNetInfo]:
+        return [*self._scan().controlnets, *self._tiny_found().controlnets]
+
+    def refused(self) -> list[RefusedFile]:
+        return [*self._scan().refused, *self._tiny_found().refused]
+
+    def base(self, name: str | None = None) -> BaseChoice:
+        """The base named `name`, or the default: the first real base, else `tiny-sdxl` with a
+        warning. Unknown names raise `ModelNotFoundError` (never a tiny stand-in)."""
+        bases = self.bases()
+        warnings: list[str] = []
+        if name is None:
+            real = [b for b in bases if not b.tiny]
+            chosen = real[0] if real else next(b for b in bases if b.name == "tiny-sdxl")
+            if not real:
+                warnings.append(self.default_warning())
+        else:
+            chosen = self._named(bases, name)
+        if chosen.tiny:
+            self.ensure_tiny()
+        return BaseChoice(chosen, warnings)
+
+    def default_warning(self) -> str:
+        return (
+            f"no real base model found (looked in {self.models_dir / 'checkpoints'}"
+            f"{', ' + ', '.join(map(str, self.extra_dirs)) if self.extra_dirs else ''} and the "
+            "Hugging Face cache); using the test model tiny-sdxl, whose random weights make "
+            "noise, not pictures: put an SDXL or SD1.5 .safetensors checkpoint in "
+            "models/checkpoints/"
+        )
+
+    def _named(self, bases: list[BaseModel], name: str) -> BaseModel:
+        wanted = name.removesuffix(".safetensors")
+        for base in bases:
+            if wanted in (base.name, str(base.path)):
+                return base
+        for refused in self.refused():
+            if refused.category == "base" and wanted in (refused.path.stem, str(refused.path)):
+                raise ModelFileError(f"{name} cannot be used: {refused.reason}", field="model")
+        available = ", ".join(b.name for b in bases)
+        raise ModelNotFoundError(
+            f"no base model named {name!r} (available: {available}); put checkpoints in "
+            f"{self.models_dir / 'checkpoints'} or see `acetate models`",
+            field="model",
+        )
+
+    def _candidates(self, base: BaseModel) -> list[LayerFile]:
+        return [f for f in self.layer_files() if f.family == base.family and f.tiny == base.tiny]
+
+    def usable_modes(self, base: BaseModel) -> dict[str, list[str]]:
+        """mode → official file names still missing for it on `base` (empty: usable)."""
+        if base.tiny and not tiny_root(self.models_dir).is_dir():
+            return {mode: [] for mode in MODE_REQUIREMENTS[base.family]}  # built on first use
+        kinds = {f.kind for f in self._candidates(base)}
+        return {
+            mode: [file_name(alts[0]) for alts in needs.values() if not kinds & set(alts)]
+            for mode, needs in MODE_REQUIREMENTS[base.family].items()
+        }
+
+    def resolve(
+        self, base: BaseModel, mode: str, overrides: Sequence[LayerOverride] = ()
+    ) -> dict[str, LayerFile]:
+        """role → the layer file `mode` uses on `base`.
+
+        `overrides` are explicit files (optionally `(path, kind)` for a renamed ambiguous file),
+        identified and used for the role their kind fills.
+        """
+        if mode in UNSUPPORTED_MODES[base.family]:
+            raise InputError(UNSUPPORTED_MODES[base.family][mode], field="mode")
+        needs = MODE_REQUIREMENTS[base.family].get(mode)
+        if needs is None:
+            raise InputError(f"unknown mode {mode!r}", field="mode")
+        if base.tiny:
+            self.ensure_tiny()
+        chosen = self._overrides(base, mode, needs, overrides)
+        candidates = self._candidates(base)
+        missing: list[tuple[str, ...]] = []
+        for role, kinds in needs.items():
+            if role in chosen:
+                continue
+            ranked = sorted(
+                (f for f in candidates if f.kind in kinds), key=lambda f: kinds.index(f.kind)
+            )
+            if ranked:
+                chosen[role] = ranked[0]
+            else:
+                missing.append(kinds)
+        if missing:
+            raise ModelNotFoundError(self._missing_message(base, mode, missing), field="mode")
+        return {role: chosen[role] for role in needs}
+
+    def _overrides(
+        self,
+        base: BaseModel,
+        mode: str,
+        needs: dict[str, tuple[str, ...]],
+        overrides: Sequence[LayerOverride],
+    ) -> dict[str, LayerFile]:
+        chosen: dict[str, LayerFile] = {}
+        for override in overrides:
+            path, kind = override if isinstance(override, tuple) else (override, None)
+            layer = discovery.identify_layer(Path(path), "path", kind)
+            label = FAMILY_LABEL[base.family]
+            if layer.family != base.family:
+                raise ModelFileError(
+                    f"{layer.name} is an {FAMILY_LABEL[layer.family]} file ({layer.kind}); "
+                    f"the base {base.name} is {label}",
+                    field="layer_model",
+                )
+            if layer.tiny != base.tiny:
+                what = "a tiny test file" if layer.tiny else "a full-size file"
+                raise ModelFileError(
+                    f"{layer.name} is {what}; the base {base.name} is "
+                    f"{'a tiny test model' if base.tiny else 'full size'}",
+                    field="layer_model",
+                )
+            role = next((r for r, kinds in needs.items() if layer.kind in kinds), None)
+            if role is None:
+                wanted = ", ".join(file_name(k) for kinds in needs.values() for k in kinds)
+                raise InputError(
+                    f"{layer.name} ({layer.kind}) is not used by mode {mode} on {label}; "
+                    f"it uses {wanted}",
+                    field="layer_model",
+                )
+            if role in chosen:
+                raise InputError(
+                    f"two files given for the same part: {chosen[role].name} and {layer.name}",
+                    field="layer_model",
+                )
+            chosen[role] = layer
+        return chosen
+
+    def _missing_message(self, base: BaseModel, mode: str, missing: list[tuple[str, ...]]) -> str:
+        names = " and ".join(describe_missing(kinds) for kinds in missing)
+        if base.tiny:
+            return f"tiny layer files for {mode} are missing ({names}): run `acetate models tiny`"
+        gets = ", ".join(f"`acetate models get {kinds[0]}`" for kinds in missing)
+        return (
+            f"mode {mode} on {base.name} ({FAMILY_LABEL[base.family]}) needs {names}: put "
+            f"{'it' if len(missing) == 1 else 'them'} in {self.models_dir / LAYER_FOLDER}/ "
+            f"(download with {gets}, or from huggingface.co/LayerDiffusion/layerdiffusion-v1)"
+        )
+
+    def controlnet(
+        self, name: str | None, family: Family, control: str = "none", *, tiny: bool = False
+    ) -> ControlNetInfo:
+        """The ControlNet named `name`, or the family's default (one whose name mentions the
+        `control` kind first, e.g. canny). `tiny` bases get the tiny ControlNets."""
+        if tiny:
+            self.ensure_tiny()
+        available = self.controlnets()
+        if name:
+            match = next((c for c in available if name in (c.name, str(c.path))), None)
+            if match is None:
+                names = ", ".join(c.name for c in available) or "none"
+                raise ModelNotFoundError(
+                    f"no ControlNet named {name!r} (available: {names}); put ControlNets in "
+                    f"{self.models_dir / 'controlnet'}",
+                    field="controlnet",
+                )
+            if match.family != family or match.tiny != tiny:
+                raise InputError(
+                    f"{match.name} is an {FAMILY_LABEL[match.family]}"
+                    f"{' test' if match.tiny else ''} ControlNet; the base is "
+                    f"{FAMILY_LABEL[family]}{' (test model)' if tiny else ''}",
+                    field="controlnet",
+                )
+            return match
+        fitting = [c for c in available if c.family == family and c.tiny == tiny]
+        fitting.sort(key=lambda c: control.lower() not in c.name.lower())
+        if not fitting:
+            raise ModelNotFoundError(
+                f"no {FAMILY_LABEL[family]} ControlNet found: put one in "
+                f"{self.models_dir / 'controlnet'} (e.g. `acetate models get "
+                f"controlnet-canny-{family}`)",
+                field="controlnet",
+            )
+        return fitting[0]
+
+    # ---- summary -----------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary (GET /api/models, `acetate models --json`)."""
+        from acetate.engine.catalog import where_to_get
+
+        bases = self.bases()
+        default = next((b.name for b in bases if not b.tiny), "tiny-sdxl")
+        missing_kinds = sorted(
+            {
+                name.removesuffix(".safetensors")
+                for b in bases
+                for names in self.usable_modes(b).values()
+                for name in names
+            }
+        )
+        return {
+            "models_dir": str(self.models_dir),
+            "extra_dirs": [str(d) for d in self.extra_dirs],
+            "hf_cache": str(self.hf_cache) if self.hf_cache else None,
+            "default_base": default,
+            "bases": [self._describe_base(b) for b in bases],
+            "layer_files": [_describe_layer(f) for f in self.layer_files()],
+            "controlnets": [_describe_controlnet(c) for c in self.controlnets()],
+            "refused": [_describe_refused(r) for r in self.refused()],
+            "get": {kind: where_to_get(kind, self.models_dir) for kind in missing_kinds},
+            "warnings": list(self.warnings)
+            + ([] if any(not b.tiny for b in bases) else [self.default_warning()]),
+        }
+
+    def _describe_base(self, base: BaseModel) -> dict[str, Any]:
+        return {
+            "name": base.name,
+            "family": base.family,
+            "format": base.format,
+            "source": base.source,
+            "path": str(base.path),
+            "tiny": base.tiny,
+            "modes": self.usable_modes(base),
+            "unsupported_modes": dict(UNSUPPORTED_MODES[base.family]),
+        }
+
+
+def _describe_layer(layer: LayerFile) -> dict[str, Any]:
+    identity = layer.identity
+    return {
+        "name": layer.name,
+        "kind": layer.kind,
+        "family": layer.family,
+        "tiny": layer.tiny,
+        "path": str(layer.path),
+        "source": layer.source,
+        "frames": getattr(identity, "frames", None),
+        "use_control": getattr(identity, "use_control", None),
+    }
+
+
+def _describe_refused(refused: RefusedFile) -> dict[str, Any]:
+    return {
+        "path": str(refused.path),
+        "category": refused.category,
+        "reason": refused.reason,
+        "source": refused.source,
+    }
+
+
+def _describe_controlnet(info: ControlNetInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "family": info.family,
+        "format": info.format,
+        "source": info.source,
+        "path": str(info.path),
+        "tiny": info.tiny,
+    }
