@@ -168,9 +168,19 @@ def test_composite_property(layers, canvas):
 def test_rejects_bad_input():
     with pytest.raises(ValueError, match="canvas"):
         build_psd((0, 10), [])
+    with pytest.raises(ValueError, match="canvas"):
+        build_psd((30001, 1), [])  # beyond PSD (would need PSB)
     bad = PsdLayer("rgb", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="rgb"):
         build_psd((10, 10), [PsdGroup(None, [bad])])
+
+
+def test_long_names_are_cut_to_what_photoshop_keeps(tmp_path: Path, noisy_rgba):
+    path = tmp_path / "long.psd"
+    name = "é" * 300
+    write_psd(path, (4, 4), [PsdGroup(name, [PsdLayer(name, noisy_rgba(4, 4))])])
+    psd = PSDImage.open(path)
+    assert psd[0].name == psd[0][0].name == "é" * 255
 
 
 def test_top_level_layers_without_group(tmp_path: Path, noisy_rgba):

@@ -32,6 +32,10 @@ from acetate.export.atomic import atomic_open
 from acetate.protocol import LayerRecord, ResultRecord, group_name
 
 PSD_FILE = "layers.psd"
+#: Largest side of a PSD (larger needs the PSB format).
+MAX_PSD_SIDE = 30000
+#: Longest layer name Photoshop keeps; longer names are cut.
+MAX_NAME = 255
 
 
 @dataclass(frozen=True)
@@ -113,16 +117,14 @@ def _covered(
     return rect, pixels[top:bottom, left:right]
 
 
-def build_psd(
-    canvas_size: tuple[int, int], groups: Sequence[PsdGroup]
-) -> tuple[PSDImage, np.ndarray]:
-    """An 8-bit RGBA document with sRGB profile and its merged composite (H×W×4 straight).
+def build_psd(canvas_size: tuple[int, int], groups: Sequence[PsdGroup]) -> PSDImage:
+    """An 8-bit RGBA document with sRGB profile, the layers and our merged composite.
 
-    The composite is not yet stored in the document; `save_psd` does that.
+    Write it with `save_psd`: psd-tools' own `save()` would re-render the merged image.
     """
     width, height = canvas_size
-    if width < 1 or height < 1:
-        raise ValueError(f"canvas must be at least 1×1, got {width}×{height}")
+    if not (1 <= width <= MAX_PSD_SIDE and 1 <= height <= MAX_PSD_SIDE):
+        raise ValueError(f"canvas must be 1..{MAX_PSD_SIDE} px a side, got {width}×{height}")
     psd = PSDImage.new("RGBA", (width, height), color=0)
     psd.image_resources[Resource.ICC_PROFILE] = ImageResource(
         key=Resource.ICC_PROFILE, data=srgb_profile()
@@ -140,7 +142,8 @@ def build_psd(
             _rename(layer, spec.name)
             layer.visible = spec.visible
     merged = composite((width, height), (layer for group in groups for layer in group.layers))
-    return psd, merged
+    _store_merged(psd, merged)
+    return psd
 
 
 def _check_pixels(spec: PsdLayer) -> None:
@@ -150,35 +153,38 @@ def _check_pixels(spec: PsdLayer) -> None:
 
 
 def _rename(layer: Layer, name: str) -> None:
+    name = name[:MAX_NAME]
     layer.name = name  # Unicode-safe: fills the `luni` block
     layer._record.name = name.encode("mac_roman", "replace").decode("mac_roman")
 
 
-def save_psd(psd: PSDImage, merged: np.ndarray, file: BinaryIO) -> None:
-    """Store `merged` as the document's merged image and write the file.
+def _store_merged(psd: PSDImage, merged: np.ndarray) -> None:
+    """Photoshop's merged image of a transparent document: colour matted against white, and
+    a negative layer count saying that the 4th channel is the merged transparency.
 
-    Goes through the low-level record (`PSDImage._record`, psd-tools' documented way down)
-    because `save()` would replace the merged image with its own, slower rendering.
+    Goes through the low-level record (`PSDImage._record`, psd-tools' documented way down).
     """
     record = psd._record
     alpha = merged[..., 3:].astype(np.uint16)
-    # Photoshop's merged image of a transparent document: colour matted against white.
     matted = (merged[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
     planes = [np.ascontiguousarray(matted[..., i], np.uint8).tobytes() for i in range(3)]
     planes.append(np.ascontiguousarray(merged[..., 3]).tobytes())
     record.image_data.set_data(planes, record.header)
     layer_info = record.layer_and_mask_information.layer_info
     if layer_info is not None and layer_info.layer_count:
-        # Negative count: the merged image's first alpha channel is its transparency.
         layer_info.layer_count = -abs(layer_info.layer_count)
-    record.write(file)
+
+
+def save_psd(psd: PSDImage, file: BinaryIO) -> None:
+    """Write a `build_psd` document as built (no re-rendering of the merged image)."""
+    psd._record.write(file)
 
 
 def write_psd(path: Path, canvas_size: tuple[int, int], groups: Sequence[PsdGroup]) -> None:
     """Build and write a layered PSD atomically."""
-    psd, merged = build_psd(canvas_size, groups)
+    psd = build_psd(canvas_size, groups)
     with atomic_open(path) as file:
-        save_psd(psd, merged, file)
+        save_psd(psd, file)
 
 
 def result_groups(
@@ -186,6 +192,8 @@ def result_groups(
 ) -> list[PsdGroup]:
     """One group per batch item, named by `group_name`, layers in record order (bottom → top).
 
+    Groups go bottom → top in batch order: the last item is on top, as when an editor inserts
+    each result set above the previous one.
     `pixels` gives a layer's RGBA (from memory while writing a result, from its PNG later).
     """
     prompt = str(record.parameters.get("prompt") or "")
