@@ -174,13 +174,17 @@ class AcetateClient:
             form.add_field("request", json.dumps(body), content_type="application/json")
             for name, array in images.items():
                 if encoding == "png":
-                    form.add_field(name, encode_png(array), content_type="image/png")
+                    form.add_field(
+                        name, encode_png(array), content_type="image/png", filename=f"{name}.png"
+                    )
                     continue
                 expected = 2 if name in MASK_FIELDS else 3
                 if array.ndim != expected:
                     raise InputError(f"{name}: expected a {expected}-D uint8 array", field=name)
                 raw = np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-                form.add_field(name, raw, content_type="application/octet-stream")
+                form.add_field(
+                    name, raw, content_type="application/octet-stream", filename=f"{name}.raw"
+                )
                 form.add_field(f"{name}_width", str(array.shape[1]))
                 form.add_field(f"{name}_height", str(array.shape[0]))
             data = await self._json("POST", "/api/jobs", data=form)

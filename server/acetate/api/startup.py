@@ -12,20 +12,18 @@ from acetate.jobs.worker import GenerationEngine
 
 
 def open_models(models_dir: Path, extra_dirs: Sequence[Path]) -> tuple[Any, list[str]]:
-    """The model store; with no real base model, the tiny test models (built if needed)."""
+    """The model store, and notes for the first lines when only the tiny test models exist
+    (the store builds them on first use)."""
     from acetate.engine.models import ModelStore
-    from acetate.engine.tiny import ensure_tiny_models
 
     store = ModelStore(models_dir, list(extra_dirs))
-    if any(not base.get("tiny") for base in store.describe().get("bases", [])):
+    if any(not base.tiny for base in store.bases()):
         return store, []
-    notes = [
-        f"No real base model found in {models_dir}: serving the TINY TEST MODELS "
-        "(random weights, noise images) so every mode can be tried.",
+    return store, [
+        f"No real base model found in {models_dir}: serving the TINY TEST MODELS tiny-sdxl and "
+        "tiny-sd15 (random weights: they make noise, not pictures; built on first use).",
         "Put checkpoints and LayerDiffusion files under models/ (see `acetate models`).",
     ]
-    ensure_tiny_models(models_dir)
-    return ModelStore(models_dir, list(extra_dirs)), notes
 
 
 def startup_lines(config: ServerConfig, engine: GenerationEngine, store: Any) -> list[str]:

@@ -117,9 +117,11 @@ class JobQueue:
             except Exception:
                 log.exception("job event listener failed")
 
-    def _announce_positions(self) -> None:
+    def _announce_positions(self, start: int = 0) -> None:
+        """Re-send `queued` to the waiting jobs from `start` on (their positions changed)."""
         for index, job in enumerate(self._waiting):
-            self.emit(JobMessage(JobEvent.queued, job.id, {"position": index}))
+            if index >= start:
+                self.emit(JobMessage(JobEvent.queued, job.id, {"position": index}))
 
     def state_messages(self, job: Job) -> list[JobMessage]:
         """What a new subscriber needs to catch up: current state, or the final event."""
@@ -207,9 +209,10 @@ class JobQueue:
     async def cancel(self, job: Job) -> None:
         """Queued: cancelled now. Running: stops at the next denoising step. Final: no-op."""
         if job.status == "queued":
-            self._waiting.remove(job)
+            index = self._waiting.index(job)
+            del self._waiting[index]
             await self.finish(job)
-            self._announce_positions()
+            self._announce_positions(index)
         elif job.status == "started":
             job.cancel.set()
 
