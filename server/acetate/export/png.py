@@ -106,11 +106,11 @@ def encode_png(
         size = (int(rgba.shape[1]), int(rgba.shape[0]))
         info.add_text(PARAMETERS_KEY, infotext(parameters, size))
         info.add_itxt(ACETATE_KEY, json.dumps(dict(parameters), ensure_ascii=False))
-    strategy = zlib.Z_RLE if 0 < compress_level <= FAST_COMPRESS_LEVEL else zlib.Z_DEFAULT_STRATEGY
+    options: dict[str, Any] = {"compress_level": compress_level}
+    if 0 < compress_level <= FAST_COMPRESS_LEVEL:
+        options["compress_type"] = zlib.Z_RLE  # else Pillow's choice for PNG (Z_FILTERED)
     buffer = io.BytesIO()
-    image.save(
-        buffer, format="PNG", pnginfo=info, compress_level=compress_level, compress_type=strategy
-    )
+    image.save(buffer, format="PNG", pnginfo=info, **options)
     return buffer.getvalue()
 
 
