@@ -1,0 +1,21 @@
+"""Fixtures shared across the suite: the tiny model store, built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store holding only the tiny test models (built in a few seconds)."""
+    from acetate.engine.tiny import ensure_tiny_models
+
+    models = tmp_path_factory.mktemp("models")
+    ensure_tiny_models(models)
+    return models
