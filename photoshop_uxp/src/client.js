@@ -1,0 +1,556 @@
+// @ts-check
+/**
+ * The HTTP + WebSocket client of the Acetate server. No DOM, no Photoshop: `fetch` and the
+ * `WebSocket` class are passed in (UXP's globals in the panel, Node's fetch and `ws` in tests).
+ *
+ * Images go up as raw bytes in multipart parts (`application/octet-stream` with
+ * `<field>_width`/`<field>_height`) and layers come down as raw RGBA (`?format=rgba`), so the
+ * plugin never encodes or decodes PNG.
+ */
+"use strict";
+
+const { MASK_FIELDS, ProtocolError, parseEvent } = require("./protocol.js");
+const { utf8, decodeUtf8 } = require("./utf8.js");
+
+/** @typedef {import("./protocol").GenerateParameters} GenerateParameters */
+/** @typedef {import("./protocol").JobRecord} JobRecord */
+/** @typedef {import("./protocol").JobCreated} JobCreated */
+/** @typedef {import("./protocol").JobEvent} JobEvent */
+/** @typedef {import("./protocol").Health} Health */
+/** @typedef {import("./pixels").Raster} Raster */
+
+/**
+ * @typedef {Object} FetchResponse
+ * @property {number} status
+ * @property {boolean} ok
+ * @property {{get(name: string): string|null}} headers
+ * @property {() => Promise<ArrayBuffer>} arrayBuffer
+ * @property {() => Promise<string>} text
+ */
+/** @typedef {(url: string, init?: {method?: string, headers?: Record<string, string>, body?: any}) => Promise<FetchResponse>} FetchLike */
+
+/**
+ * The part of the WebSocket interface used here (UXP's and the `ws` package's agree on it).
+ * @typedef {Object} SocketLike
+ * @property {number} readyState
+ * @property {string} binaryType
+ * @property {((event: {data: any}) => void)|null} onmessage
+ * @property {((event: any) => void)|null} onopen
+ * @property {((event: any) => void)|null} onclose
+ * @property {((event: any) => void)|null} onerror
+ * @property {(data: string) => void} send
+ * @property {(code?: number, reason?: string) => void} close
+ */
+/** @typedef {new (url: string) => SocketLike} SocketClass */
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const UPLOAD_TIMEOUT_MS = 180_000;
+
+/** The server answered with an error body `{"error": {code, message, field}}` (or a bare status). */
+class ServerError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code
+   * @param {string} message
+   * @param {string|null} [field]
+   */
+  constructor(status, code, message, field = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+/** The request never got an answer: server down, blocked by the manifest, or too slow. */
+class NetworkError extends Error {
+  /**
+   * @param {"unreachable"|"timeout"} kind
+   * @param {string} url
+   * @param {string} message
+   */
+  constructor(kind, url, message) {
+    super(message);
+    this.kind = kind;
+    this.url = url;
+  }
+}
+
+/**
+ * `http://host:port` without a trailing slash, or throws for anything else.
+ * @param {string} url
+ */
+function normalizeBaseUrl(url) {
+  const match = /^\s*(https?):\/\/([^/?#\s]+)\/*\s*$/i.exec(url);
+  if (match === null) {
+    throw new TypeError(`not a server address: ${JSON.stringify(url)} (expected http://host:port)`);
+  }
+  return `${match[1].toLowerCase()}://${match[2].toLowerCase()}`;
+}
+
+/**
+ * `scheme://host:port` with the port made explicit, as manifest network entries are written.
+ * @param {string} url
+ */
+function explicitOrigin(url) {
+  const match = /^([a-z]+):\/\/([^/?#]+)/i.exec(url.trim());
+  if (match === null) {
+    return "";
+  }
+  const scheme = match[1].toLowerCase();
+  const host = match[2].toLowerCase();
+  const hasPort = /:\d+$/.test(host);
+  const port = { http: 80, ws: 80, https: 443, wss: 443 }[scheme];
+  return `${scheme}://${hasPort || port === undefined ? host : `${host}:${port}`}`;
+}
+
+/**
+ * One multipart/form-data body as bytes (built by hand: identical in UXP and Node).
+ * @param {{name: string, data: string|Uint8Array, contentType?: string}[]} parts
+ * @param {string} boundary
+ * @returns {Uint8Array}
+ */
+function encodeMultipart(parts, boundary) {
+  /** @type {Uint8Array[]} */
+  const chunks = [];
+  for (const part of parts) {
+    const binary = typeof part.data !== "string";
+    let head = `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"`;
+    head += binary ? `; filename="${part.name}.raw"\r\n` : "\r\n";
+    head += `Content-Type: ${part.contentType ?? "text/plain; charset=utf-8"}\r\n\r\n`;
+    chunks.push(utf8(head), typeof part.data === "string" ? utf8(part.data) : part.data);
+    chunks.push(utf8("\r\n"));
+  }
+  chunks.push(utf8(`--${boundary}--\r\n`));
+  const body = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return body;
+}
+
+/**
+ * @template T
+ * @param {Promise<T>} promise
+ * @param {number} ms
+ * @param {() => Error} onTimeout
+ * @returns {Promise<T>}
+ */
+function withTimeout(promise, ms, onTimeout) {
+  /** @type {ReturnType<typeof setTimeout>|undefined} */
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  return /** @type {Promise<T>} */ (Promise.race([promise, timeout])).finally(() =>
+    clearTimeout(timer),
+  );
+}
+
+/** A job's layer as raw RGBA with its placement (from the `X-Acetate-*` headers). */
+/** @typedef {Raster & {left: number, top: number}} LayerPixels */
+
+class AcetateClient {
+  /**
+   * @param {{baseUrl: string, token?: string, fetch: FetchLike, timeoutMs?: number}} options
+   */
+  constructor({ baseUrl, token = "", fetch, timeoutMs = DEFAULT_TIMEOUT_MS }) {
+    this.baseUrl = normalizeBaseUrl(baseUrl);
+    this.token = token.trim();
+    this.fetch = fetch;
+    this.timeoutMs = timeoutMs;
+  }
+
+  /** The WebSocket address, with the token as `?token=` (UXP cannot set WebSocket headers). */
+  get socketUrl() {
+    const base = this.baseUrl.replace(/^http/, "ws");
+    return this.token ? `${base}/api/ws?token=${encodeURIComponent(this.token)}` : `${base}/api/ws`;
+  }
+
+  /**
+   * One request; resolves with the response once its body has arrived, within the timeout.
+   * @param {string} method
+   * @param {string} path
+   * @param {{body?: Uint8Array, contentType?: string, timeoutMs?: number}} [options]
+   * @returns {Promise<{response: FetchResponse, body: ArrayBuffer}>}
+   */
+  async request(method, path, { body, contentType, timeoutMs = this.timeoutMs } = {}) {
+    const url = this.baseUrl + path;
+    /** @type {Record<string, string>} */
+    const headers = {};
+    if (this.token) {
+      headers.Authorization = `Bearer ${this.token}`;
+    }
+    if (contentType) {
+      headers["Content-Type"] = contentType;
+    }
+    const exchange = (async () => {
+      let response;
+      try {
+        response = await this.fetch(url, { method, headers, body });
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new NetworkError("unreachable", url, `no answer from ${url}: ${reason}`);
+      }
+      return { response, body: await response.arrayBuffer() };
+    })();
+    const seconds = Math.round(timeoutMs / 100) / 10;
+    const { response, body: received } = await withTimeout(
+      exchange,
+      timeoutMs,
+      () => new NetworkError("timeout", url, `no answer from ${url} within ${seconds} s`),
+    );
+    if (!response.ok) {
+      throw errorFromResponse(response.status, received);
+    }
+    return { response, body: received };
+  }
+
+  /**
+   * @param {string} method
+   * @param {string} path
+   * @param {{body?: Uint8Array, contentType?: string, timeoutMs?: number}} [options]
+   * @returns {Promise<any>}
+   */
+  async json(method, path, options) {
+    const { body } = await this.request(method, path, options);
+    if (body.byteLength === 0) {
+      return null;
+    }
+    try {
+      return JSON.parse(decodeText(body));
+    } catch {
+      throw new ProtocolError(`${method} ${path} answered with something that is not JSON`);
+    }
+  }
+
+  /** @returns {Promise<Health>} */
+  health() {
+    return this.json("GET", "/api/health");
+  }
+
+  /** @returns {Promise<{bases: import("./protocol").BaseModelInfo[]}>} */
+  models() {
+    return this.json("GET", "/api/models");
+  }
+
+  /**
+   * Submit a job: the parameters as the `request` part, each image as a raw part.
+   * @param {GenerateParameters} params
+   * @param {Partial<Record<string, Raster>>} images
+   * @returns {Promise<JobCreated>}
+   */
+  submit(params, images) {
+    /** @type {{name: string, data: string|Uint8Array, contentType?: string}[]} */
+    const parts = [{ name: "request", data: JSON.stringify(params), contentType: "application/json" }];
+    for (const [name, raster] of Object.entries(images)) {
+      if (raster === undefined) {
+        continue;
+      }
+      const channels = MASK_FIELDS.has(name) ? 1 : 4;
+      if (raster.data.length !== raster.width * raster.height * channels) {
+        throw new RangeError(`${name}: ${raster.data.length} bytes do not make a ${raster.width}×${raster.height} image`);
+      }
+      parts.push({ name, data: raster.data, contentType: "application/octet-stream" });
+      parts.push({ name: `${name}_width`, data: String(raster.width) });
+      parts.push({ name: `${name}_height`, data: String(raster.height) });
+    }
+    const boundary = `acetate-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    return this.json("POST", "/api/jobs", {
+      body: encodeMultipart(parts, boundary),
+      contentType: `multipart/form-data; boundary=${boundary}`,
+      timeoutMs: Math.max(this.timeoutMs, UPLOAD_TIMEOUT_MS),
+    });
+  }
+
+  /**
+   * @param {string} jobId
+   * @returns {Promise<JobRecord>}
+   */
+  job(jobId) {
+    return this.json("GET", `/api/jobs/${encodeURIComponent(jobId)}`);
+  }
+
+  /**
+   * @param {string} clientId
+   * @returns {Promise<JobRecord[]>}
+   */
+  async jobs(clientId) {
+    const list = await this.json("GET", `/api/jobs?client_id=${encodeURIComponent(clientId)}`);
+    return list.jobs;
+  }
+
+  /**
+   * Cancel a queued or running job (deleting a finished one removes it from the server).
+   * @param {string} jobId
+   */
+  async cancel(jobId) {
+    await this.request("DELETE", `/api/jobs/${encodeURIComponent(jobId)}`);
+  }
+
+  /**
+   * A layer as raw 8-bit straight RGBA; its size must agree with its headers.
+   * @param {string} jobId
+   * @param {string} file
+   * @returns {Promise<LayerPixels>}
+   */
+  async layerPixels(jobId, file) {
+    const path = `/api/jobs/${encodeURIComponent(jobId)}/layers/${encodeURIComponent(file)}?format=rgba`;
+    const { response, body } = await this.request("GET", path, { timeoutMs: Math.max(this.timeoutMs, UPLOAD_TIMEOUT_MS) });
+    /** @param {string} name */
+    const header = (name) => {
+      const value = response.headers.get(`X-Acetate-${name}`);
+      if (value === null || !/^-?\d+$/.test(value.trim())) {
+        throw new ProtocolError(`layer ${file} came without a valid X-Acetate-${name} header`);
+      }
+      return Number(value);
+    };
+    const width = header("Width");
+    const height = header("Height");
+    const left = header("Left");
+    const top = header("Top");
+    if (width <= 0 || height <= 0 || body.byteLength !== width * height * 4) {
+      throw new ProtocolError(
+        `layer ${file}: ${body.byteLength} bytes do not make a ${width}×${height} RGBA image`,
+      );
+    }
+    return { data: new Uint8Array(body), width, height, left, top };
+  }
+
+  /**
+   * The job's layered PSD (the server writes it on the first request).
+   * @param {string} jobId
+   * @returns {Promise<ArrayBuffer>}
+   */
+  async psd(jobId) {
+    const path = `/api/jobs/${encodeURIComponent(jobId)}/result.psd`;
+    const { body } = await this.request("GET", path, { timeoutMs: Math.max(this.timeoutMs, UPLOAD_TIMEOUT_MS) });
+    return body;
+  }
+}
+
+/**
+ * @param {ArrayBuffer} body
+ * @returns {string}
+ */
+function decodeText(body) {
+  return typeof TextDecoder === "function"
+    ? new TextDecoder().decode(body)
+    : decodeUtf8(new Uint8Array(body));
+}
+
+/**
+ * @param {number} status
+ * @param {ArrayBuffer} body
+ */
+function errorFromResponse(status, body) {
+  try {
+    const { error } = JSON.parse(decodeText(body));
+    if (error && typeof error.message === "string") {
+      return new ServerError(status, String(error.code ?? "error"), error.message, error.field ?? null);
+    }
+  } catch {
+    // Not our JSON error body (e.g. a proxy's page): report the status alone.
+  }
+  return new ServerError(status, `http_${status}`, `the server answered HTTP ${status}`);
+}
+
+/**
+ * The event stream of `/api/ws`: reconnects with backoff, re-subscribes after each reconnect
+ * (the server then re-sends each job's current state), and pairs every `preview` message
+ * with the binary frame that follows it.
+ */
+class EventSocket {
+  /**
+   * @param {{url: string, WebSocket: SocketClass, onEvent: (event: JobEvent) => void,
+   *   onStatus?: (status: "connecting"|"open"|"closed", detail?: string) => void,
+   *   connectTimeoutMs?: number, minBackoffMs?: number, maxBackoffMs?: number}} options
+   */
+  constructor({
+    url,
+    WebSocket,
+    onEvent,
+    onStatus = () => {},
+    connectTimeoutMs = 10_000,
+    minBackoffMs = 500,
+    maxBackoffMs = 8_000,
+  }) {
+    this.url = url;
+    this.WebSocket = WebSocket;
+    this.onEvent = onEvent;
+    this.onStatus = onStatus;
+    this.connectTimeoutMs = connectTimeoutMs;
+    this.minBackoffMs = minBackoffMs;
+    this.maxBackoffMs = maxBackoffMs;
+    /** @type {Set<string>} */
+    this.jobs = new Set();
+    /** @type {SocketLike|null} */
+    this.socket = null;
+    this.backoffMs = minBackoffMs;
+    this.stopped = true;
+    /** @type {ReturnType<typeof setTimeout>|undefined} */
+    this.timer = undefined;
+    /** @type {any} */
+    this.pendingPreview = null;
+  }
+
+  get isOpen() {
+    return this.socket !== null && this.socket.readyState === 1;
+  }
+
+  /** Start connecting (and keep reconnecting until `close`). */
+  open() {
+    if (!this.stopped) {
+      return;
+    }
+    this.stopped = false;
+    this.connect();
+  }
+
+  /** Stop for good: no more reconnects. */
+  close() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket !== null) {
+      detach(socket);
+      socket.close(1000, "closed by the panel");
+    }
+    this.onStatus("closed");
+  }
+
+  /** @param {string[]} jobIds */
+  subscribe(jobIds) {
+    jobIds.forEach((id) => this.jobs.add(id));
+    this.send({ type: "subscribe", jobs: jobIds });
+  }
+
+  /** @param {string[]} jobIds */
+  unsubscribe(jobIds) {
+    jobIds.forEach((id) => this.jobs.delete(id));
+    this.send({ type: "unsubscribe", jobs: jobIds });
+  }
+
+  /** @param {object} message */
+  send(message) {
+    if (this.isOpen && this.socket !== null) {
+      this.socket.send(JSON.stringify(message));
+    }
+  }
+
+  /** @private */
+  connect() {
+    this.onStatus("connecting");
+    /** @type {SocketLike} */
+    let socket;
+    try {
+      socket = new this.WebSocket(this.url);
+    } catch (error) {
+      this.retry(error instanceof Error ? error.message : String(error));
+      return;
+    }
+    this.socket = socket;
+    this.pendingPreview = null;
+    socket.binaryType = "arraybuffer";
+    const timer = setTimeout(() => {
+      detach(socket);
+      socket.close();
+      this.retry(`no WebSocket connection within ${this.connectTimeoutMs / 1000} s`);
+    }, this.connectTimeoutMs);
+    socket.onopen = () => {
+      clearTimeout(timer);
+      this.backoffMs = this.minBackoffMs;
+      this.onStatus("open");
+      if (this.jobs.size > 0) {
+        this.send({ type: "subscribe", jobs: [...this.jobs] });
+      }
+    };
+    socket.onmessage = (event) => this.receive(event.data);
+    socket.onerror = () => {};
+    socket.onclose = (event) => {
+      clearTimeout(timer);
+      detach(socket);
+      const reason = event && event.code ? `closed (${event.code}${event.reason ? `: ${event.reason}` : ""})` : "closed";
+      this.retry(reason);
+    };
+  }
+
+  /**
+   * @private
+   * @param {string} detail
+   */
+  retry(detail) {
+    this.socket = null;
+    if (this.stopped) {
+      return;
+    }
+    this.onStatus("closed", detail);
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
+    this.timer = setTimeout(() => {
+      if (!this.stopped) {
+        this.connect();
+      }
+    }, delay);
+  }
+
+  /**
+   * @private
+   * @param {unknown} data
+   */
+  receive(data) {
+    if (typeof data === "string") {
+      let event;
+      try {
+        event = parseEvent(data);
+      } catch (error) {
+        console.warn("Acetate: ignoring a WebSocket message:", error);
+        return;
+      }
+      if (event.type === "preview") {
+        this.pendingPreview = event;
+        return;
+      }
+      this.pendingPreview = null;
+      this.onEvent(event);
+    } else if (this.pendingPreview !== null) {
+      const event = this.pendingPreview;
+      this.pendingPreview = null;
+      this.onEvent({ ...event, image: toArrayBuffer(data) });
+    }
+  }
+}
+
+/** @param {SocketLike} socket */
+function detach(socket) {
+  socket.onopen = socket.onmessage = socket.onclose = null;
+  socket.onerror = () => {};
+}
+
+/**
+ * @param {unknown} data
+ * @returns {ArrayBuffer}
+ */
+function toArrayBuffer(data) {
+  if (data instanceof ArrayBuffer) {
+    return data;
+  }
+  if (ArrayBuffer.isView(data)) {
+    return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+  }
+  return new ArrayBuffer(0);
+}
+
+module.exports = {
+  AcetateClient,
+  EventSocket,
+  ServerError,
+  NetworkError,
+  normalizeBaseUrl,
+  explicitOrigin,
+  encodeMultipart,
+  withTimeout,
+};

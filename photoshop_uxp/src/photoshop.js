@@ -1,0 +1,367 @@
+// @ts-check
+/**
+ * The only module that touches Photoshop and UXP (`require("photoshop")`, `require("uxp")`):
+ * reading pixels, inserting layers, opening files, panel setup and storage. Every read and
+ * write runs in a short `executeAsModal` scope; no network request is awaited inside one.
+ */
+"use strict";
+
+const { HostProblem } = require("./errors.js");
+const {
+  anySelected,
+  documentBits,
+  fromBytes,
+  intersect,
+  placeInto,
+  rectFromBounds,
+  toBytes,
+  toRgba,
+} = require("./pixels.js");
+const { decodeUtf8 } = require("./utf8.js");
+
+/** @typedef {import("./controller").Host} Host */
+/** @typedef {import("./controller").DocumentInfo} DocumentInfo */
+/** @typedef {import("./controller").DocumentPixels} DocumentPixels */
+/** @typedef {import("./controller").NewGroup} NewGroup */
+/** @typedef {import("./protocol").Rect} Rect */
+
+const SRGB = "sRGB IEC61966-2.1";
+const RGB_MODE = "RGBColorMode";
+const SETTINGS_KEY = "acetate.settings";
+const TOKEN_KEY = "acetate.token";
+/** Before Photoshop 25.10 a second modal request fails at once instead of waiting. */
+const MODAL_RETRIES = 8;
+const MODAL_RETRY_MS = 250;
+
+/**
+ * @typedef {Object} Modules
+ * @property {any} photoshop `require("photoshop")`
+ * @property {any} uxp `require("uxp")`
+ * @property {{getItem(key: string): string|null, setItem(key: string, value: string): void}} [localStorage]
+ */
+
+/**
+ * The editor adapter. Photoshop passes nothing (the real modules load); tests pass fakes.
+ * @param {Modules} [modules]
+ */
+function createHost(modules) {
+  const { photoshop, uxp, localStorage } = modules ?? {
+    photoshop: require("photoshop"),
+    uxp: require("uxp"),
+    localStorage: globalThis.localStorage,
+  };
+  const { app, core, imaging } = photoshop;
+
+  /**
+   * Run `body` as a modal command, retrying while another plugin holds the modal state.
+   * @template T
+   * @param {string} commandName
+   * @param {(context: any) => Promise<T>} body
+   * @returns {Promise<T>}
+   */
+  async function modal(commandName, body) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await core.executeAsModal(body, { commandName });
+      } catch (error) {
+        const busy = error instanceof Error && /modal state/i.test(error.message);
+        if (!busy || attempt >= MODAL_RETRIES) {
+          throw busy ? new HostProblem("Photoshop is busy with another command; try again.") : error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, MODAL_RETRY_MS));
+      }
+    }
+  }
+
+  /** @param {any} doc @returns {DocumentInfo} */
+  function describe(doc) {
+    return {
+      id: doc.id,
+      name: doc.name,
+      width: Math.round(Number(doc.width)),
+      height: Math.round(Number(doc.height)),
+      bits: documentBits(doc.bitsPerChannel),
+    };
+  }
+
+  /** @param {any} doc */
+  function checkMode(doc) {
+    if (doc.mode !== RGB_MODE) {
+      throw new HostProblem("Acetate works on RGB documents: convert with Image ▸ Mode ▸ RGB Color.");
+    }
+    if (!["bitDepth8", "bitDepth16", "bitDepth32"].includes(doc.bitsPerChannel)) {
+      throw new HostProblem("Acetate works on 8, 16 and 32 bit documents.");
+    }
+  }
+
+  /** @param {number} id */
+  function findDocument(id) {
+    for (const doc of app.documents) {
+      if (doc.id === id) {
+        return doc;
+      }
+    }
+    throw new HostProblem("The document was closed before the result arrived.");
+  }
+
+  /**
+   * Pixels as 8-bit RGBA (or a 1-channel mask) from an imaging result, disposing it.
+   * @param {{imageData: any, sourceBounds: any}} result
+   * @param {"rgba"|"mask"} kind
+   */
+  async function take(result, kind) {
+    const { imageData } = result;
+    try {
+      const data = await imageData.getData({ chunky: true });
+      const bytes = toBytes(data, imageData.componentSize);
+      const pixels = kind === "rgba" ? toRgba(bytes, imageData.components) : firstChannel(bytes, imageData.components);
+      return { data: pixels, rect: rectFromBounds(result.sourceBounds) };
+    } finally {
+      await imageData.dispose();
+    }
+  }
+
+  /** @type {Host & Record<string, any>} */
+  const host = {
+    activeDocument() {
+      const doc = app.activeDocument;
+      return doc ? describe(doc) : null;
+    },
+
+    async readDocument({ composite = false, layer = false, selection = false }) {
+      const doc = app.activeDocument;
+      if (!doc) {
+        throw new HostProblem("Open a document first.");
+      }
+      checkMode(doc);
+      const info = describe(doc);
+      const canvas = { left: 0, top: 0, width: info.width, height: info.height };
+      const active = layer ? doc.activeLayers[0] : null;
+      if (layer && !active) {
+        throw new HostProblem("Select a layer first.");
+      }
+      const selected = selection ? selectionBounds(doc) : null;
+      return modal("Acetate: read document", async () => {
+        /** @type {DocumentPixels} */
+        const out = { document: info };
+        if (composite) {
+          const read = await take(
+            await imaging.getPixels({
+              documentID: doc.id,
+              colorSpace: "RGB",
+              colorProfile: SRGB,
+              componentSize: 8,
+              applyAlpha: false,
+            }),
+            "rgba",
+          );
+          out.composite = { data: placeInto(read.data, read.rect, canvas, 4), ...size(canvas) };
+        }
+        if (active) {
+          out.layer = null;
+          const bounds = active.bounds;
+          if (bounds && bounds.right > bounds.left && bounds.bottom > bounds.top) {
+            const read = await take(
+              await imaging.getPixels({
+                documentID: doc.id,
+                layerID: active.id,
+                colorSpace: "RGB",
+                colorProfile: SRGB,
+                componentSize: 8,
+                applyAlpha: false,
+              }),
+              "rgba",
+            );
+            const rect = intersect(read.rect, canvas);
+            if (rect) {
+              out.layer = { data: placeInto(read.data, read.rect, rect, 4), ...size(rect), rect };
+            }
+          }
+        }
+        if (selection) {
+          out.selection = null;
+          const rect = selected ? intersect(selected, canvas) : null;
+          if (rect) {
+            const read = await take(
+              await imaging.getSelection({ documentID: doc.id, sourceBounds: boundsOf(rect) }),
+              "mask",
+            );
+            const mask = placeInto(read.data, read.rect, rect, 1);
+            if (anySelected(mask)) {
+              out.selection = { data: mask, ...size(rect), rect };
+            }
+          }
+        }
+        return out;
+      });
+    },
+
+    async insertGroups(documentId, groups, commandName) {
+      const doc = findDocument(documentId);
+      checkMode(doc);
+      const bits = documentBits(doc.bitsPerChannel);
+      // Converted before the modal scope so that Photoshop is blocked as briefly as possible.
+      const prepared = groups.map((group) => ({
+        name: group.name,
+        layers: group.layers.map((layer) => ({ ...layer, channels: fromBytes(layer.data, bits) })),
+      }));
+      await modal(commandName, async (context) => {
+        const suspension = await context.hostControl.suspendHistory({ documentID: doc.id, name: commandName });
+        /** @type {any[]} */
+        const created = [];
+        try {
+          for (const group of prepared) {
+            const members = [];
+            for (const layer of group.layers) {
+              const target = await doc.createPixelLayer({ name: layer.name });
+              created.push(target);
+              const imageData = await imaging.createImageDataFromBuffer(layer.channels, {
+                width: layer.width,
+                height: layer.height,
+                components: 4,
+                chunky: true,
+                colorSpace: "RGB",
+                colorProfile: SRGB,
+              });
+              try {
+                await imaging.putPixels({
+                  documentID: doc.id,
+                  layerID: target.id,
+                  imageData,
+                  targetBounds: { left: layer.left, top: layer.top },
+                  replace: true,
+                  commandName,
+                });
+              } finally {
+                await imageData.dispose();
+              }
+              if (!layer.visible) {
+                target.visible = false;
+              }
+              members.push(target);
+            }
+            created.push(await doc.createLayerGroup({ name: group.name, fromLayers: members }));
+          }
+          await context.hostControl.resumeHistory(suspension, true);
+        } catch (error) {
+          for (const item of created.reverse()) {
+            try {
+              item.delete();
+            } catch {
+              // Already gone with its group.
+            }
+          }
+          await context.hostControl.resumeHistory(suspension, false);
+          throw error;
+        }
+      });
+    },
+
+    async openPsd(bytes, fileName) {
+      const { localFileSystem, formats } = uxp.storage;
+      const folder = await localFileSystem.getTemporaryFolder();
+      const file = await folder.createFile(fileName, { overwrite: true });
+      await file.write(bytes, { format: formats.binary });
+      await modal("Acetate: open PSD", async () => {
+        await app.open(file);
+      });
+    },
+
+    /** The manifest's network entries (what this build may connect to). */
+    async allowedOrigins() {
+      const { localFileSystem, formats } = uxp.storage;
+      const folder = await localFileSystem.getPluginFolder();
+      const entry = await folder.getEntry("manifest.json");
+      const manifest = JSON.parse(await entry.read({ format: formats.utf8 }));
+      const domains = manifest?.requiredPermissions?.network?.domains;
+      return Array.isArray(domains) ? domains.map(String) : [];
+    },
+
+    /** @returns {unknown} the saved panel data, or null */
+    loadSaved() {
+      try {
+        const text = localStorage?.getItem(SETTINGS_KEY);
+        return text ? JSON.parse(text) : null;
+      } catch {
+        return null;
+      }
+    },
+
+    /** @param {unknown} data */
+    save(data) {
+      localStorage?.setItem(SETTINGS_KEY, JSON.stringify(data));
+    },
+
+    /** The server token, kept in UXP's secure storage rather than with the settings. */
+    async loadToken() {
+      try {
+        const bytes = await uxp.storage.secureStorage.getItem(TOKEN_KEY);
+        return bytes ? decodeUtf8(new Uint8Array(bytes)) : "";
+      } catch {
+        return "";
+      }
+    },
+
+    /** @param {string} token */
+    async saveToken(token) {
+      const storage = uxp.storage.secureStorage;
+      if (token) {
+        await storage.setItem(TOKEN_KEY, token);
+      } else {
+        await storage.removeItem(TOKEN_KEY).catch(() => {});
+      }
+    },
+
+    /**
+     * Register the panel's lifecycle (called once, at load).
+     * @param {string} panelId
+     * @param {{create: (root: any) => void, destroy?: () => void}} handlers
+     */
+    setupPanel(panelId, handlers) {
+      uxp.entrypoints.setup({ panels: { [panelId]: handlers } });
+    },
+  };
+
+  /** @param {any} doc @returns {Rect|null} */
+  function selectionBounds(doc) {
+    let bounds = null;
+    try {
+      bounds = doc.selection ? doc.selection.bounds : null;
+    } catch {
+      return null; // Photoshop throws when nothing is selected.
+    }
+    if (!bounds || bounds.right <= bounds.left || bounds.bottom <= bounds.top) {
+      return null;
+    }
+    return rectFromBounds(bounds);
+  }
+
+  return host;
+}
+
+/**
+ * @param {Uint8Array} bytes
+ * @param {number} components
+ */
+function firstChannel(bytes, components) {
+  if (components === 1) {
+    return bytes;
+  }
+  const out = new Uint8Array(bytes.length / components);
+  for (let i = 0; i < out.length; i++) {
+    out[i] = bytes[i * components];
+  }
+  return out;
+}
+
+/** @param {Rect} rect */
+function boundsOf(rect) {
+  return { left: rect.left, top: rect.top, right: rect.left + rect.width, bottom: rect.top + rect.height };
+}
+
+/** @param {Rect} rect */
+function size(rect) {
+  return { width: rect.width, height: rect.height };
+}
+
+module.exports = { createHost, SRGB };

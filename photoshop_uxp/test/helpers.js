@@ -1,0 +1,190 @@
+// @ts-check
+/**
+ * Test helpers: the real Acetate server on a free port (tiny models), Python for independent
+ * checks (PNG decoding, zip listing), and the plugin wired to the fakes.
+ */
+"use strict";
+
+const { spawn, spawnSync } = require("node:child_process");
+const fs = require("node:fs");
+const net = require("node:net");
+const os = require("node:os");
+const path = require("node:path");
+const WebSocket = require("ws");
+
+const { createFakePhotoshop } = require("./fakes/photoshop.js");
+const { createFakeUxp } = require("./fakes/uxp.js");
+const { Controller } = require("../src/controller.js");
+const { createHost } = require("../src/photoshop.js");
+const { createStore, defaultSettings } = require("../src/state.js");
+
+const PLUGIN_DIR = path.resolve(__dirname, "..");
+const REPO_DIR = path.resolve(PLUGIN_DIR, "..");
+
+/** The Python with `acetate` installed: $ACETATE_PYTHON, else the repo's .venv. */
+function pythonPath() {
+  const candidates = [process.env.ACETATE_PYTHON, path.join(REPO_DIR, ".venv", "bin", "python")];
+  return candidates.find((candidate) => candidate && fs.existsSync(candidate)) ?? null;
+}
+
+/** Why tests needing Python are skipped, or false when they can run. */
+function skipWithoutPython() {
+  return pythonPath() ? false : "no Python with acetate: set ACETATE_PYTHON (make test-node does)";
+}
+
+/** @returns {Promise<number>} */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = /** @type {net.AddressInfo} */ (server.address());
+      server.close(() => resolve(address.port));
+    });
+  });
+}
+
+/** @param {string} prefix */
+function tempDir(prefix) {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `acetate-uxp-${prefix}-`));
+}
+
+/**
+ * Start `acetate serve` on a free port and wait for GET /api/health.
+ * @param {{args?: string[], timeoutMs?: number}} [options]
+ */
+async function startServer({ args = [], timeoutMs = 180_000 } = {}) {
+  const python = pythonPath();
+  if (!python) {
+    throw new Error("no Python with acetate");
+  }
+  const port = await freePort();
+  const root = tempDir("server");
+  const log = path.join(root, "server.log");
+  const out = fs.openSync(log, "w");
+  const child = spawn(
+    python,
+    ["-m", "acetate", "serve", "--port", String(port), "--models-dir", path.join(root, "models"), "--output-dir", path.join(root, "out"), ...args],
+    { stdio: ["ignore", out, out], env: { ...process.env, HF_HUB_OFFLINE: "1", ACETATE_TOKEN: "" } },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  const headers = args.includes("--token") ? { Authorization: `Bearer ${args[args.indexOf("--token") + 1]}` } : {};
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) {
+      throw new Error(`acetate serve exited with ${child.exitCode}:\n${fs.readFileSync(log, "utf8")}`);
+    }
+    try {
+      const response = await fetch(`${url}/api/health`, { headers });
+      if (response.ok) {
+        break;
+      }
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) {
+      child.kill();
+      throw new Error(`acetate serve did not answer within ${timeoutMs / 1000} s:\n${fs.readFileSync(log, "utf8")}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return {
+    url,
+    port,
+    root,
+    log: () => fs.readFileSync(log, "utf8"),
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGINT");
+        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      fs.closeSync(out);
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Decode a PNG with Pillow (independent of the plugin) into 8-bit RGBA.
+ * @param {Uint8Array} png
+ */
+function decodePngWithPython(png) {
+  const script =
+    "import sys, numpy as np; from PIL import Image; import io;" +
+    "im = Image.open(io.BytesIO(sys.stdin.buffer.read())); a = np.asarray(im.convert('RGBA'));" +
+    "sys.stdout.buffer.write(b'%d %d\\n' % (a.shape[1], a.shape[0]) + a.tobytes())";
+  const result = spawnSync(/** @type {string} */ (pythonPath()), ["-c", script], { input: png, maxBuffer: 1 << 28 });
+  if (result.status !== 0) {
+    throw new Error(`python failed: ${result.stderr}`);
+  }
+  const newline = result.stdout.indexOf(10);
+  const [width, height] = result.stdout.subarray(0, newline).toString().split(" ").map(Number);
+  return { width, height, data: new Uint8Array(result.stdout.subarray(newline + 1)) };
+}
+
+/**
+ * The plugin's real host + controller on the fake Photoshop, against a server URL.
+ * @param {{serverUrl: string, token?: string, allowed?: string[], fetch?: any, requestTimeoutMs?: number, eventTimeoutMs?: number}} options
+ */
+function createPlugin({ serverUrl, token = "", allowed, fetch: fetchImpl, requestTimeoutMs, eventTimeoutMs }) {
+  const { photoshop, world } = createFakePhotoshop();
+  const temp = tempDir("plugin-temp");
+  const { uxp, localStorage } = createFakeUxp({ pluginDir: PLUGIN_DIR, tempDir: temp });
+  const host = createHost({ photoshop, uxp, localStorage });
+  const port = /:(\d+)$/.exec(serverUrl)?.[1] ?? "80";
+  const origins = allowed ?? ["127.0.0.1", "localhost"].flatMap((name) => [`http://${name}:${port}`, `ws://${name}:${port}`]);
+  const store = createStore({ ...defaultSettings(serverUrl), decode: "fast" }, token);
+  /** @type {{url: string, inModal: boolean}[]} */
+  const requests = [];
+  const baseFetch = fetchImpl ?? fetch;
+  const controller = new Controller({
+    host,
+    store,
+    allowed: origins,
+    // Records whether any request was made while Photoshop was held modal (it must not be).
+    fetch: (/** @type {string} */ url, /** @type {any} */ init) => {
+      requests.push({ url, inModal: world.inModal });
+      return baseFetch(url, init);
+    },
+    WebSocket,
+    requestTimeoutMs,
+    eventTimeoutMs,
+  });
+  /** @param {Partial<import("../src/state").Settings>} patch */
+  const configure = (patch) => store.update({ settings: { ...store.state.settings, ...patch } });
+  return { photoshop, world, host, store, controller, requests, configure, temp };
+}
+
+/**
+ * A deterministic 8-bit RGBA test image.
+ * @param {number} width
+ * @param {number} height
+ * @param {number} [seed]
+ */
+function testImage(width, height, seed = 1) {
+  const data = new Uint8Array(width * height * 4);
+  for (let i = 0; i < data.length; i++) {
+    data[i] = (i * 37 + seed * 101 + ((i * i) % 251)) & 255;
+  }
+  for (let p = 0; p < width * height; p++) {
+    data[p * 4 + 3] = 255;
+  }
+  return { data, width, height };
+}
+
+module.exports = {
+  PLUGIN_DIR,
+  REPO_DIR,
+  pythonPath,
+  skipWithoutPython,
+  freePort,
+  tempDir,
+  startServer,
+  decodePngWithPython,
+  createPlugin,
+  testImage,
+};
