@@ -14,8 +14,6 @@ from acetate.jobs.queue import JobQueue, TooManyJobs, new_job
 from acetate.jobs.store import JobStore
 from acetate.protocol import GenerateParameters, JobEvent
 
-pytestmark = pytest.mark.asyncio
-
 
 def params(client_id: str | None = None) -> GenerateParameters:
     return GenerateParameters(prompt="x", client_id=client_id)
@@ -28,6 +26,7 @@ def make_queue(tmp_path: Path, limit: int = 3) -> tuple[JobQueue, list[JobMessag
     return queue, seen
 
 
+@pytest.mark.asyncio
 async def test_fifo_positions_and_announcements(tmp_path: Path) -> None:
     queue, seen = make_queue(tmp_path)
     jobs = [new_job(params(), {}, owner=f"c{i}") for i in range(3)]
@@ -41,6 +40,7 @@ async def test_fifo_positions_and_announcements(tmp_path: Path) -> None:
     assert queued[-2:] == [(jobs[1].id, 0), (jobs[2].id, 1)]
 
 
+@pytest.mark.asyncio
 async def test_cancelling_a_queued_job_is_immediate(tmp_path: Path) -> None:
     queue, seen = make_queue(tmp_path)
     a, b, c = (new_job(params(), {}, owner="o") for _ in range(3))
@@ -54,6 +54,7 @@ async def test_cancelling_a_queued_job_is_immediate(tmp_path: Path) -> None:
     assert await queue.next_job() is c
 
 
+@pytest.mark.asyncio
 async def test_cancelling_the_running_job_sets_its_flag(tmp_path: Path) -> None:
     queue, _ = make_queue(tmp_path)
     job = new_job(params(), {}, owner="o")
@@ -63,6 +64,7 @@ async def test_cancelling_the_running_job_sets_its_flag(tmp_path: Path) -> None:
     assert job.cancel.is_set() and job.status == "started"
 
 
+@pytest.mark.asyncio
 async def test_per_client_bound(tmp_path: Path) -> None:
     queue, _ = make_queue(tmp_path, limit=2)
     for _ in range(2):
@@ -73,6 +75,7 @@ async def test_per_client_bound(tmp_path: Path) -> None:
     await queue.submit(new_job(params("ps"), {}, owner="ps"))  # other clients unaffected
 
 
+@pytest.mark.asyncio
 async def test_next_job_waits_for_a_submission(tmp_path: Path) -> None:
     queue, _ = make_queue(tmp_path)
     waiter = asyncio.create_task(queue.next_job())
@@ -83,6 +86,7 @@ async def test_next_job_waits_for_a_submission(tmp_path: Path) -> None:
     assert await asyncio.wait_for(waiter, 1) is job
 
 
+@pytest.mark.asyncio
 async def test_final_state_is_persisted_and_replayed(tmp_path: Path) -> None:
     queue, _ = make_queue(tmp_path)
     job = new_job(params("k"), {"image": np.zeros((2, 2, 4), np.uint8)}, owner="k")

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from acetate.api.errors import ApiError, validation_error
@@ -98,18 +99,18 @@ class Part:
 async def read_multipart(request: web.Request, max_body_bytes: int) -> list[Part]:
     """Read every part, counting bytes against the body limit as they arrive."""
     try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError) as error:
-        raise InputError(f"malformed multipart body: {error}", field="body") from None
+        return await _read_parts(await request.multipart(), max_body_bytes)
+    except (ValueError, AssertionError, HttpProcessingError) as error:
+        if isinstance(error, InputError):
+            raise
+        message = getattr(error, "message", None) or str(error)
+        raise InputError(f"malformed multipart body: {message[:200]}", field="body") from None
+
+
+async def _read_parts(reader: MultipartReader, max_body_bytes: int) -> list[Part]:
     parts: list[Part] = []
     total = 0
-    while True:
-        try:
-            part = await reader.next()
-        except (ValueError, AssertionError) as error:
-            raise InputError(f"malformed multipart body: {error}", field="body") from None
-        if part is None:
-            return parts
+    while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise InputError("nested multipart is not supported", field="body")
         name = part.name or ""
@@ -117,17 +118,20 @@ async def read_multipart(request: web.Request, max_body_bytes: int) -> list[Part
             raise InputError(f"unknown part {name[:60]!r}", field=name[:60] or "body")
         limit = max_body_bytes if name in IMAGE_FIELDS or name == "request" else MAX_FORM_FIELD
         chunks: list[bytes] = []
+        size = 0
         while chunk := await part.read_chunk(1 << 20):
             total += len(chunk)
+            size += len(chunk)
             if total > max_body_bytes:
                 raise too_large(max_body_bytes)
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > limit:
+            if size > limit:
                 raise InputError(f"part {name!r} is too large", field=name)
+            chunks.append(chunk)
         content_type = part.headers.get("Content-Type", "text/plain").split(";")[0].strip()
         if any(existing.name == name for existing in parts):
             raise InputError(f"part {name!r} sent twice", field=name)
         parts.append(Part(name, content_type.lower(), b"".join(chunks)))
+    return parts
 
 
 def _size_field(parts: dict[str, Part], name: str) -> int:
