@@ -20,6 +20,7 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 
 from acetate.engine.attention_sharing import AttentionSharing, check_layout, infer_config
+from acetate.engine.family import CONFIGS_DIR, load_json
 from acetate.engine.keymap import strip_ldm_prefix
 from acetate.engine.transparent_vae import TransparentDecoder, TransparentEncoder
 from acetate.engine.unet_patch import (
@@ -69,27 +70,6 @@ _SHARING_KINDS = {
     (2, True): ("layer_sd15_fg2bg", "layer_sd15_bg2fg"),
 }
 _ENCODER_KEY = re.compile(r"blocks\.\d+\.(weight|bias)")
-
-#: Full-size bases (diffusers UNet configs; everything else at diffusers' defaults).
-FULL_SD15_UNET: dict[str, Any] = dict(
-    sample_size=64,
-    block_out_channels=(320, 640, 1280, 1280),
-    cross_attention_dim=768,
-    attention_head_dim=8,
-)
-FULL_SDXL_UNET: dict[str, Any] = dict(
-    sample_size=128,
-    block_out_channels=(320, 640, 1280),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    attention_head_dim=(5, 10, 20),
-    transformer_layers_per_block=(1, 2, 10),
-    use_linear_projection=True,
-    cross_attention_dim=2048,
-    addition_embed_type="text_time",
-    addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816,
-)
 
 
 @dataclass(frozen=True)
@@ -255,7 +235,20 @@ def identify_layer_file(
     Raises `ModelFileError` for unknown, damaged, ambiguous or misnamed files.
     """
     path = Path(path)
-    shapes = read_shapes(path)
+    return identify_header(
+        read_shapes(path), path, kind=kind, encoder_offset_scale=encoder_offset_scale
+    )
+
+
+def identify_header(
+    shapes: Shapes,
+    path: str | os.PathLike[str],
+    *,
+    kind: str | None = None,
+    encoder_offset_scale: float | None = None,
+) -> LayerFileIdentity:
+    """`identify_layer_file` on an already-read header (key → shape); `path` gives the name."""
+    path = Path(path)
     candidates, facts = _candidates(shapes, path.name)
     chosen = _choose(candidates, path.stem.lower(), kind, path.name)
     family, role = KINDS[chosen]
@@ -279,8 +272,11 @@ def identify_layer_file(
 
 @lru_cache(maxsize=2)
 def _full_unet(family: Family) -> UNet2DConditionModel:
+    """The full-size base UNet from the bundled diffusers config, on the meta device."""
     with torch.device("meta"):
-        return UNet2DConditionModel(**(FULL_SD15_UNET if family == "sd15" else FULL_SDXL_UNET))
+        return UNet2DConditionModel.from_config(
+            load_json(CONFIGS_DIR / family / "unet" / "config.json")
+        )
 
 
 def _full_size_shapes(
@@ -326,7 +322,11 @@ def verify_full_size(path_or_identity: str | os.PathLike[str] | LayerFileIdentit
         if isinstance(path_or_identity, LayerFileIdentity)
         else identify_layer_file(path_or_identity)
     )
-    shapes = read_shapes(identity.path)
+    check_full_size(identity, read_shapes(identity.path))
+
+
+def check_full_size(identity: LayerFileIdentity, shapes: Shapes) -> None:
+    """`verify_full_size` on an already-read header."""
     name = identity.path.name
     if identity.role == "unet_patch":
         plan_unet_patch(shapes, _full_unet("sdxl").config, name)

@@ -43,21 +43,27 @@ def _save_atomic(tensors: Tensors, path: Path) -> None:
         raise
 
 
-def _scale(weight: torch.Tensor) -> float:
-    return RELATIVE_DELTA * max(float(weight.float().std()) if weight.numel() > 1 else 0.0, 0.02)
+def _scales(unet: UNet2DConditionModel) -> dict[str, float]:
+    """Delta scale per parameter: a fraction of its spread (a floor for constant tensors)."""
+    return {
+        key: RELATIVE_DELTA * max(float(weight.float().std()) if weight.numel() > 1 else 0.0, 0.02)
+        for key, weight in unet.state_dict().items()
+    }
 
 
 def _forge_key(unet: UNet2DConditionModel, key: str, patch_type: str, slot: int) -> str:
     return f"diffusion_model.{diffusers_to_ldm_key(key, unet.config)}::{patch_type}::{slot}"
 
 
-def _attention_lora(unet: UNet2DConditionModel, generator: torch.Generator) -> Tensors:
+def _attention_lora(
+    unet: UNet2DConditionModel, scales: dict[str, float], generator: torch.Generator
+) -> Tensors:
     tensors = {}
     for key, weight in unet.state_dict().items():
         if not ATTENTION_TARGET.search(key):
             continue
-        # (up @ down) entries have std rank·σ² for factor std σ: aim at the weight's scale.
-        factor = (_scale(weight) / TINY_RANK**0.5) ** 0.5
+        # (up @ down) entries have std √rank·σ² for factor std σ: aim at the weight's scale.
+        factor = (scales[key] / TINY_RANK**0.5) ** 0.5
         up = torch.randn(weight.shape[0], TINY_RANK, generator=generator) * factor
         down = torch.randn(TINY_RANK, weight[0].numel(), generator=generator) * factor
         tensors[_forge_key(unet, key, "lora", 0)] = up
@@ -65,29 +71,30 @@ def _attention_lora(unet: UNet2DConditionModel, generator: torch.Generator) -> T
     return tensors
 
 
-def _diffs(
-    unet: UNet2DConditionModel, generator: torch.Generator, conv_in_channels: int
-) -> dict[str, torch.Tensor]:
-    """diffusers key → delta for every parameter except attention q/k/v weights."""
-    deltas = {}
+def _forge_diff(
+    unet: UNet2DConditionModel,
+    scales: dict[str, float],
+    generator: torch.Generator,
+    conv_in_channels: int,
+) -> Tensors:
+    """A Forge diff for every parameter except attention q/k/v weights."""
+    tensors = {}
     for key, weight in unet.state_dict().items():
         if QKV_WEIGHT.search(key):
             continue
         shape = list(weight.shape)
         if key == CONV_IN:
             shape[1] = conv_in_channels
-        deltas[key] = torch.randn(shape, generator=generator) * _scale(weight)
-    return deltas
+        delta = torch.randn(shape, generator=generator) * scales[key]
+        tensors[_forge_key(unet, key, "diff", 0)] = delta
+    return tensors
 
 
-def _forge_diff(unet: UNet2DConditionModel, generator: torch.Generator, channels: int) -> Tensors:
-    deltas = _diffs(unet, generator, channels)
-    return {_forge_key(unet, key, "diff", 0): delta for key, delta in deltas.items()}
-
-
-def _diffusers_attention_offsets(unet: UNet2DConditionModel, generator: torch.Generator) -> Tensors:
+def _diffusers_attention_offsets(
+    unet: UNet2DConditionModel, scales: dict[str, float], generator: torch.Generator
+) -> Tensors:
     return {
-        key: torch.randn(weight.shape, generator=generator) * _scale(weight)
+        key: torch.randn(weight.shape, generator=generator) * scales[key]
         for key, weight in unet.state_dict().items()
         if ATTENTION_TARGET.search(key)
     }
@@ -117,14 +124,15 @@ def _sharing(
 def _builders(
     sd15: UNet2DConditionModel, sdxl: UNet2DConditionModel
 ) -> dict[str, Callable[[torch.Generator], Tensors]]:
+    scales = _scales(sdxl)
     return {
-        "layer_xl_transparent_attn": lambda g: _attention_lora(sdxl, g),
-        "layer_xl_transparent_conv": lambda g: _forge_diff(sdxl, g, 4),
-        "layer_xl_fg2ble": lambda g: _forge_diff(sdxl, g, 8),
-        "layer_xl_bg2ble": lambda g: _forge_diff(sdxl, g, 8),
-        "layer_xl_fgble2bg": lambda g: _forge_diff(sdxl, g, 12),
-        "layer_xl_bgble2fg": lambda g: _forge_diff(sdxl, g, 12),
-        "ld_diffusers_sdxl_attn": lambda g: _diffusers_attention_offsets(sdxl, g),
+        "layer_xl_transparent_attn": lambda g: _attention_lora(sdxl, scales, g),
+        "layer_xl_transparent_conv": lambda g: _forge_diff(sdxl, scales, g, 4),
+        "layer_xl_fg2ble": lambda g: _forge_diff(sdxl, scales, g, 8),
+        "layer_xl_bg2ble": lambda g: _forge_diff(sdxl, scales, g, 8),
+        "layer_xl_fgble2bg": lambda g: _forge_diff(sdxl, scales, g, 12),
+        "layer_xl_bgble2fg": lambda g: _forge_diff(sdxl, scales, g, 12),
+        "ld_diffusers_sdxl_attn": lambda g: _diffusers_attention_offsets(sdxl, scales, g),
         "layer_sd15_transparent_attn": lambda g: _sharing(sd15, g, 1, False),
         "layer_sd15_joint": lambda g: _sharing(sd15, g, 3, False),
         "layer_sd15_fg2bg": lambda g: _sharing(sd15, g, 2, True),
