@@ -35,8 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except InputError as error:
-        flag = f" ({error.field})" if error.field else ""
-        print(f"acetate {args.command}: error{flag}: {error.message}", file=sys.stderr)
+        print(f"acetate {args.command}: error: {error.message}", file=sys.stderr)
         return 2
     except AcetateError as error:
         print(f"acetate {args.command}: {error.code}: {error.message}", file=sys.stderr)

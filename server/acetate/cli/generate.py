@@ -173,17 +173,19 @@ def _run_local(args: argparse.Namespace, params, images) -> int:
             update={"controlnet": store.add_controlnet(Path(args.controlnet))}
         )
     engine = Engine(store, engine_options(args))
-    bar = tqdm(total=None, unit="step", desc=params.mode, file=sys.stderr, leave=False)
+    bars: list[tqdm] = []
 
     def on_step(info) -> None:
-        bar.total = info.total
-        bar.n = info.step
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(total=info.total, unit="step", desc=params.mode, file=sys.stderr))
+        bars[0].n = info.step
+        bars[0].refresh()
 
     try:
         result = engine.generate(params, images, callback=on_step, overrides=overrides)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     record = write_result(args.out, result, job_id=f"j_{secrets.token_hex(8)}", psd=args.psd)

@@ -77,6 +77,7 @@ class Engine:
     """Runs generation requests on one device, one at a time (callers serialise)."""
 
     def __init__(self, store: ModelStore, options: EngineOptions | None = None) -> None:
+        _quiet_library_progress()
         self.store = store
         self.options = options or EngineOptions()
         self.device, self.dtype = resolve_device(self.options)
@@ -227,6 +228,15 @@ class Engine:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _quiet_library_progress() -> None:
+    """Our own progress reporting replaces diffusers/transformers loading bars."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def resolve_settings(
