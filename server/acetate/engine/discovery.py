@@ -59,6 +59,16 @@ class BaseModel:
     #: Single files: folders that may hold the CLIP tokenizer files, best first.
     tokenizer_dirs: tuple[Path, ...] = field(default=(), repr=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "format": self.format,
+            "source": self.source,
+            "path": str(self.path),
+            "tiny": self.tiny,
+        }
+
 
 @dataclass(frozen=True)
 class ControlNetInfo:
@@ -73,6 +83,16 @@ class ControlNetInfo:
     variant: str | None = None
     #: Single files: the config folder passed to `from_single_file(config=…)`.
     config_dir: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "format": self.format,
+            "source": self.source,
+            "path": str(self.path),
+            "tiny": self.tiny,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,18 @@ class LayerFile:
     def name(self) -> str:
         return self.path.name
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "family": self.family,
+            "tiny": self.tiny,
+            "path": str(self.path),
+            "source": self.source,
+            "frames": getattr(self.identity, "frames", None),
+            "use_control": getattr(self.identity, "use_control", None),
+        }
+
 
 @dataclass(frozen=True)
 class RefusedFile:
@@ -97,6 +129,14 @@ class RefusedFile:
     category: Category
     reason: str
     source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "category": self.category,
+            "reason": self.reason,
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -190,11 +230,22 @@ def scan_models_folder(category: Category, folder: Path, source: str) -> Found:
     return found
 
 
+#: (path, mtime, size, kind) → identity: rescans and new stores skip files already identified.
+_IDENTITIES: dict[tuple[str, int, int, str | None], Any] = {}
+
+
 def identify_layer(path: Path, source: str, kind: str | None = None) -> LayerFile:
     """Identify one layer file (raises `ModelFileError`)."""
     from acetate.engine.identify import identify_layer_file
 
-    identity = identify_layer_file(path, kind=kind)
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise ModelFileError(f"{path}: no such file", field="layer_model") from error
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, kind)
+    identity = _IDENTITIES.get(key)
+    if identity is None:
+        identity = _IDENTITIES[key] = identify_layer_file(path, kind=kind)
     return LayerFile(path, identity.kind, identity.family, identity.tiny, source, identity)
 
 

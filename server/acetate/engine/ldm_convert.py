@@ -131,6 +131,7 @@ def save_ldm_checkpoint(pipe: Any, path: Path, dtype: torch.dtype | None = None)
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     state = {k: v.detach().contiguous() for k, v in state.items()}
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, path)

@@ -28,13 +28,20 @@ from acetate.engine.discovery import (
 from acetate.engine.family import CONFIGS_DIR, FAMILY_LABEL, Family
 from acetate.engine.loading import load_base_pipeline, load_controlnet
 from acetate.engine.requirements import (
-    LAYER_FOLDER,
     MODE_REQUIREMENTS,
     UNSUPPORTED_MODES,
-    describe_missing,
     file_name,
+    missing_message,
+    override_role,
+    select,
 )
-from acetate.engine.tiny import TINY_BASES, TINY_CONTROLNETS, ensure_tiny_models, tiny_root
+from acetate.engine.tiny import (
+    TINY_BASES,
+    TINY_CONTROLNETS,
+    ensure_tiny_models,
+    tiny_models_current,
+    tiny_root,
+)
 from acetate.errors import InputError, ModelFileError, ModelNotFoundError
 
 __all__ = [
@@ -183,9 +190,10 @@ class ModelStore:
 
     def ensure_tiny(self) -> Path:
         """Build the tiny models if needed (seconds) and pick up their files."""
-        root = ensure_tiny_models(self.models_dir)
-        self._tiny = None
-        return root
+        if not tiny_models_current(self.models_dir):
+            ensure_tiny_models(self.models_dir)
+            self._tiny = None
+        return tiny_root(self.models_dir)
 
     def add_base(self, path: Path | str) -> str:
         """Register an explicit base file or diffusers folder (first in discovery order)."""
@@ -300,74 +308,23 @@ class ModelStore:
             raise InputError(f"unknown mode {mode!r}", field="mode")
         if base.tiny:
             self.ensure_tiny()
-        chosen = self._overrides(base, mode, needs, overrides)
-        candidates = self._candidates(base)
-        missing: list[tuple[str, ...]] = []
-        for role, kinds in needs.items():
-            if role in chosen:
-                continue
-            ranked = sorted(
-                (f for f in candidates if f.kind in kinds), key=lambda f: kinds.index(f.kind)
-            )
-            if ranked:
-                chosen[role] = ranked[0]
-            else:
-                missing.append(kinds)
-        if missing:
-            raise ModelNotFoundError(self._missing_message(base, mode, missing), field="mode")
-        return {role: chosen[role] for role in needs}
-
-    def _overrides(
-        self,
-        base: BaseModel,
-        mode: str,
-        needs: dict[str, tuple[str, ...]],
-        overrides: Sequence[LayerOverride],
-    ) -> dict[str, LayerFile]:
         chosen: dict[str, LayerFile] = {}
         for override in overrides:
             path, kind = override if isinstance(override, tuple) else (override, None)
             layer = discovery.identify_layer(Path(path), "path", kind)
-            label = FAMILY_LABEL[base.family]
-            if layer.family != base.family:
-                raise ModelFileError(
-                    f"{layer.name} is an {FAMILY_LABEL[layer.family]} file ({layer.kind}); "
-                    f"the base {base.name} is {label}",
-                    field="layer_model",
-                )
-            if layer.tiny != base.tiny:
-                what = "a tiny test file" if layer.tiny else "a full-size file"
-                raise ModelFileError(
-                    f"{layer.name} is {what}; the base {base.name} is "
-                    f"{'a tiny test model' if base.tiny else 'full size'}",
-                    field="layer_model",
-                )
-            role = next((r for r, kinds in needs.items() if layer.kind in kinds), None)
-            if role is None:
-                wanted = ", ".join(file_name(k) for kinds in needs.values() for k in kinds)
-                raise InputError(
-                    f"{layer.name} ({layer.kind}) is not used by mode {mode} on {label}; "
-                    f"it uses {wanted}",
-                    field="layer_model",
-                )
+            role = override_role(layer, base, mode, needs)
             if role in chosen:
                 raise InputError(
                     f"two files given for the same part: {chosen[role].name} and {layer.name}",
                     field="layer_model",
                 )
             chosen[role] = layer
-        return chosen
-
-    def _missing_message(self, base: BaseModel, mode: str, missing: list[tuple[str, ...]]) -> str:
-        names = " and ".join(describe_missing(kinds) for kinds in missing)
-        if base.tiny:
-            return f"tiny layer files for {mode} are missing ({names}): run `acetate models tiny`"
-        gets = ", ".join(f"`acetate models get {kinds[0]}`" for kinds in missing)
-        return (
-            f"mode {mode} on {base.name} ({FAMILY_LABEL[base.family]}) needs {names}: put "
-            f"{'it' if len(missing) == 1 else 'them'} in {self.models_dir / LAYER_FOLDER}/ "
-            f"(download with {gets}, or from huggingface.co/LayerDiffusion/layerdiffusion-v1)"
-        )
+        missing = select(needs, self._candidates(base), chosen)
+        if missing:
+            raise ModelNotFoundError(
+                missing_message(base, mode, missing, self.models_dir), field="mode"
+            )
+        return {role: chosen[role] for role in needs}
 
     def controlnet(
         self, name: str | None, family: Family, control: str = "none", *, tiny: bool = False
@@ -427,9 +384,9 @@ class ModelStore:
             "hf_cache": str(self.hf_cache) if self.hf_cache else None,
             "default_base": default,
             "bases": [self._describe_base(b) for b in bases],
-            "layer_files": [_describe_layer(f) for f in self.layer_files()],
-            "controlnets": [_describe_controlnet(c) for c in self.controlnets()],
-            "refused": [_describe_refused(r) for r in self.refused()],
+            "layer_files": [f.to_dict() for f in self.layer_files()],
+            "controlnets": [c.to_dict() for c in self.controlnets()],
+            "refused": [r.to_dict() for r in self.refused()],
             "get": {kind: where_to_get(kind, self.models_dir) for kind in missing_kinds},
             "warnings": list(self.warnings)
             + ([] if any(not b.tiny for b in bases) else [self.default_warning()]),
@@ -437,46 +394,7 @@ class ModelStore:
 
     def _describe_base(self, base: BaseModel) -> dict[str, Any]:
         return {
-            "name": base.name,
-            "family": base.family,
-            "format": base.format,
-            "source": base.source,
-            "path": str(base.path),
-            "tiny": base.tiny,
+            **base.to_dict(),
             "modes": self.usable_modes(base),
             "unsupported_modes": dict(UNSUPPORTED_MODES[base.family]),
         }
-
-
-def _describe_layer(layer: LayerFile) -> dict[str, Any]:
-    identity = layer.identity
-    return {
-        "name": layer.name,
-        "kind": layer.kind,
-        "family": layer.family,
-        "tiny": layer.tiny,
-        "path": str(layer.path),
-        "source": layer.source,
-        "frames": getattr(identity, "frames", None),
-        "use_control": getattr(identity, "use_control", None),
-    }
-
-
-def _describe_refused(refused: RefusedFile) -> dict[str, Any]:
-    return {
-        "path": str(refused.path),
-        "category": refused.category,
-        "reason": refused.reason,
-        "source": refused.source,
-    }
-
-
-def _describe_controlnet(info: ControlNetInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "family": info.family,
-        "format": info.format,
-        "source": info.source,
-        "path": str(info.path),
-        "tiny": info.tiny,
-    }

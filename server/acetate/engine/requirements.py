@@ -8,9 +8,13 @@ it, preferred first. Roles: `unet_patch` (SDXL UNet patch applied while sampling
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Final
 
-from acetate.engine.family import Family
+from acetate.engine.discovery import BaseModel, LayerFile
+from acetate.engine.family import FAMILY_LABEL, Family
+from acetate.errors import InputError, ModelFileError
 
 Role = str
 Requirements = dict[Role, tuple[str, ...]]
@@ -94,3 +98,63 @@ def describe_missing(kinds: tuple[str, ...]) -> str:
     """`a.safetensors` or `a.safetensors (or b.safetensors)` for a role's alternatives."""
     first, *others = (file_name(k) for k in kinds)
     return f"{first} (or {' / '.join(others)})" if others else first
+
+
+def select(
+    needs: Requirements, candidates: Iterable[LayerFile], chosen: dict[Role, LayerFile]
+) -> list[tuple[str, ...]]:
+    """Fill every role of `needs` not yet in `chosen` with the most preferred candidate
+    (in place); returns the alternatives of the roles nothing fills."""
+    candidates = list(candidates)
+    missing = []
+    for role, kinds in needs.items():
+        if role in chosen:
+            continue
+        ranked = sorted(
+            (f for f in candidates if f.kind in kinds), key=lambda f: kinds.index(f.kind)
+        )
+        if ranked:
+            chosen[role] = ranked[0]
+        else:
+            missing.append(kinds)
+    return missing
+
+
+def override_role(layer: LayerFile, base: BaseModel, mode: str, needs: Requirements) -> Role:
+    """The role an explicitly given file fills for `mode` on `base`, or why it cannot."""
+    label = FAMILY_LABEL[base.family]
+    if layer.family != base.family:
+        raise ModelFileError(
+            f"{layer.name} is an {FAMILY_LABEL[layer.family]} file ({layer.kind}); "
+            f"the base {base.name} is {label}",
+            field="layer_model",
+        )
+    if layer.tiny != base.tiny:
+        what = "a tiny test file" if layer.tiny else "a full-size file"
+        size = "a tiny test model" if base.tiny else "full size"
+        raise ModelFileError(
+            f"{layer.name} is {what}; the base {base.name} is {size}", field="layer_model"
+        )
+    for role, kinds in needs.items():
+        if layer.kind in kinds:
+            return role
+    wanted = ", ".join(file_name(k) for kinds in needs.values() for k in kinds)
+    raise InputError(
+        f"{layer.name} ({layer.kind}) is not used by mode {mode} on {label}; it uses {wanted}",
+        field="layer_model",
+    )
+
+
+def missing_message(
+    base: BaseModel, mode: str, missing: list[tuple[str, ...]], models_dir: Path
+) -> str:
+    """Every missing official file name, where to put it and how to get it."""
+    names = " and ".join(describe_missing(kinds) for kinds in missing)
+    if base.tiny:
+        return f"tiny layer files for {mode} are missing ({names}): run `acetate models tiny`"
+    gets = ", ".join(f"`acetate models get {kinds[0]}`" for kinds in missing)
+    return (
+        f"mode {mode} on {base.name} ({FAMILY_LABEL[base.family]}) needs {names}: put "
+        f"{'it' if len(missing) == 1 else 'them'} in {models_dir / LAYER_FOLDER}/ "
+        f"(download with {gets}, or from huggingface.co/LayerDiffusion/layerdiffusion-v1)"
+    )

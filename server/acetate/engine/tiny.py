@@ -216,8 +216,9 @@ def build_tiny_controlnet(unet: Any, folder: Path, seed: int = SEED) -> Any:
     import torch
     from diffusers import ControlNetModel
 
-    controlnet = ControlNetModel.from_unet(unet)
-    generator = torch.Generator().manual_seed(seed + 5)
+    with _seeded(seed + 5):
+        controlnet = ControlNetModel.from_unet(unet)
+    generator = torch.Generator().manual_seed(seed + 6)
     with torch.no_grad():
         for name, param in controlnet.named_parameters():
             if name.startswith(

@@ -1,0 +1,193 @@
+"""`acetate models [--json] | check FILE… | tiny | get NAME`: the model store from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from acetate.cli.common import add_store_options, models_dir
+from acetate.errors import InputError
+
+FAMILY = {"sd15": "SD1.5", "sdxl": "SDXL"}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list models, what each mode still needs, check or download files",
+        description="Without a sub-command: list base models, layer files, ControlNets, refused "
+        "files and, per base, the modes it can run and the files still missing.",
+    )
+    add_store_options(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(run=run_list)
+    commands = parser.add_subparsers(dest="models_command", metavar="{check,tiny,get}")
+
+    check = commands.add_parser(
+        "check", help="identify LayerDiffusion files and check them against the full-size base"
+    )
+    check.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    check.add_argument(
+        "--kind", help="official file stem, for a renamed file whose header is ambiguous"
+    )
+    check.add_argument("--json", action="store_true", help="print JSON instead of text")
+    check.set_defaults(run=run_check)
+
+    tiny = commands.add_parser("tiny", help="build the tiny test models and print their paths")
+    add_store_options(tiny)
+    tiny.set_defaults(run=run_tiny)
+
+    get = commands.add_parser(
+        "get", help="download an official layer file, a base or a ControlNet (needs internet)"
+    )
+    get.add_argument("name", metavar="NAME", help="a name from the catalog, e.g. layer_xl_fg2ble")
+    add_store_options(get)
+    get.set_defaults(run=run_get)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from acetate.engine.models import ModelStore
+
+    return ModelStore(models_dir(args), args.extra_models_dir)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    summary = _store(args).describe()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print("\n".join(format_summary(summary)))
+    return 0
+
+
+def format_summary(summary: dict[str, Any]) -> list[str]:
+    """The text form of `ModelStore.describe()`."""
+    lines = [f"models folder: {summary['models_dir']}"]
+    lines += [f"extra folder: {extra}" for extra in summary["extra_dirs"]]
+    lines += ["", "base models:"]
+    for base in summary["bases"]:
+        flag = "  [test model: random weights]" if base["tiny"] else ""
+        where = "built in" if base["tiny"] else base["path"]
+        lines.append(f"  {base['name']}  {FAMILY[base['family']]}  {base['format']}  {where}{flag}")
+        usable = [mode for mode, missing in base["modes"].items() if not missing]
+        lines.append(f"    usable modes: {', '.join(usable) or 'none yet'}")
+        for mode, missing in base["modes"].items():
+            if missing:
+                lines.append(f"    {mode} needs: {', '.join(missing)}")
+        for mode, reason in base["unsupported_modes"].items():
+            lines.append(f"    {mode}: unavailable: {reason}")
+    real_layers = [f for f in summary["layer_files"] if not f["tiny"]]
+    lines += ["", "layer files:" if real_layers else "layer files: none"]
+    for layer in real_layers:
+        extra = ""
+        if layer["frames"] is not None:
+            extra = f"  frames={layer['frames']} control={'yes' if layer['use_control'] else 'no'}"
+        lines.append(
+            f"  {layer['name']}  {layer['kind']}  {FAMILY[layer['family']]}{extra}  {layer['path']}"
+        )
+    real_controlnets = [c for c in summary["controlnets"] if not c["tiny"]]
+    lines += ["", "ControlNets:" if real_controlnets else "ControlNets: none"]
+    for info in real_controlnets:
+        lines.append(
+            f"  {info['name']}  {FAMILY[info['family']]}  {info['format']}  {info['path']}"
+        )
+    tiny_files = len(summary["layer_files"]) - len(real_layers)
+    if tiny_files:
+        lines.append(f"(+ {tiny_files} tiny test layer files and the tiny ControlNets)")
+    if summary["refused"]:
+        lines += ["", "refused:"]
+        lines += [f"  {item['path']}: {item['reason']}" for item in summary["refused"]]
+    if summary["get"]:
+        lines += ["", "to get (official LayerDiffusion files):"]
+        for item in summary["get"].values():
+            lines.append(
+                f"  {item['file']} -> {item['folder']}/  ({item['command']}, or {item['url']})"
+            )
+    if summary["warnings"]:
+        lines += [""] + [f"warning: {warning}" for warning in summary["warnings"]]
+    return lines
+
+
+def run_check(args: argparse.Namespace) -> int:
+    results = [_check(path, args.kind) for path in args.files]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if "error" in result:
+                print(f"acetate models check: error: {result['error']}", file=sys.stderr)
+            else:
+                print(f"{result['path']}: {result['summary']}")
+    return 0 if all("error" not in result for result in results) else 2
+
+
+def _check(path: Path, kind: str | None) -> dict[str, Any]:
+    from acetate.engine.family import PICKLE_REASON, PICKLE_SUFFIXES
+    from acetate.engine.identify import describe, identify_layer_file, verify_full_size
+    from acetate.errors import ModelFileError
+
+    if not path.is_file():
+        return {"path": str(path), "error": f"{path}: no such file"}
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return {"path": str(path), "error": f"{path.name}: {PICKLE_REASON}"}
+    try:
+        identity = identify_layer_file(path, kind=kind)
+        if not identity.tiny:
+            verify_full_size(identity)
+    except ModelFileError as error:
+        other = _other_model(path)
+        if other is None or kind is not None:
+            return {"path": str(path), "error": error.message}
+        return {"path": str(path), "summary": other}
+    facts = [f"{identity.kind} ({FAMILY[identity.family]} {identity.role.replace('_', ' ')})"]
+    if identity.frames is not None:
+        control = "with" if identity.use_control else "without"
+        facts.append(f"{identity.frames} frame(s) {control} control image")
+    if identity.role == "transparent_encoder":
+        facts.append(f"offset scale x{identity.encoder_offset_scale:g}")
+    facts.append("tiny test file" if identity.tiny else "maps onto the full-size base: ok")
+    return {**describe(identity), "summary": "; ".join(facts)}
+
+
+def _other_model(path: Path) -> str | None:
+    """A one-line description when `path` is a base checkpoint or ControlNet instead."""
+    from acetate.engine.family import detect_checkpoint, detect_controlnet_file, read_header
+    from acetate.errors import ModelFileError
+
+    try:
+        header = read_header(path)
+    except ModelFileError:
+        return None
+    for what, detect in (
+        ("base checkpoint", detect_checkpoint),
+        ("ControlNet", detect_controlnet_file),
+    ):
+        detection = detect(path, header)
+        if detection.family is not None:
+            tiny = ", tiny test model" if detection.tiny else ""
+            return f"{FAMILY[detection.family]} {what}{tiny} (not a LayerDiffusion layer file)"
+    return None
+
+
+def run_tiny(args: argparse.Namespace) -> int:
+    from acetate.engine.tiny import ensure_tiny_models
+
+    root = ensure_tiny_models(models_dir(args))
+    for path in sorted(
+        p for sub in ("checkpoints", "controlnet", "layer_model") for p in (root / sub).iterdir()
+    ):
+        print(path)
+    return 0
+
+
+def run_get(args: argparse.Namespace) -> int:
+    from acetate.engine.catalog import download
+
+    if not args.name.strip():
+        raise InputError("give a model name", field="name")
+    for path in download(args.name, models_dir(args)):
+        print(path)
+    return 0

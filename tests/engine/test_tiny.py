@@ -1,0 +1,149 @@
+"""The tiny test models: real layouts, deterministic, idempotent and race-safe to build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import ControlNetModel, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+from acetate.engine.family import CONFIGS_DIR, load_json
+from acetate.engine.identify import KINDS
+from acetate.engine.tiny import (
+    STAMP_FILE,
+    TINY_SD15,
+    TINY_SDXL,
+    build_tiny_models,
+    builder_stamp,
+    ensure_tiny_models,
+)
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != STAMP_FILE
+    }
+
+
+def test_layout_has_every_official_kind(tiny_models_dir: Path) -> None:
+    root = tiny_models_dir / "tiny"
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["tiny-sd15", "tiny-sdxl"]
+    assert sorted(p.name for p in (root / "controlnet").iterdir()) == [
+        "tiny-controlnet-sd15",
+        "tiny-controlnet-sdxl",
+    ]
+    assert {p.stem for p in (root / "layer_model").glob("*.safetensors")} == set(KINDS)
+
+
+def test_build_is_deterministic(tmp_path: Path, tiny_models_dir: Path) -> None:
+    build_tiny_models(tmp_path / "again")
+    assert digests(tmp_path / "again") == digests(tiny_models_dir / "tiny")
+
+
+def test_ensure_is_idempotent_and_rebuilds_when_the_builder_changes(tmp_path: Path) -> None:
+    root = ensure_tiny_models(tmp_path)
+    stamp = json.loads((root / STAMP_FILE).read_text())
+    assert stamp == builder_stamp()
+    marker = root / "checkpoints" / "tiny-sd15" / "model_index.json"
+    before = marker.stat().st_mtime_ns
+    assert ensure_tiny_models(tmp_path) == root
+    assert marker.stat().st_mtime_ns == before  # current: nothing rebuilt
+    (root / STAMP_FILE).write_text(json.dumps({**stamp, "builder": "an older builder"}))
+    ensure_tiny_models(tmp_path)
+    assert json.loads((root / STAMP_FILE).read_text()) == stamp
+    assert marker.stat().st_mtime_ns != before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tiny-")]  # no leftovers
+
+
+def test_two_processes_racing_both_succeed(tmp_path: Path) -> None:
+    code = (
+        "import sys, torch; torch.set_num_threads(1); "
+        "from acetate.engine.tiny import ensure_tiny_models; "
+        "print(ensure_tiny_models(sys.argv[1]))"
+    )
+    racers = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [racer.communicate(timeout=300)[0] for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0]
+    assert {out.decode().strip() for out in outputs} == {str(tmp_path / "tiny")}
+    assert json.loads((tmp_path / "tiny" / STAMP_FILE).read_text()) == builder_stamp()
+    assert {p.stem for p in (tmp_path / "tiny" / "layer_model").glob("*.safetensors")} == set(KINDS)
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny"]
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_tiny_pipelines_keep_the_real_invariants(tiny_models_dir: Path, family: str) -> None:
+    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    pipe = cls.from_pretrained(tiny_models_dir / "tiny" / "checkpoints" / f"tiny-{family}")
+    real_unet = load_json(CONFIGS_DIR / family / "unet" / "config.json")
+    real_vae = load_json(CONFIGS_DIR / family / "vae" / "config.json")
+    for name in ("down_block_types", "up_block_types", "layers_per_block", "in_channels"):
+        assert _plain(pipe.unet.config[name]) == _plain(real_unet[name]), name
+    assert pipe.vae.config.latent_channels == real_vae["latent_channels"] == 4
+    assert pipe.vae_scale_factor == 8
+    assert pipe.vae.config.scaling_factor == real_vae["scaling_factor"]
+    assert pipe.tokenizer.model_max_length == 77
+    widths = [pipe.text_encoder.config.hidden_size]
+    if family == "sdxl":
+        widths.append(pipe.text_encoder_2.config.hidden_size)
+        assert widths[0] != widths[1]  # the single-file loader tells them apart by width
+        assert pipe.unet.config.projection_class_embeddings_input_dim == (
+            6 * pipe.unet.config.addition_time_embed_dim + pipe.text_encoder_2.config.projection_dim
+        )
+        assert pipe.tokenizer_2.pad_token == "!"
+    assert pipe.unet.config.cross_attention_dim == sum(widths)
+    tiny_config = TINY_SDXL if family == "sdxl" else TINY_SD15
+    for name, value in tiny_config.items():
+        assert _plain(pipe.unet.config[name]) == _plain(value), name  # tiny.py's configs are used
+    image = pipe(
+        "a cat",
+        num_inference_steps=1,
+        height=64,
+        width=64,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).images
+    assert image.shape == (1, 64, 64, 3) and torch.isfinite(torch.from_numpy(image)).all()
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_tiny_controlnets_have_non_zero_outputs(tiny_models_dir: Path, family: str) -> None:
+    controlnet = ControlNetModel.from_pretrained(
+        tiny_models_dir / "tiny" / "controlnet" / f"tiny-controlnet-{family}"
+    )
+    zero_convs = [
+        p for n, p in controlnet.named_parameters() if n.startswith("controlnet_down_blocks")
+    ]
+    assert zero_convs and all(p.abs().sum() > 0 for p in zero_convs)
+    config = TINY_SDXL if family == "sdxl" else TINY_SD15
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    context = torch.randn(1, 7, config["cross_attention_dim"])
+    added = (
+        {"text_embeds": torch.randn(1, 32), "time_ids": torch.randn(1, 6)}
+        if family == "sdxl"
+        else None
+    )
+
+    def residuals(image: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            down, mid = controlnet(
+                latents, 10, context, image, added_cond_kwargs=added, return_dict=False
+            )
+        return torch.cat([d.flatten() for d in (*down, mid)])
+
+    black, white = torch.zeros(1, 3, 64, 64), torch.ones(1, 3, 64, 64)
+    assert residuals(black).abs().max() > 0
+    assert not torch.allclose(residuals(black), residuals(white))  # the control image matters
