@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from layer_files_helpers import rewrite, write_files
+from layer_files_helpers import rewrite, tiny_unets, write_files
 from safetensors.torch import save_file
 
 from acetate.engine.identify import (
@@ -18,6 +18,7 @@ from acetate.engine.identify import (
     identify_layer_file,
     verify_full_size,
 )
+from acetate.engine.tiny_layers import write_tiny_layer_files
 from acetate.engine.transparent_vae import write_tiny_transparent_files
 from acetate.errors import ModelFileError
 
@@ -173,3 +174,16 @@ def test_unknown_truncated_and_pickle_files_are_refused(
 def test_tiny_files_are_not_full_size(kind: str, files: dict[str, Path]) -> None:
     with pytest.raises(ModelFileError, match="key"):
         verify_full_size(files[kind])
+
+
+def test_tiny_writer_is_deterministic_and_atomic(files: dict[str, Path], tmp_path: Path) -> None:
+    again = write_files(tmp_path / "again")
+    assert sorted(again) == sorted(k for k in files if not k.endswith(("encoder", "decoder")))
+    for kind, path in again.items():
+        assert path.read_bytes() == files[kind].read_bytes(), kind
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == sorted(
+        f"{kind}.safetensors" for kind in again
+    )  # no temporary files left behind
+    sd15, sdxl = tiny_unets()
+    other = write_tiny_layer_files(tmp_path / "seed1", sd15, sdxl, seed=1)
+    assert all(p.read_bytes() != again[p.stem].read_bytes() for p in other)

@@ -277,3 +277,24 @@ def test_a_patch_for_another_unet_is_refused(files: dict[str, Path]) -> None:
     sd15 = tiny_sd15()
     with pytest.raises(ModelFileError):
         load_unet_patch(files["layer_xl_transparent_conv"], sd15.config)
+
+
+def test_inference_mode_and_grad_enabled_unets(files: dict[str, Path]) -> None:
+    """Weights made in inference mode can be patched; a widened conv_in still runs with grad."""
+    with torch.inference_mode():
+        frozen = tiny_sdxl()
+    before = state_copy(frozen)
+    with apply_unet_patch(frozen, load_unet_patch(files["layer_xl_fg2ble"], frozen.config)):
+        pass
+    assert_state_equal(frozen, before)
+    trainable = tiny_sdxl().requires_grad_(True)
+    with apply_unet_patch(trainable, load_unet_patch(files["layer_xl_fg2ble"], trainable.config)):
+        assert trainable.conv_in.weight.requires_grad
+        out = trainable(
+            torch.randn(1, 8, 8, 8),
+            10,
+            torch.randn(1, 7, 80),
+            added_cond_kwargs={"text_embeds": torch.randn(1, 32), "time_ids": torch.randn(1, 6)},
+        ).sample
+        out.mean().backward()
+        assert trainable.conv_in.weight.grad is not None

@@ -315,7 +315,8 @@ class PatchHandle:
     ) -> None:
         self.remove()
 
-    @torch.no_grad()
+    # inference_mode (not no_grad): also edits UNets whose weights were made in inference mode.
+    @torch.inference_mode()
     def _apply(self, backup_device: torch.device | str | None) -> None:
         params = dict(self.unet.named_parameters())
         for key, weight in self.patch.weights.items():
@@ -335,16 +336,20 @@ class PatchHandle:
 
     def _widen_conv_in(self, weight: WeightPatch, param: nn.Parameter) -> None:
         conv = self.unet.conv_in
-        widened = torch.zeros(weight.tensors[0].shape, dtype=torch.float32, device=param.device)
-        widened[:, : param.shape[1]] = param.float()
-        widened += self.strength * weight.delta(widened.shape, param.device)
+        # A new weight made inside inference mode could not take part in a grad-enabled forward.
+        with torch.inference_mode(False), torch.no_grad():
+            shape = weight.tensors[0].shape
+            widened = torch.zeros(shape, dtype=torch.float32, device=param.device)
+            widened[:, : param.shape[1]] = param.float()
+            widened += self.strength * weight.delta(widened.shape, param.device)
+            new = nn.Parameter(widened.to(param.dtype), requires_grad=param.requires_grad)
         self._conv_in = param
         self._in_channels = int(self.unet.config.in_channels)
-        conv.weight = nn.Parameter(widened.to(param.dtype), requires_grad=param.requires_grad)
+        conv.weight = new
         conv.in_channels = widened.shape[1]
         self.unet.register_to_config(in_channels=widened.shape[1])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _restore(self) -> None:
         for key, original in self._originals.items():
             self.unet.get_parameter(key).copy_(original)
