@@ -68,15 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
-    from aiohttp import web
-
-    from acetate.api.app import create_app
     from acetate.api.config import GiB, ServerConfig
-    from acetate.api.middlewares import RedactingAccessLogger
-    from acetate.api.startup import open_models, startup_lines
-    from acetate.engine.engine import Engine
 
     config = ServerConfig(
         output_dir=args.output_dir or default_output_dir(),
@@ -90,7 +82,17 @@ def run(args: argparse.Namespace) -> int:
         max_age_s=args.keep_days * 24 * 3600,
         max_total_bytes=int(args.keep_gb * GiB),
     )
-    config.check()
+    config.check()  # before the heavy imports: an unsafe bind is refused at once
+
+    import logging
+
+    from aiohttp import web
+
+    from acetate.api.app import create_app
+    from acetate.api.middlewares import RedactingAccessLogger
+    from acetate.api.startup import open_models, startup_lines
+    from acetate.engine.engine import Engine
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     store, notes = open_models(models_dir(args), args.extra_models_dir)
     engine = Engine(store, engine_options(args))

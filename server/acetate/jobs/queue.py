@@ -200,6 +200,8 @@ class JobQueue:
             job.finish("cancelled")
         if self.running is job:
             self.running = None
+        took = (job.finished or 0) - job.created
+        log.info("job %s %s after %.1f s", job.id, job.status, took)
         try:
             await self.persist(job)
         except OSError:
