@@ -507,7 +507,7 @@ class EventSocket {
       try {
         event = parseEvent(data);
       } catch (error) {
-        console.warn("Acetate: ignoring a WebSocket message:", error);
+        console.warn("Acetate: ignoring a WebSocket message:", error instanceof Error ? error.message : error);
         return;
       }
       if (event.type === "preview") {

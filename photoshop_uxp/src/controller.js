@@ -221,6 +221,9 @@ class Controller {
     } catch {
       return fail(`Server: "${serverUrl}" is not an address like http://127.0.0.1:7865.`);
     }
+    if (!/^[\x21-\x7e]*$/.test(client.token)) {
+      return fail("Token: use only letters, digits and punctuation (HTTP headers cannot carry other characters).");
+    }
     if (!urlAllowed(client.baseUrl, this.allowed)) {
       return fail(manifestMessage(serverUrl, this.allowed));
     }

@@ -75,13 +75,18 @@ async function startServer({ args = [], timeoutMs = 180_000 } = {}) {
     if (child.exitCode !== null) {
       throw new Error(`acetate serve exited with ${child.exitCode}:\n${fs.readFileSync(log, "utf8")}`);
     }
+    let response = null;
     try {
-      const response = await fetch(`${url}/api/health`, { headers });
-      if (response.ok) {
-        break;
-      }
+      response = await fetch(`${url}/api/health`, { headers });
     } catch {
       // Not listening yet.
+    }
+    if (response?.ok) {
+      break;
+    }
+    if (response) {
+      child.kill();
+      throw new Error(`GET /api/health answered ${response.status}: ${await response.text()}\n${fs.readFileSync(log, "utf8")}`);
     }
     if (Date.now() > deadline) {
       child.kill();
