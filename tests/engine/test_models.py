@@ -430,3 +430,22 @@ def test_header_keys_for_clip_are_what_ldm_files_use() -> None:
     from diffusers.loaders.single_file_utils import CHECKPOINT_KEY_NAMES
 
     assert CHECKPOINT_KEY_NAMES["clip"] == CLIP_L
+
+
+def test_explicit_paths_come_first(models: Path, tmp_path: Path, tiny_models_dir: Path) -> None:
+    write_header_only(models / "checkpoints" / "b.safetensors", checkpoint_shapes("sd15"))
+    elsewhere = write_header_only(tmp_path / "dl" / "mine.safetensors", checkpoint_shapes("sdxl"))
+    write_header_only(tmp_path / "dl" / "other.safetensors", checkpoint_shapes("sdxl"))
+    s = store(models)
+    name = s.add_base(elsewhere)
+    assert name == str(elsewhere)
+    assert [b.name for b in s.bases() if not b.tiny] == [str(elsewhere), "b"]
+    assert s.base().model.path == elsewhere  # first in discovery order: the default
+    cn = tiny_models_dir / "tiny" / "controlnet" / "tiny-controlnet-sd15"
+    assert s.controlnet(s.add_controlnet(cn), "sd15", tiny=True).path == cn
+    with pytest.raises(ModelNotFoundError) as info:
+        s.add_base(tmp_path / "nope.safetensors")
+    assert info.value.field == "model"
+    bad = write_header_only(tmp_path / "sd2.safetensors", sd2_unet_shapes())
+    with pytest.raises(ModelFileError, match="SD2"):
+        s.add_base(bad)

@@ -10,7 +10,7 @@ opened.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -204,10 +204,13 @@ def _detect(category: Category, path: Path) -> Detection:
         return Detection(None, reason=error.message)
 
 
-def scan_models_folder(category: Category, folder: Path, source: str) -> Found:
-    """Bases or ControlNets under one category folder (recursively, a few levels)."""
+def scan_models_folder(
+    category: Category, folder: Path, source: str, entries: Iterable[Path] | None = None
+) -> Found:
+    """Bases or ControlNets under one category folder (recursively, a few levels), or just
+    `entries` inside it."""
     found = Found()
-    for path in _entries(folder):
+    for path in _entries(folder) if entries is None else entries:
         if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
             found.refused.append(RefusedFile(path, category, PICKLE_REASON, source))
             continue

@@ -9,7 +9,7 @@ tiny layer files and ControlNets, real bases only real ones.
 
 from __future__ import annotations
 
-import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -57,8 +57,6 @@ __all__ = [
     "load_controlnet",
 ]
 
-log = logging.getLogger(__name__)
-
 #: Repos whose cached snapshots hold CLIP tokenizer files (root or `tokenizer*/`).
 TOKENIZER_REPOS = (
     "openai/clip-vit-large-patch14",
@@ -100,18 +98,24 @@ class ModelStore:
         self._explicit = Found()
         self._found: Found | None = None
         self._tiny: Found | None = None
+        self._lock = threading.RLock()  # the server's worker and request threads share a store
         self.warnings: list[str] = []
 
     # ---- discovery ---------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Forget what was found; the next call scans again."""
-        self._found = None
-        self._tiny = None
+        with self._lock:
+            self._found = None
+            self._tiny = None
 
     def _scan(self) -> Found:
-        if self._found is not None:
+        with self._lock:
+            if self._found is None:
+                self._found = self._discover()
             return self._found
+
+    def _discover(self) -> Found:
         warnings: list[str] = []
         found = Found()
         found.extend(self._explicit)
@@ -131,7 +135,6 @@ class ModelStore:
         found.bases = [self._complete(base, tokenizer_dirs) for base in found.bases]
         found.controlnets = [self._complete_controlnet(c) for c in found.controlnets]
         self.warnings = warnings
-        self._found = found
         return found
 
     @staticmethod
@@ -183,16 +186,18 @@ class ModelStore:
         return replace(info, config_dir=CONFIGS_DIR / f"controlnet-{info.family}")
 
     def _tiny_found(self) -> Found:
-        if self._tiny is None:
-            root = tiny_root(self.models_dir)
-            self._tiny = discovery.scan_root(root, "tiny") if root.is_dir() else Found()
-        return self._tiny
+        with self._lock:
+            if self._tiny is None:
+                root = tiny_root(self.models_dir)
+                self._tiny = discovery.scan_root(root, "tiny") if root.is_dir() else Found()
+            return self._tiny
 
     def ensure_tiny(self) -> Path:
         """Build the tiny models if needed (seconds) and pick up their files."""
-        if not tiny_models_current(self.models_dir):
-            ensure_tiny_models(self.models_dir)
-            self._tiny = None
+        with self._lock:
+            if not tiny_models_current(self.models_dir):
+                ensure_tiny_models(self.models_dir)
+                self._tiny = None
         return tiny_root(self.models_dir)
 
     def add_base(self, path: Path | str) -> str:
@@ -204,14 +209,15 @@ class ModelStore:
         return self._add(Path(path), "controlnet")
 
     def _add(self, path: Path, category: discovery.Category) -> str:
+        field = "model" if category == "base" else category
         if not path.exists():
-            raise ModelNotFoundError(f"no such file or folder: {path}", field=category)
-        found = discovery.scan_models_folder(category, path.parent, "path")
+            raise ModelNotFoundError(f"no such file or folder: {path}", field=field)
+        found = discovery.scan_models_folder(category, path.parent, "path", [path])
         matches = [m for m in (*found.bases, *found.controlnets) if m.path == path]
         if not matches:
             refused = [r.reason for r in found.refused if r.path == path]
             reason = refused[0] if refused else "not a .safetensors file or a diffusers folder"
-            raise ModelFileError(f"{path}: {reason}", field=category)
+            raise ModelFileError(f"{path}: {reason}", field=field)
         item = replace(matches[0], name=str(path))
         target = self._explicit.bases if category == "base" else self._explicit.controlnets
         target[:] = [m for m in target if m.path != path] + [item]
