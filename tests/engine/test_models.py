@@ -215,11 +215,16 @@ def test_hugging_face_cache_pipelines_and_layer_repos(
     write_layer_file(layers, "layer_sd15_vae_transparent_decoder")
     hf_repo(cache, "LayerDiffusion/layerdiffusion-v1", folder_files(layers))
     hf_repo(cache, "someone/unrelated", {"README.md": b"hello"})
+    single = hf_repo(cache, "stabilityai/stable-diffusion-xl-base-1.0", {"README.md": b"x"})
+    write_header_only(single / "sd_xl_base_1.0.safetensors", checkpoint_shapes("sdxl"))
+    write_header_only(single / "lora.safetensors", {"lora_unet_down.alpha": ()})
     s = store(models, hf=cache)
     hf_bases = [b for b in s.bases() if b.source.startswith("hf:")]
     assert [(b.name, b.family, b.format) for b in hf_bases] == [
-        ("someone/tiny-xl-pipeline", "sdxl", "diffusers")
+        ("someone/tiny-xl-pipeline", "sdxl", "diffusers"),
+        ("stabilityai/stable-diffusion-xl-base-1.0/sd_xl_base_1.0", "sdxl", "single_file"),
     ]
+    assert not [r for r in s.refused() if r.source.startswith("hf:")]
     assert {f.kind for f in s.layer_files() if f.source.startswith("hf:")} == {
         "layer_sd15_transparent_attn",
         "layer_sd15_vae_transparent_decoder",

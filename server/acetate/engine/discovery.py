@@ -24,6 +24,8 @@ from acetate.engine.family import (
     detect_controlnet_file,
     detect_controlnet_folder,
     detect_pipeline_folder,
+    looks_like_checkpoint,
+    read_header,
 )
 from acetate.errors import ModelFileError
 
@@ -270,6 +272,9 @@ def scan_layer_folder(folder: Path, source: str, *, official_names_only: bool = 
                 found.layers.append(identify_layer(path, source))
             except ModelFileError as error:
                 found.refused.append(RefusedFile(path, "layer", error.message, source))
+            except (KeyError, ValueError, RuntimeError) as error:  # one odd file must not
+                reason = f"could not be identified ({type(error).__name__}: {error})"
+                found.refused.append(RefusedFile(path, "layer", reason, source))
     return found
 
 
@@ -318,8 +323,27 @@ def hf_snapshots(cache_dir: Path) -> dict[str, Path]:
     return dict(sorted(snapshots.items()))
 
 
+def _hf_single_files(repo_id: str, snapshot: Path, source: str) -> list[BaseModel]:
+    """Base checkpoints downloaded as single files (e.g. `sd_xl_base_1.0.safetensors`); other
+    files in cached repos are not listed (the cache holds much else)."""
+    bases = []
+    for path in sorted(snapshot.glob("*.safetensors")):
+        try:
+            if not looks_like_checkpoint(read_header(path)):
+                continue
+        except ModelFileError:
+            continue
+        detection = _detect("base", path)
+        if detection.family is not None:
+            name = f"{repo_id}/{path.stem}"
+            bases.append(
+                BaseModel(name, detection.family, "single_file", path, source, detection.tiny)
+            )
+    return bases
+
+
 def scan_hf_cache(snapshots: dict[str, Path]) -> Found:
-    """Diffusers pipelines, ControlNets and the two official LayerDiffusion repos."""
+    """Diffusers pipelines, ControlNets, single-file bases and the two LayerDiffusion repos."""
     found = Found()
     for repo_id, snapshot in snapshots.items():
         source = f"hf:{repo_id}"
@@ -333,15 +357,17 @@ def scan_hf_cache(snapshots: dict[str, Path]) -> Found:
             snapshot / "config.json"
         ).read_text(encoding="utf-8", errors="replace"):
             category = "controlnet"
-        if category is None:
-            continue
-        detection = _detect(category, snapshot)
+        detection = _detect(category, snapshot) if category else Detection(None)
         if detection.family is None:
-            found.refused.append(RefusedFile(snapshot, category, detection.reason or "", source))
+            if category is not None:
+                found.refused.append(
+                    RefusedFile(snapshot, category, detection.reason or "", source)
+                )
+            found.bases += _hf_single_files(repo_id, snapshot, source)
+            continue
+        fields = (repo_id, detection.family, "diffusers", snapshot, source, detection.tiny)
+        if category == "base":
+            found.bases.append(BaseModel(*fields, detection.variant))
         else:
-            fields = (repo_id, detection.family, "diffusers", snapshot, source, detection.tiny)
-            if category == "base":
-                found.bases.append(BaseModel(*fields, detection.variant))
-            else:
-                found.controlnets.append(ControlNetInfo(*fields, detection.variant))
+            found.controlnets.append(ControlNetInfo(*fields, detection.variant))
     return found

@@ -179,6 +179,11 @@ def _refused(what: str) -> Detection:
 # ---- base checkpoints -------------------------------------------------------------------------
 
 
+def looks_like_checkpoint(header: Header) -> bool:
+    """Cheap pre-check: the header has original-layout UNet weights."""
+    return any(key.startswith(_UNET) for key in header.shapes)
+
+
 def detect_checkpoint(path: Path, header: Header | None = None) -> Detection:
     """Family of a single-file base checkpoint (`.safetensors`)."""
     header = header or read_header(path)
