@@ -1,0 +1,167 @@
+"""The only module that reads or writes Krita documents (the model's `Documents` port).
+
+Reading: the canvas is the document's projection, a layer is the active node's projection,
+both in the canvas frame; the selection is Krita's global selection (8-bit mask). Pixels go
+out as 8-bit straight sRGB RGBA: exact conversions in pixels.py for RGB documents in sRGB
+or linear sRGB, Krita's own colour engine for any other colour space.
+
+Writing: each result becomes new paint layers inside one group per batch item, assembled
+before the group is attached, so one undo step removes the whole insertion. Pixels are
+written over the full rectangle of the result record (transparent borders included) at its
+canvas offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from krita import Document as KritaDocument
+from krita import Krita, Node
+
+from . import pixels
+from .pixels import SRGB8, SRGB_PROFILE, PixelFormat, Rect
+from .protocol import ResultRecord, WireImage
+
+
+def _format(item: KritaDocument | Node) -> PixelFormat | None:
+    return pixels.pixel_format(item.colorModel(), item.colorDepth(), item.colorProfile())
+
+
+def _convert_with_krita(document: KritaDocument, raw: bytes, source: Node, rect: Rect) -> bytes:
+    """Any colour space → 8-bit sRGB BGRA, by Krita: a detached layer converted in place."""
+    scratch = document.createNode("acetate-convert", "paintlayer")
+    scratch.setColorSpace(source.colorModel(), source.colorDepth(), source.colorProfile())
+    scratch.setPixelData(raw, rect.left, rect.top, rect.width, rect.height)
+    scratch.setColorSpace("RGBA", "U8", SRGB_PROFILE)
+    return bytes(scratch.pixelData(rect.left, rect.top, rect.width, rect.height))
+
+
+class Document:
+    """One open Krita document."""
+
+    def __init__(self, document: KritaDocument) -> None:
+        self._doc = document
+
+    @property
+    def name(self) -> str:
+        return self._doc.name() or "Untitled"
+
+    @property
+    def canvas(self) -> Rect:
+        return Rect(0, 0, self._doc.width(), self._doc.height())
+
+    def alive(self) -> bool:
+        return any(open_doc == self._doc for open_doc in Krita.instance().documents())
+
+    def _to_rgba8(self, raw: bytes, fmt: PixelFormat | None, source: Node) -> bytes:
+        if fmt is None:
+            bgra = _convert_with_krita(self._doc, raw, source, self.canvas)
+            return pixels.swap_red_blue(bgra)
+        return pixels.to_rgba8(raw, fmt)
+
+    def read_canvas(self) -> WireImage:
+        """The composited image as the user sees it (hidden layers left out)."""
+        rect = self.canvas
+        self._doc.refreshProjection()
+        self._doc.waitForDone()
+        raw = bytes(self._doc.pixelData(rect.left, rect.top, rect.width, rect.height))
+        rgba = self._to_rgba8(raw, _format(self._doc), self._doc.rootNode())
+        return WireImage(rgba, rect.width, rect.height)
+
+    def read_layer(self) -> WireImage:
+        """The active layer (a group: its composite) over the whole canvas frame."""
+        node = self._doc.activeNode()
+        if node is None:
+            raise ValueError("Select a layer first.")
+        rect = self.canvas
+        raw = bytes(node.projectionPixelData(rect.left, rect.top, rect.width, rect.height))
+        rgba = self._to_rgba8(raw, _format(node), node)
+        return WireImage(rgba, rect.width, rect.height)
+
+    def read_selection(self, crop: bool) -> tuple[WireImage, Rect] | None:
+        """The selection mask: cropped to its bounds, or canvas-sized; None if nothing is."""
+        selection = self._doc.selection()
+        if selection is None:
+            return None
+        canvas = self.canvas
+        bounds = Rect(selection.x(), selection.y(), selection.width(), selection.height())
+        bounds = bounds.intersected(canvas)
+        if bounds.empty:
+            return None
+        mask = bytes(selection.pixelData(bounds.left, bounds.top, bounds.width, bounds.height))
+        if crop:
+            return WireImage(mask, bounds.width, bounds.height), bounds
+        full = bytearray(canvas.width * canvas.height)
+        for row in range(bounds.height):
+            start = (bounds.top + row) * canvas.width + bounds.left
+            full[start : start + bounds.width] = mask[row * bounds.width : (row + 1) * bounds.width]
+        return WireImage(bytes(full), canvas.width, canvas.height), bounds
+
+    def active_layer_id(self) -> str | None:
+        node = self._doc.activeNode()
+        return node.uniqueId().toString() if node is not None else None
+
+    def _find(self, node_id: str | None) -> Node | None:
+        if node_id is None:
+            return None
+        pending = list(self._doc.topLevelNodes())
+        while pending:
+            node = pending.pop()
+            if node.uniqueId().toString() == node_id:
+                return node
+            pending.extend(node.childNodes())
+        return None
+
+    def _paint_layer(self, name: str, rgba: bytes, rect: Rect) -> Node:
+        node = self._doc.createNode(name, "paintlayer")
+        x, y, width, height = rect.left, rect.top, rect.width, rect.height
+        fmt = _format(self._doc)
+        if fmt is not None:
+            node.setPixelData(pixels.from_rgba8(rgba, fmt), x, y, width, height)
+            return node
+        # Another colour space: write 8-bit sRGB, then let Krita convert the layer.
+        node.setColorSpace("RGBA", "U8", SRGB_PROFILE)
+        node.setPixelData(pixels.from_rgba8(rgba, SRGB8), x, y, width, height)
+        doc = self._doc
+        node.setColorSpace(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
+        return node
+
+    def insert(
+        self, record: ResultRecord, layer_pixels: Mapping[str, bytes], above: str | None
+    ) -> None:
+        """Add one group per batch item above the layer `above` (or at the top)."""
+        anchor = self._find(above)
+        parent = anchor.parentNode() if anchor is not None else self._doc.rootNode()
+        if anchor is None:
+            children = parent.childNodes()
+            anchor = children[-1] if children else None
+        for name, layers in record.groups():
+            group = self._doc.createGroupLayer(name)
+            below = None
+            for layer in layers:
+                node = self._paint_layer(layer.name, layer_pixels[layer.file], layer.rect)
+                node.setVisible(layer.visible)
+                group.addChildNode(node, below)
+                below = node
+            parent.addChildNode(group, anchor)
+            anchor = group
+        self._doc.setModified(True)
+        self._doc.refreshProjection()
+
+
+class Documents:
+    """The open documents of the running Krita."""
+
+    def active(self) -> Document | None:
+        document = Krita.instance().activeDocument()
+        return Document(document) if document is not None else None
+
+    def open(self, path: str) -> None:
+        """Open a file (the job's PSD) in a new view of the active window."""
+        app = Krita.instance()
+        document = app.openDocument(path)
+        if document is None:
+            raise OSError(f"Krita could not open {path}")
+        window = app.activeWindow()
+        if window is not None:
+            window.addView(document)

@@ -1,0 +1,22 @@
+"""The Qt binding Krita provides: PyQt5 (Krita 5) or PyQt6 (Krita 6).
+
+Every other module imports Qt from here. Enums are always written fully scoped
+(`Qt.AlignmentFlag.AlignLeft`), which both bindings accept.
+"""
+
+from __future__ import annotations
+
+try:
+    from PyQt5 import QtCore, QtGui, QtNetwork, QtWidgets
+    from PyQt5.QtWidgets import QAction
+
+    QT6 = False
+except ImportError:  # Krita 6
+    from PyQt6 import QtCore, QtGui, QtNetwork, QtWidgets  # type: ignore[no-redef]
+    from PyQt6.QtGui import QAction  # type: ignore[no-redef,assignment]
+
+    QT6 = True
+
+Signal = QtCore.pyqtSignal
+
+__all__ = ["QT6", "QAction", "QtCore", "QtGui", "QtNetwork", "QtWidgets", "Signal"]

@@ -1,0 +1,1 @@
+"""Qt widgets of the Acetate docker (no logic: they bind to the model)."""

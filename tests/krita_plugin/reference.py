@@ -1,0 +1,36 @@
+"""Independent numpy references for the plugin's pixel conversions (tests only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Krita's channel order per depth (index of R, G, B, A in a pixel), and the numpy dtype.
+LAYOUT = {
+    "U8": ((2, 1, 0, 3), "<u1", 255.0),
+    "U16": ((2, 1, 0, 3), "<u2", 65535.0),
+    "F16": ((0, 1, 2, 3), "<f2", 1.0),
+    "F32": ((0, 1, 2, 3), "<f4", 1.0),
+}
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0.0, 1.0)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def srgb_decode(encoded: np.ndarray) -> np.ndarray:
+    return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+
+def quantize(values: np.ndarray) -> np.ndarray:
+    """[0, 1] → 8-bit, half-way up."""
+    return np.floor(np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def krita_to_rgba8(raw: bytes, depth: str, linear: bool) -> np.ndarray:
+    """Krita pixel bytes (RGB colour model) → N×4 straight 8-bit sRGB RGBA."""
+    order, dtype, scale = LAYOUT[depth]
+    values = np.frombuffer(raw, dtype).reshape(-1, 4).astype(np.float64) / scale
+    values = values[:, list(order)]
+    colour = srgb_encode(values[:, :3]) if linear else values[:, :3]
+    return np.concatenate([quantize(colour), quantize(values[:, 3:])], axis=1)
