@@ -454,3 +454,42 @@ def test_explicit_paths_come_first(models: Path, tmp_path: Path, tiny_models_dir
     bad = write_header_only(tmp_path / "sd2.safetensors", sd2_unet_shapes())
     with pytest.raises(ModelFileError, match="SD2"):
         s.add_base(bad)
+
+
+def test_diffusers_folders_are_judged_by_their_configs(models: Path, tiny_models_dir: Path) -> None:
+    import json
+
+    import torch
+
+    from acetate.engine.family import detect_pipeline_folder
+    from acetate.engine.models import load_base_pipeline
+
+    source = tiny_models_dir / "tiny" / "checkpoints" / "tiny-sd15"
+
+    def variant(name: str) -> Path:
+        folder = models / "checkpoints" / name
+        shutil.copytree(source, folder)
+        return folder
+
+    def edit(path: Path, **changes: object) -> None:
+        path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+
+    v = variant("vpred")
+    edit(v / "scheduler" / "scheduler_config.json", prediction_type="v_prediction")
+    assert "v-prediction" in (detect_pipeline_folder(v).reason or "")
+    sd2 = variant("sd2")
+    edit(sd2 / "unet" / "config.json", cross_attention_dim=1024)
+    assert "SD2" in (detect_pipeline_folder(sd2).reason or "")
+    pickled = variant("pickled")
+    (pickled / "unet" / "diffusion_pytorch_model.safetensors").rename(
+        pickled / "unet" / "diffusion_pytorch_model.bin"
+    )
+    assert "pickle" in (detect_pipeline_folder(pickled).reason or "")
+    half = variant("half")
+    for weights in half.rglob("*.safetensors"):
+        weights.rename(weights.with_name(weights.name.replace(".safetensors", ".fp16.safetensors")))
+    s = store(models)
+    assert [b.name for b in s.bases() if b.source == "models"] == ["half"]
+    base = s.base("half").model
+    assert base.variant == "fp16"
+    assert load_base_pipeline(base, torch.float32).unet.dtype == torch.float32

@@ -215,3 +215,27 @@ def test_full_size_single_file_loads_with_the_bundled_config(
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         module = getattr(pipe, name, None)
         assert module is None or not any(p.is_meta for p in module.parameters()), name
+
+
+def test_incomplete_checkpoint_fails_with_one_clear_line(models: Path) -> None:
+    from safetensors.torch import save_file
+
+    from acetate.engine.ldm_convert import pipeline_to_ldm
+    from acetate.errors import ModelFileError
+
+    reference = StableDiffusionPipeline.from_pretrained(
+        models / "tiny" / "checkpoints" / "tiny-sd15"
+    )
+    state = pipeline_to_ldm(reference)
+    keep = "first_stage_model.decoder.conv_in.weight"  # looks complete to the header check
+    state = {
+        k: v.contiguous() for k, v in state.items() if "first_stage_model." not in k or k == keep
+    }
+    path = models / "checkpoints" / "broken.safetensors"
+    path.parent.mkdir()
+    save_file(state, str(path))
+    base = ModelStore(models, hf_cache=False).base("broken").model
+    with pytest.raises(ModelFileError) as info:
+        load_base_pipeline(base, torch.float32)
+    assert info.value.message.startswith("broken.safetensors could not be loaded as an SD1.5 model")
+    assert "\n" not in info.value.message

@@ -255,11 +255,15 @@ _UNET_FIELDS = (
     "cross_attention_dim",
     "transformer_layers_per_block",
     "addition_embed_type",
+    "attention_head_dim",
+    "use_linear_projection",
 )
 _UNET_DEFAULTS: dict[str, Any] = {
     "in_channels": 4,
     "transformer_layers_per_block": 1,
     "addition_embed_type": None,
+    "attention_head_dim": 8,
+    "use_linear_projection": False,
 }
 _COMPONENT_WEIGHTS = {
     "unet": "diffusion_pytorch_model",

@@ -77,6 +77,11 @@ def _dtype(dtype: torch.dtype) -> dict[str, torch.dtype]:
     return {"dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype": dtype}
 
 
+def _is_memory_error(error: Exception) -> bool:
+    """Out-of-memory stays what it is: the engine reports it, it is no fault of the file."""
+    return isinstance(error, RuntimeError) and "memory" in str(error).lower()
+
+
 def _load_error(what: str, path: Path, error: Exception) -> ModelFileError:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return ModelFileError(f"{path.name} could not be loaded as {what}: {first_line}")
@@ -85,6 +90,7 @@ def _load_error(what: str, path: Path, error: Exception) -> ModelFileError:
 def load_base_pipeline(base: BaseModel, dtype: torch.dtype) -> Any:
     """A `StableDiffusionPipeline` (SD1.5) or `StableDiffusionXLPipeline` on the CPU."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     cls = StableDiffusionXLPipeline if base.family == "sdxl" else StableDiffusionPipeline
     extra: dict[str, Any] = {}
@@ -115,12 +121,10 @@ def load_base_pipeline(base: BaseModel, dtype: torch.dtype) -> Any:
         )
     except (ModelNotFoundError, ModelFileError):
         raise
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError, SingleFileComponentError) as error:
+        if _is_memory_error(error):
+            raise
         raise _load_error(what, base.path, error) from error
-    except Exception as error:  # diffusers' SingleFileComponentError derives from Exception
-        if type(error).__name__ == "SingleFileComponentError":
-            raise _load_error(what, base.path, error) from error
-        raise
 
 
 def load_controlnet(info: ControlNetInfo, dtype: torch.dtype) -> Any:
@@ -143,4 +147,6 @@ def load_controlnet(info: ControlNetInfo, dtype: torch.dtype) -> Any:
             **_dtype(dtype),
         )
     except (OSError, ValueError, RuntimeError, KeyError) as error:
+        if _is_memory_error(error):
+            raise
         raise _load_error(f"an {FAMILY_LABEL[info.family]} ControlNet", info.path, error) from error
