@@ -190,6 +190,9 @@ def test_strength_and_attach_lifecycle(files: dict[str, Path], unet: UNet2DCondi
     handle.detach()  # idempotent
     with model.attach(unet, strength=1.0):
         full = _run(unet, latents, context)
+        assert torch.equal(_run(unet, latents, context), full)  # cached merged weights
+        model.strength = 0.5  # the cache follows a strength change while attached
+        assert torch.equal(_run(unet, latents, context), half)
     assert not torch.allclose(half, full, atol=1e-4)
 
 
