@@ -539,7 +539,7 @@ function toArrayBuffer(data) {
     return data;
   }
   if (ArrayBuffer.isView(data)) {
-    return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+    return Uint8Array.prototype.slice.call(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)).buffer;
   }
   return new ArrayBuffer(0);
 }

@@ -35,14 +35,28 @@ const MODAL_RETRY_MS = 250;
 
 /**
  * @typedef {Object} Modules
- * @property {any} photoshop `require("photoshop")`
- * @property {any} uxp `require("uxp")`
+ * @property {typeof import("photoshop")} photoshop `require("photoshop")`
+ * @property {any} uxp `require("uxp")` (its published types do not match the documented
+ *   storage and entrypoints API, so it stays untyped)
  * @property {{getItem(key: string): string|null, setItem(key: string, value: string): void}} [localStorage]
+ */
+
+/**
+ * The controller's `Host`, plus what the panel's start-up needs.
+ * @typedef {Host & {
+ *   allowedOrigins(): Promise<string[]>,
+ *   loadSaved(): unknown,
+ *   save(data: unknown): void,
+ *   loadToken(): Promise<string>,
+ *   saveToken(token: string): Promise<void>,
+ *   setupPanel(panelId: string, handlers: {create: (root: any) => void, destroy?: () => void}): void,
+ * }} Adapter
  */
 
 /**
  * The editor adapter. Photoshop passes nothing (the real modules load); tests pass fakes.
  * @param {Modules} [modules]
+ * @returns {Adapter}
  */
 function createHost(modules) {
   const { photoshop, uxp, localStorage } = modules ?? {
@@ -121,7 +135,7 @@ function createHost(modules) {
     }
   }
 
-  /** @type {Host & Record<string, any>} */
+  /** @type {Adapter} */
   const host = {
     activeDocument() {
       const doc = app.activeDocument;
@@ -214,6 +228,9 @@ function createHost(modules) {
             const members = [];
             for (const layer of group.layers) {
               const target = await doc.createPixelLayer({ name: layer.name });
+              if (!target) {
+                throw new Error(`Photoshop did not create the layer ${layer.name}`);
+              }
               created.push(target);
               const imageData = await imaging.createImageDataFromBuffer(layer.channels, {
                 width: layer.width,
@@ -228,7 +245,7 @@ function createHost(modules) {
                   documentID: doc.id,
                   layerID: target.id,
                   imageData,
-                  targetBounds: { left: layer.left, top: layer.top },
+                  targetBounds: { left: layer.left, top: layer.top, width: layer.width, height: layer.height },
                   replace: true,
                   commandName,
                 });
@@ -240,7 +257,11 @@ function createHost(modules) {
               }
               members.push(target);
             }
-            created.push(await doc.createLayerGroup({ name: group.name, fromLayers: members }));
+            const folder = await doc.createLayerGroup({ name: group.name, fromLayers: members });
+            if (!folder) {
+              throw new Error(`Photoshop did not create the group ${group.name}`);
+            }
+            created.push(folder);
           }
           await context.hostControl.resumeHistory(suspension, true);
         } catch (error) {

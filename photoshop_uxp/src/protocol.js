@@ -130,7 +130,7 @@ const MAX_PROMPT = 4000;
 
 /** @typedef {{id: string, position: number}} JobCreated */
 /** @typedef {{version: string, device: string, queue_length: number, running: string|null}} Health */
-/** @typedef {{name: string, family?: string, test?: boolean, [key: string]: any}} BaseModelInfo */
+/** @typedef {{name: string, family?: string, tiny?: boolean, test?: boolean, [key: string]: any}} BaseModelInfo */
 
 /**
  * A server → client WebSocket event. `preview` carries the binary frame that followed it.

@@ -369,7 +369,8 @@ class Store {
  * @returns {Store<PanelState>}
  */
 function createStore(settings, token = "") {
-  return new Store({
+  /** @type {PanelState} */
+  const initial = {
     settings,
     token,
     connection: { status: "disconnected", message: "", socket: "closed" },
@@ -378,7 +379,8 @@ function createStore(settings, token = "") {
     busy: false,
     message: null,
     history: [],
-  });
+  };
+  return new Store(initial);
 }
 
 /**

@@ -176,7 +176,11 @@ for (const bits of [8, 16, 32]) {
     const puts = world.callsOf("imaging.putPixels");
     assert.equal(puts.length, 3);
     assert.ok(puts.every((call) => call.inModal));
-    assert.deepEqual(puts.map((call) => call.args.targetBounds), [{ left: 1, top: 2 }, { left: 0, top: 0 }, { left: 5, top: 3 }]);
+    assert.deepEqual(puts.map((call) => call.args.targetBounds), [
+      { left: 1, top: 2, width: 3, height: 2 },
+      { left: 0, top: 0, width: 4, height: 3 },
+      { left: 5, top: 3, width: 2, height: 2 },
+    ]);
     const created = world.callsOf("imaging.createImageDataFromBuffer");
     assert.ok(created.every((call) => call.args.type === { 8: "Uint8Array", 16: "Uint16Array", 32: "Float32Array" }[bits]));
     assert.equal(world.liveImageData.size, 0);

@@ -81,9 +81,17 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     const doc = plugin.world.addDocument({ width: 96, height: 80, name: "Art" });
     doc.addPixelLayer("Background", testImage(96, 80));
     const before = doc.tree();
-    plugin.configure({ ...QUICK, mode: "fg", prompt: "a red apple", width: "64", height: "64", batch: "2" });
+    plugin.configure({ ...QUICK, mode: "fg", prompt: "a red apple", width: "64", height: "64", batch: "2", steps: "2" });
+    /** @type {Set<string>} */
+    const seen = new Set();
+    plugin.store.subscribe((state) => {
+      if (state.job) seen.add(state.job.phase);
+      if (state.job?.preview) seen.add("preview");
+      if (state.job?.step) seen.add("step");
+    });
 
     await plugin.controller.generate();
+    assert.deepEqual([...seen].sort(), ["downloading", "inserting", "preview", "queued", "reading", "started", "step", "uploading"].sort(), "progress and a preview arrived over the WebSocket");
 
     const { message, history } = plugin.store.state;
     assert.deepEqual(message, { kind: "info", text: "Added 2 layers in 2 groups." });
@@ -127,6 +135,37 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
       plugin.controller.disconnect();
     });
   }
+
+  test("the history comes back from the server for the same client id", TIMEOUT, async () => {
+    assert.ok(fgJob, "needs the fg job");
+    const first = createPlugin({ serverUrl: server.url });
+    const clientId = (await (await fetch(`${server.url}/api/jobs/${fgJob}`)).json()).result.parameters.client_id;
+    first.configure({ clientId });
+    await first.controller.connect();
+    const entry = first.store.state.history.find((item) => item.id === fgJob);
+    assert.ok(entry, "the job is listed");
+    assert.deepEqual([entry.status, entry.mode, entry.prompt, entry.seed, entry.layers], ["done", "fg", "a red apple", 7, 2]);
+    first.controller.disconnect();
+    const other = createPlugin({ serverUrl: server.url });
+    await other.controller.connect();
+    assert.equal(other.store.state.history.find((item) => item.id === fgJob), undefined, "another client id sees none of it");
+    other.controller.disconnect();
+  });
+
+  test("upscale: the enlarged layer opens as a new document", TIMEOUT, async () => {
+    const plugin = createPlugin({ serverUrl: server.url });
+    const doc = plugin.world.addDocument({ width: 80, height: 80 });
+    doc.addPixelLayer("Small", { ...testImage(32, 24, 6), left: 10, top: 12 });
+    plugin.configure({ ...QUICK, mode: "upscale", prompt: "", scale: "2", strength: "0.5", steps: "2" });
+    await plugin.controller.generate();
+    assert.deepEqual(plugin.store.state.message, { kind: "info", text: "The upscaled layer opened as a new document." });
+    const jobId = plugin.store.state.history[0].id;
+    const record = await (await fetch(`${server.url}/api/jobs/${jobId}`)).json();
+    assert.deepEqual(record.result.canvas, { width: 64, height: 48 });
+    assert.equal(plugin.world.opened.length, 1);
+    assert.equal(doc.tree().length, 1, "the source document is unchanged");
+    plugin.controller.disconnect();
+  });
 
   test("open the job's layered PSD as a new document", TIMEOUT, async () => {
     assert.ok(fgJob, "needs the fg job");

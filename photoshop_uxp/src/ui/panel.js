@@ -243,7 +243,7 @@ function fillModels(doc, select, state) {
   select.appendChild(el(doc, "option", { value: "", text: "Server default" }));
   const names = state.models.map((model) => model.name);
   for (const model of state.models) {
-    const label = model.test || /^tiny-/.test(model.name) ? `${model.name} (test model)` : model.name;
+    const label = model.tiny || model.test || /^tiny-/.test(model.name) ? `${model.name} (test model)` : model.name;
     select.appendChild(el(doc, "option", { value: model.name, text: label }));
   }
   if (state.settings.model && !names.includes(state.settings.model)) {

@@ -505,6 +505,10 @@ function createFakePhotoshop() {
       if (image.components !== 4 || image.colorSpace !== "RGB") throw new Error("fake: RGBA data only");
       const left = options.targetBounds?.left ?? 0;
       const top = options.targetBounds?.top ?? 0;
+      const size = options.targetBounds ?? {};
+      if ((size.width !== undefined && size.width !== image.width) || (size.height !== undefined && size.height !== image.height)) {
+        throw new Error(`putPixels: targetBounds ${size.width}×${size.height} but the data is ${image.width}×${image.height}`);
+      }
       if (left < 0 || top < 0 || left + image.width > doc.width || top + image.height > doc.height) {
         throw new Error(`putPixels: ${image.width}×${image.height} at ${left},${top} is outside the ${doc.width}×${doc.height} canvas`);
       }

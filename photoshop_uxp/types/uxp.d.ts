@@ -1,0 +1,2 @@
+// The `uxp` module is used untyped (see src/photoshop.js); this only lets `require("uxp")` resolve.
+declare module "uxp";
