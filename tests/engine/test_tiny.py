@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
+import os
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from acetate.engine.tiny import (
     STAMP_FILE,
     TINY_SD15,
     TINY_SDXL,
+    _install,
     build_tiny_models,
     builder_stamp,
     ensure_tiny_models,
@@ -47,36 +49,69 @@ def test_build_is_deterministic(tmp_path: Path, tiny_models_dir: Path) -> None:
     assert digests(tmp_path / "again") == digests(tiny_models_dir / "tiny")
 
 
-def test_ensure_is_idempotent_and_rebuilds_when_the_builder_changes(tmp_path: Path) -> None:
-    root = ensure_tiny_models(tmp_path)
-    stamp = json.loads((root / STAMP_FILE).read_text())
-    assert stamp == builder_stamp()
+def _linked_copy(source: Path, target: Path) -> Path:
+    """Hard links (instant, no space) for the model files; a real copy of the stamp, which the
+    tests rewrite."""
+
+    def link(src: str, dst: str) -> None:
+        if Path(src).name == STAMP_FILE:
+            shutil.copy(src, dst)
+        else:
+            os.link(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
+    return target
+
+
+def test_ensure_is_idempotent_and_rebuilds_when_the_builder_changes(
+    tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    root = _linked_copy(tiny_models_dir / "tiny", tmp_path / "tiny")
     marker = root / "checkpoints" / "tiny-sd15" / "model_index.json"
     before = marker.stat().st_mtime_ns
     assert ensure_tiny_models(tmp_path) == root
     assert marker.stat().st_mtime_ns == before  # current: nothing rebuilt
+    stamp = json.loads((root / STAMP_FILE).read_text())
+    assert stamp == builder_stamp()
     (root / STAMP_FILE).write_text(json.dumps({**stamp, "builder": "an older builder"}))
-    ensure_tiny_models(tmp_path)
+    assert ensure_tiny_models(tmp_path) == root
     assert json.loads((root / STAMP_FILE).read_text()) == stamp
     assert marker.stat().st_mtime_ns != before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tiny-")]  # no leftovers
+    assert digests(root) == digests(tiny_models_dir / "tiny")
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny"]  # no build or trash folders left
 
 
-def test_two_processes_racing_both_succeed(tmp_path: Path) -> None:
-    code = (
-        "import sys, torch; torch.set_num_threads(1); "
-        "from acetate.engine.tiny import ensure_tiny_models; "
-        "print(ensure_tiny_models(sys.argv[1]))"
-    )
-    racers = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE)
-        for _ in range(2)
+def test_racing_installs_leave_one_complete_current_build(
+    tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    """What makes concurrent `ensure_tiny_models` calls safe: each builds in its own folder and
+    installs it with renames; a stale build in place is swapped out, a current one kept."""
+    stamp = builder_stamp()
+    root = _linked_copy(tiny_models_dir / "tiny", tmp_path / "tiny")
+    (root / STAMP_FILE).write_text(json.dumps({**stamp, "builder": "stale"}))
+    builds = [
+        _linked_copy(tiny_models_dir / "tiny", tmp_path / f".tiny-build-{i}") for i in range(4)
     ]
-    outputs = [racer.communicate(timeout=300)[0] for racer in racers]
-    assert [racer.returncode for racer in racers] == [0, 0]
-    assert {out.decode().strip() for out in outputs} == {str(tmp_path / "tiny")}
-    assert json.loads((tmp_path / "tiny" / STAMP_FILE).read_text()) == builder_stamp()
-    assert {p.stem for p in (tmp_path / "tiny" / "layer_model").glob("*.safetensors")} == set(KINDS)
+    barrier = threading.Barrier(len(builds))
+    errors: list[BaseException] = []
+
+    def install(build: Path) -> None:
+        barrier.wait()
+        try:
+            _install(build, root, stamp)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+
+    threads = [threading.Thread(target=install, args=(build,)) for build in builds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert json.loads((root / STAMP_FILE).read_text()) == stamp
+    assert digests(root) == digests(tiny_models_dir / "tiny")
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]
 
 

@@ -173,9 +173,8 @@ def build_tiny_pipeline(family: str, folder: Path, seed: int = SEED) -> Any:
     )
     from transformers import CLIPTokenizer
 
-    scratch = folder / "tokenizer"
-    write_tiny_tokenizer(scratch)
-    tokenizer = CLIPTokenizer.from_pretrained(scratch, local_files_only=True)
+    write_tiny_tokenizer(folder / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
     encoders = _text_encoders(family, tokenizer, seed)
     with _seeded(seed + 3):
         vae = AutoencoderKL(**TINY_VAE, scaling_factor=SCALING_FACTOR[family])
@@ -239,8 +238,30 @@ def _layer_writers() -> tuple[Any, Any]:
     return transparent_vae, tiny_layers
 
 
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Saving shows library progress bars; a build of tiny files is not worth a bar."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    was = [m.is_progress_bar_enabled() for m in (diffusers_logging, transformers_logging)]
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module, enabled in zip((diffusers_logging, transformers_logging), was, strict=True):
+            if enabled:
+                module.enable_progress_bar()
+
+
 def build_tiny_models(root: Path, seed: int = SEED) -> list[Path]:
     """Build every tiny model under `root` (an empty or new folder); returns the written paths."""
+    with _no_progress_bars():
+        return _build(root, seed)
+
+
+def _build(root: Path, seed: int) -> list[Path]:
     transparent_vae, tiny_layers = _layer_writers()
     written: list[Path] = []
     unets = {}
