@@ -111,8 +111,12 @@ def test_check_recognises_a_base_checkpoint(
     assert "SDXL base checkpoint (not a LayerDiffusion layer file)" in capsys.readouterr().out
 
 
-def test_tiny_prints_the_paths(models: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["models", "tiny", "--models-dir", str(models)]) == 0
+@pytest.mark.parametrize("before", [True, False])
+def test_tiny_prints_the_paths(
+    models: Path, capsys: pytest.CaptureFixture[str], before: bool
+) -> None:
+    option = ["--models-dir", str(models)]
+    assert main(["models", *option, "tiny"] if before else ["models", "tiny", *option]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert str(models / "tiny" / "checkpoints" / "tiny-sdxl") in lines
     assert str(models / "tiny" / "layer_model" / "vae_transparent_decoder.safetensors") in lines

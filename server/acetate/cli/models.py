@@ -37,15 +37,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(run=run_check)
 
     tiny = commands.add_parser("tiny", help="build the tiny test models and print their paths")
-    add_store_options(tiny)
+    _models_dir_option(tiny)
     tiny.set_defaults(run=run_tiny)
 
     get = commands.add_parser(
         "get", help="download an official layer file, a base or a ControlNet (needs internet)"
     )
     get.add_argument("name", metavar="NAME", help="a name from the catalog, e.g. layer_xl_fg2ble")
-    add_store_options(get)
+    _models_dir_option(get)
     get.set_defaults(run=run_get)
+
+
+def _models_dir_option(parser: argparse.ArgumentParser) -> None:
+    """`--models-dir` after the sub-command too; no default, so one given before it stays."""
+    parser.add_argument(
+        "--models-dir", type=Path, default=argparse.SUPPRESS, help="model store folder"
+    )
 
 
 def _store(args: argparse.Namespace) -> Any:
