@@ -57,8 +57,9 @@ async function start(root) {
 }
 
 host.setupPanel(PANEL_ID, {
-  create(root) {
-    start(/** @type {HTMLElement} */ (root ?? document.body)).catch((error) => {
+  // A single panel: its content is the document's body (index.html loads this script last).
+  create() {
+    start(document.body).catch((error) => {
       console.error("Acetate: the panel could not start", error);
     });
   },

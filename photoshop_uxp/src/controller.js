@@ -10,7 +10,7 @@
 const { AcetateClient, EventSocket, normalizeBaseUrl } = require("./client.js");
 const { HostProblem, InputProblem } = require("./errors.js");
 const { describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
-const { anySelected, placeInto, union } = require("./pixels.js");
+const { anySelected, intersect, placeInto, union } = require("./pixels.js");
 const { FINAL_EVENTS, MODE_LAYERS, ProtocolError, groupName } = require("./protocol.js");
 const { MODE_LABELS, buildParameters, upsertHistory } = require("./state.js");
 
@@ -160,6 +160,24 @@ function groupLayers(result, pixels, offset, prompt) {
 }
 
 /**
+ * The part of a layer inside the canvas (generated sizes may exceed a small document).
+ * @param {NewLayer} layer
+ * @param {{width: number, height: number}} canvas
+ * @returns {NewLayer|null} null when nothing of it is on the canvas
+ */
+function clipToCanvas(layer, canvas) {
+  const rect = { left: layer.left, top: layer.top, width: layer.width, height: layer.height };
+  const inside = intersect(rect, { left: 0, top: 0, width: canvas.width, height: canvas.height });
+  if (inside === null) {
+    return null;
+  }
+  if (inside.width === rect.width && inside.height === rect.height) {
+    return layer;
+  }
+  return { ...layer, ...inside, data: placeInto(layer.data, rect, inside, 4) };
+}
+
+/**
  * @param {readonly string[]} order
  * @param {string} name
  */
@@ -254,6 +272,10 @@ class Controller {
       },
     });
     this.socket.open();
+    if (this.waiters.size > 0) {
+      // Reconnected while a job runs: keep following it on the new socket.
+      this.socket.subscribe([...this.waiters.keys()]);
+    }
     try {
       await this.refreshHistory(clientId);
     } catch (error) {
@@ -365,7 +387,7 @@ class Controller {
         return;
       }
       this.checkCancelled();
-      await this.place(final.result, { left: frame.left, top: frame.top }, document.id, params.prompt);
+      await this.place(final.result, { left: frame.left, top: frame.top }, document, params.prompt);
     } catch (error) {
       if (error instanceof Cancelled) {
         this.store.update({ message: { kind: "info", text: "Cancelled." } });
@@ -412,7 +434,7 @@ class Controller {
       }
       const entry = this.state.history.find((item) => item.id === jobId);
       const offset = entry?.offset ?? { left: 0, top: 0 };
-      await this.place(record.result, offset, document.id, entry?.prompt ?? "");
+      await this.place(record.result, offset, document, entry?.prompt ?? "");
     });
   }
 
@@ -452,10 +474,10 @@ class Controller {
    * @private
    * @param {ResultRecord} result
    * @param {{left: number, top: number}} offset
-   * @param {number} documentId
+   * @param {DocumentInfo} document
    * @param {string} prompt
    */
-  async place(result, offset, documentId, prompt) {
+  async place(result, offset, document, prompt) {
     const client = /** @type {AcetateClient} */ (this.client);
     if (result.mode === "upscale") {
       this.store.update({ job: progress(result.id, "downloading") });
@@ -481,11 +503,20 @@ class Controller {
       }
       pixels.set(layer.file, raster);
     }
-    const groups = groupLayers(result, pixels, offset, prompt);
+    let cropped = false;
+    const groups = groupLayers(result, pixels, offset, prompt).map((group) => ({
+      name: group.name,
+      layers: group.layers.flatMap((layer) => {
+        const clipped = clipToCanvas(layer, document);
+        cropped = cropped || clipped !== layer;
+        return clipped ? [clipped] : [];
+      }),
+    }));
     this.store.update({ job: progress(result.id, "inserting") });
-    await this.host.insertGroups(documentId, groups, `Acetate: ${MODE_LABELS[result.mode] ?? result.mode}`);
+    await this.host.insertGroups(document.id, groups, `Acetate: ${MODE_LABELS[result.mode] ?? result.mode}`);
     const count = groups.reduce((sum, group) => sum + group.layers.length, 0);
-    const warnings = (result.warnings ?? []).join(" ");
+    const notes = cropped ? ["The result is larger than the document and was cropped to the canvas."] : [];
+    const warnings = [...notes, ...(result.warnings ?? [])].join(" ");
     this.store.update({
       message: {
         kind: "info",
@@ -626,4 +657,4 @@ function progress(id, phase) {
   return { id, phase, position: null, step: 0, total: 0, etaS: null, preview: null };
 }
 
-module.exports = { Controller, SOURCES, prepareInputs, groupLayers };
+module.exports = { Controller, SOURCES, prepareInputs, groupLayers, clipToCanvas };

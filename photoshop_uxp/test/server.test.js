@@ -86,7 +86,10 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     const seen = new Set();
     plugin.store.subscribe((state) => {
       if (state.job) seen.add(state.job.phase);
-      if (state.job?.preview) seen.add("preview");
+      if (state.job?.preview) {
+        const head = new Uint8Array(state.job.preview, 0, 2);
+        seen.add(head[0] === 0xff && head[1] === 0xd8 ? "preview" : "preview that is not JPEG");
+      }
       if (state.job?.step) seen.add("step");
     });
 

@@ -11,7 +11,7 @@ const state = require("../src/state.js");
 const { InputProblem } = require("../src/errors.js");
 const { describeError, describeJobError, urlAllowed } = require("../src/messages.js");
 const { NetworkError, ServerError } = require("../src/client.js");
-const { groupLayers, prepareInputs } = require("../src/controller.js");
+const { clipToCanvas, groupLayers, prepareInputs } = require("../src/controller.js");
 
 /** @param {Partial<import("../src/state").Settings>} patch */
 function settings(patch) {
@@ -171,4 +171,13 @@ test("groupLayers: one group per batch item, layers bottom to top, offsets added
     ["two cats #1", ["background@11,22", "foreground@11,22", "blended (hidden)@11,22"]],
     ["two cats #2", ["background@11,22", "foreground@11,22", "blended (hidden)@11,22"]],
   ]);
+});
+
+test("clipToCanvas keeps layers inside the document and crops the rest", () => {
+  const layer = { name: "foreground", visible: true, left: 2, top: 1, width: 3, height: 2, data: Uint8Array.from({ length: 24 }, (_, i) => i) };
+  assert.equal(clipToCanvas(layer, { width: 5, height: 3 }), layer, "inside: unchanged");
+  const clipped = clipToCanvas(layer, { width: 4, height: 2 });
+  assert.deepEqual([clipped.left, clipped.top, clipped.width, clipped.height], [2, 1, 2, 1]);
+  assert.deepEqual(Array.from(clipped.data), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.equal(clipToCanvas(layer, { width: 2, height: 2 }), null, "entirely outside");
 });
