@@ -365,7 +365,8 @@ def scan_hf_cache(snapshots: dict[str, Path]) -> Found:
                 )
             found.bases += _hf_single_files(repo_id, snapshot, source)
             continue
-        fields = (repo_id, detection.family, "diffusers", snapshot, source, detection.tiny)
+        fmt: Format = "diffusers"
+        fields = (repo_id, detection.family, fmt, snapshot, source, detection.tiny)
         if category == "base":
             found.bases.append(BaseModel(*fields, detection.variant))
         else:

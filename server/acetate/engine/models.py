@@ -25,7 +25,7 @@ from acetate.engine.discovery import (
     hf_cache_dir,
     hf_snapshots,
 )
-from acetate.engine.family import CONFIGS_DIR, FAMILY_LABEL, Family
+from acetate.engine.family import CONFIGS_DIR, FAMILIES, FAMILY_LABEL, Family
 from acetate.engine.loading import load_base_pipeline, load_controlnet
 from acetate.engine.requirements import (
     MODE_REQUIREMENTS,
@@ -213,16 +213,17 @@ class ModelStore:
         if not path.exists():
             raise ModelNotFoundError(f"no such file or folder: {path}", field=field)
         found = discovery.scan_models_folder(category, path.parent, "path", [path])
-        matches = [m for m in (*found.bases, *found.controlnets) if m.path == path]
-        if not matches:
-            refused = [r.reason for r in found.refused if r.path == path]
-            reason = refused[0] if refused else "not a .safetensors file or a diffusers folder"
+        if not found.bases and not found.controlnets:
+            reason = found.refused[0].reason if found.refused else "not a model file or folder"
             raise ModelFileError(f"{path}: {reason}", field=field)
-        item = replace(matches[0], name=str(path))
-        target = self._explicit.bases if category == "base" else self._explicit.controlnets
-        target[:] = [m for m in target if m.path != path] + [item]
-        self.refresh()
-        return item.name
+        with self._lock:
+            explicit = self._explicit
+            explicit.bases = [m for m in explicit.bases if m.path != path]
+            explicit.controlnets = [m for m in explicit.controlnets if m.path != path]
+            explicit.bases += [replace(m, name=str(path)) for m in found.bases]
+            explicit.controlnets += [replace(m, name=str(path)) for m in found.controlnets]
+            self.refresh()
+        return str(path)
 
     # ---- queries -----------------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class ModelStore:
         root = tiny_root(self.models_dir) / "checkpoints"
         return [
             BaseModel(name, family, "diffusers", root / name, "tiny", tiny=True)
-            for name, family in zip(TINY_BASES, ("sd15", "sdxl"), strict=True)
+            for name, family in zip(TINY_BASES, FAMILIES, strict=True)
         ]
 
     def bases(self) -> list[BaseModel]:

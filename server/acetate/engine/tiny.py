@@ -177,9 +177,7 @@ def build_tiny_pipeline(family: str, folder: Path, seed: int = SEED) -> Any:
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
     encoders = _text_encoders(family, tokenizer, seed)
     with _seeded(seed + 3):
-        vae = AutoencoderKL(**TINY_VAE, scaling_factor=SCALING_FACTOR[family])
-        if family == "sdxl":
-            vae.register_to_config(force_upcast=True)
+        vae = AutoencoderKL(**TINY_VAE, scaling_factor=SCALING_FACTOR[family], force_upcast=True)
     with _seeded(seed + 4):
         unet = UNet2DConditionModel(**(TINY_SDXL if family == "sdxl" else TINY_SD15))
     pipe: Any
