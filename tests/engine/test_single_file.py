@@ -136,11 +136,10 @@ def test_bundled_configs_build_the_real_full_size_models_on_meta() -> None:
             )
             counts[f"{family}/unet"] = unet.num_parameters()
             # a ControlNet is a trainable copy of its base's encoder: same shapes there
-            encoder = {
-                k: v.shape for k, v in unet.state_dict().items() if k in control.state_dict()
-            }
+            copied = control.state_dict()
+            encoder = {k: v.shape for k, v in unet.state_dict().items() if k in copied}
             assert len(encoder) > 100
-            assert all(control.state_dict()[k].shape == shape for k, shape in encoder.items())
+            assert all(copied[k].shape == shape for k, shape in encoder.items())
             counts[f"{family}/controlnet"] = control.num_parameters()
         config = CLIPTextConfig.from_pretrained(CONFIGS_DIR / "sdxl" / "text_encoder_2")
         counts["sdxl/te2"] = CLIPTextModelWithProjection(config).num_parameters()
