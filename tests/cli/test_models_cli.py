@@ -50,8 +50,11 @@ def test_list_shows_what_each_mode_still_needs(
     assert "joint: unavailable: no official SDXL joint model" in out
     assert "tiny-sd15  SD1.5  diffusers  built in  [test model" in out
     assert "old.ckpt: pickle checkpoint refused" in out
-    assert f"vae_transparent_decoder.safetensors -> {models / 'layer_model'}/" in out
-    assert "acetate models get vae_transparent_decoder" in out
+    assert f"to get: put these in {models / 'layer_model'}/ (`acetate models get NAME`)" in out
+    assert (
+        "  vae_transparent_decoder.safetensors  https://huggingface.co/"
+        "LayerDiffusion/layerdiffusion-v1/resolve/main/vae_transparent_decoder.safetensors"
+    ) in out
     assert "warning" not in out  # a real base exists: no tiny default warning
 
 

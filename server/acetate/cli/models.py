@@ -108,11 +108,9 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
         lines += ["", "refused:"]
         lines += [f"  {item['path']}: {item['reason']}" for item in summary["refused"]]
     if summary["get"]:
-        lines += ["", "to get (official LayerDiffusion files):"]
-        for item in summary["get"].values():
-            lines.append(
-                f"  {item['file']} -> {item['folder']}/  ({item['command']}, or {item['url']})"
-            )
+        folders = sorted({item["folder"] for item in summary["get"].values()})
+        lines += ["", f"to get: put these in {', '.join(folders)}/ (`acetate models get NAME`):"]
+        lines += [f"  {item['file']}  {item['url']}" for item in summary["get"].values()]
     if summary["warnings"]:
         lines += [""] + [f"warning: {warning}" for warning in summary["warnings"]]
     return lines
@@ -137,7 +135,10 @@ def _check(path: Path, kind: str | None) -> dict[str, Any]:
     from acetate.errors import ModelFileError
 
     if not path.is_file():
-        return {"path": str(path), "error": f"{path}: no such file"}
+        return {
+            "path": str(path),
+            "error": f"{path}: no such file" if not path.exists() else f"{path}: not a file",
+        }
     if path.suffix.lower() in PICKLE_SUFFIXES:
         return {"path": str(path), "error": f"{path.name}: {PICKLE_REASON}"}
     try:
