@@ -8,12 +8,8 @@
 
 const { Controller } = require("./src/controller.js");
 const { createHost } = require("./src/photoshop.js");
-const {
-  createStore,
-  defaultSettings,
-  restoreHistory,
-  restoreSettings,
-} = require("./src/state.js");
+const { defaultSettings, restoreSettings } = require("./src/settings.js");
+const { createStore, restoreHistory } = require("./src/state.js");
 const { mountPanel } = require("./src/ui/panel.js");
 
 const PANEL_ID = "acetate";

@@ -7,47 +7,27 @@
  */
 "use strict";
 
-const { AcetateClient, EventSocket, normalizeBaseUrl } = require("./client.js");
+const { AcetateClient, normalizeBaseUrl } = require("./client.js");
 const { HostProblem, InputProblem } = require("./errors.js");
+const { EventSocket } = require("./events.js");
+const { JobWatch } = require("./jobs.js");
 const { describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
-const { anySelected, intersect, placeInto, union } = require("./pixels.js");
-const { FINAL_EVENTS, MODE_LAYERS, ProtocolError, groupName } = require("./protocol.js");
-const { MODE_LABELS, buildParameters, upsertHistory } = require("./state.js");
+const { SOURCES, clipToCanvas, groupLayers, prepareInputs } = require("./placement.js");
+const { ProtocolError } = require("./protocol.js");
+const { MODE_LABELS, buildParameters } = require("./settings.js");
+const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js");
 
-/** @typedef {import("./protocol").Mode} Mode */
-/** @typedef {import("./protocol").Rect} Rect */
 /** @typedef {import("./protocol").JobEvent} JobEvent */
 /** @typedef {import("./protocol").ResultRecord} ResultRecord */
 /** @typedef {import("./protocol").GenerateParameters} GenerateParameters */
 /** @typedef {import("./pixels").Raster} Raster */
+/** @typedef {import("./placement").DocumentInfo} DocumentInfo */
+/** @typedef {import("./placement").DocumentPixels} DocumentPixels */
+/** @typedef {import("./placement").NewGroup} NewGroup */
 /** @typedef {import("./state").PanelState} PanelState */
 /** @typedef {import("./state").Store<PanelState>} PanelStore */
 /** @typedef {import("./client").FetchLike} FetchLike */
-/** @typedef {import("./client").SocketClass} SocketClass */
-
-/**
- * @typedef {Object} DocumentInfo
- * @property {number} id
- * @property {string} name
- * @property {number} width
- * @property {number} height
- * @property {8|16|32} bits
- */
-
-/**
- * Pixels read from a document, all in canvas coordinates and clipped to the canvas.
- * @typedef {Object} DocumentPixels
- * @property {DocumentInfo} document
- * @property {Raster} [composite]  the visible image, canvas-sized RGBA
- * @property {(Raster & {rect: Rect})|null} [layer]  the active layer; null when it has no pixels
- * @property {(Raster & {rect: Rect})|null} [selection]  the selection mask cropped to its bounds
- */
-
-/**
- * One layer to add: 8-bit straight RGBA at a canvas position.
- * @typedef {Raster & {name: string, visible: boolean, left: number, top: number}} NewLayer
- */
-/** @typedef {{name: string, layers: NewLayer[]}} NewGroup  layers bottom to top */
+/** @typedef {import("./events").SocketClass} SocketClass */
 
 /**
  * What the controller needs from the editor.
@@ -59,132 +39,6 @@ const { MODE_LABELS, buildParameters, upsertHistory } = require("./state.js");
  *   one modal scope, one history state; nothing left behind on failure
  * @property {(bytes: ArrayBuffer, fileName: string) => Promise<void>} openPsd
  */
-
-/**
- * Which document pixels each mode sends, under which request field.
- * @type {Record<Mode, {composite?: string, layer?: string, selection?: string, selectionRequired?: boolean}>}
- */
-const SOURCES = {
-  fg: {},
-  joint: {},
-  fg2bg: { layer: "fg" },
-  bg2fg: { composite: "bg" },
-  img2img: { layer: "image", selection: "mask" },
-  inpaint: { layer: "image", selection: "mask", selectionRequired: true },
-  layer_on_artwork: { composite: "canvas", selection: "selection" },
-  upscale: { layer: "image" },
-};
-
-/**
- * The request images for a mode from the document's pixels, and the frame (in canvas
- * coordinates) the server's layer positions are relative to.
- * @param {Mode} mode
- * @param {DocumentPixels} pixels
- * @returns {{images: Record<string, Raster>, frame: Rect, extra: Partial<GenerateParameters>}}
- */
-function prepareInputs(mode, pixels) {
-  const source = SOURCES[mode];
-  const { width, height } = pixels.document;
-  /** @type {Record<string, Raster>} */
-  const images = {};
-  /** @type {Partial<GenerateParameters>} */
-  const extra = {};
-  let frame = { left: 0, top: 0, width, height };
-  const selection = pixels.selection ?? null;
-  if (source.composite) {
-    if (!pixels.composite) {
-      throw new HostProblem("The document has no visible pixels to work on.");
-    }
-    images[source.composite] = pixels.composite;
-    if (source.selection && selection) {
-      images[source.selection] = { data: selection.data, width: selection.width, height: selection.height };
-      extra.selection_bounds = selection.rect;
-    }
-  }
-  if (source.layer) {
-    const layer = pixels.layer ?? null;
-    if (source.selectionRequired && !selection) {
-      throw new HostProblem("Select the area to repaint first: inpaint works inside the selection.");
-    }
-    if (!layer && !(source.selectionRequired && selection)) {
-      throw new HostProblem("The active layer is empty: select a layer with pixels on it.");
-    }
-    frame = layer ? layer.rect : /** @type {Rect} */ (selection?.rect);
-    if (source.selectionRequired && selection) {
-      frame = union(frame, selection.rect);
-    }
-    const data = layer
-      ? placeInto(layer.data, layer.rect, frame, 4)
-      : new Uint8Array(frame.width * frame.height * 4);
-    images[source.layer] = { data, width: frame.width, height: frame.height };
-    if (source.selection && selection) {
-      const mask = placeInto(selection.data, selection.rect, frame, 1);
-      if (!anySelected(mask)) {
-        throw new HostProblem("The selection does not touch the active layer.");
-      }
-      images[source.selection] = { data: mask, width: frame.width, height: frame.height };
-    }
-  }
-  return { images, frame, extra };
-}
-
-/**
- * Group a result's layers for insertion: one group per batch item, layers bottom to top as
- * in DESIGN.md, positions moved from the job's frame into the document.
- * @param {ResultRecord} result
- * @param {Map<string, Raster>} pixels layer file → downloaded pixels
- * @param {{left: number, top: number}} offset where the job's frame sits in the document
- * @param {string} prompt fallback group name when the record has no prompt
- * @returns {NewGroup[]}
- */
-function groupLayers(result, pixels, offset, prompt) {
-  const order = MODE_LAYERS[result.mode] ?? [];
-  const mainPrompt = typeof result.parameters?.prompt === "string" ? result.parameters.prompt : prompt;
-  const batches = [...new Set(result.layers.map((layer) => layer.batch_index))].sort((a, b) => a - b);
-  return batches.map((batchIndex) => {
-    const records = result.layers
-      .filter((layer) => layer.batch_index === batchIndex)
-      .sort((a, b) => rank(order, a.name) - rank(order, b.name));
-    const layers = records.map((record) => {
-      const raster = /** @type {Raster} */ (pixels.get(record.file));
-      return {
-        ...raster,
-        name: record.name,
-        visible: record.visible !== false,
-        left: offset.left + record.left,
-        top: offset.top + record.top,
-      };
-    });
-    return { name: groupName(mainPrompt, batchIndex), layers };
-  });
-}
-
-/**
- * The part of a layer inside the canvas (generated sizes may exceed a small document).
- * @param {NewLayer} layer
- * @param {{width: number, height: number}} canvas
- * @returns {NewLayer|null} null when nothing of it is on the canvas
- */
-function clipToCanvas(layer, canvas) {
-  const rect = { left: layer.left, top: layer.top, width: layer.width, height: layer.height };
-  const inside = intersect(rect, { left: 0, top: 0, width: canvas.width, height: canvas.height });
-  if (inside === null) {
-    return null;
-  }
-  if (inside.width === rect.width && inside.height === rect.height) {
-    return layer;
-  }
-  return { ...layer, ...inside, data: placeInto(layer.data, rect, inside, 4) };
-}
-
-/**
- * @param {readonly string[]} order
- * @param {string} name
- */
-function rank(order, name) {
-  const index = order.indexOf(name);
-  return index < 0 ? order.length : index;
-}
 
 class Cancelled extends Error {}
 
@@ -202,13 +56,11 @@ class Controller {
     this.fetch = fetch;
     this.WebSocket = WebSocket;
     this.requestTimeoutMs = requestTimeoutMs;
-    this.eventTimeoutMs = eventTimeoutMs;
     /** @type {AcetateClient|null} */
     this.client = null;
     /** @type {EventSocket|null} */
     this.socket = null;
-    /** @type {Map<string, {resolve: (event: JobEvent) => void, reject: (error: unknown) => void, last: number}>} */
-    this.waiters = new Map();
+    this.jobs = new JobWatch({ eventTimeoutMs });
     this.cancelRequested = false;
   }
 
@@ -272,9 +124,9 @@ class Controller {
       },
     });
     this.socket.open();
-    if (this.waiters.size > 0) {
+    if (this.jobs.ids.length > 0) {
       // Reconnected while a job runs: keep following it on the new socket.
-      this.socket.subscribe([...this.waiters.keys()]);
+      this.socket.subscribe(this.jobs.ids);
     }
     try {
       await this.refreshHistory(clientId);
@@ -303,22 +155,7 @@ class Controller {
       return;
     }
     const jobs = await this.client.jobs(clientId);
-    let history = this.state.history;
-    for (const job of jobs) {
-      const known = history.find((entry) => entry.id === job.id);
-      const result = job.result ?? null;
-      history = upsertHistory(history, {
-        id: job.id,
-        mode: result?.mode ?? known?.mode ?? "fg",
-        prompt: String(result?.parameters?.prompt ?? known?.prompt ?? ""),
-        status: job.status,
-        created: known?.created ?? 0,
-        offset: known?.offset ?? { left: 0, top: 0 },
-        seed: typeof result?.parameters?.seed === "number" ? result.parameters.seed : known?.seed ?? null,
-        layers: result ? result.layers.length : undefined,
-        error: job.error?.message,
-      });
-    }
+    const history = mergeJobs(this.state.history, jobs);
     this.store.update({ history });
   }
 
@@ -375,7 +212,7 @@ class Controller {
         await client.cancel(jobId);
       }
       const final = await this.follow(jobId);
-      this.recordFinal(jobId, final);
+      this.store.update({ history: recordFinal(this.state.history, jobId, final) });
       if (final.type === "cancelled") {
         throw new Cancelled();
       }
@@ -526,46 +363,16 @@ class Controller {
   }
 
   /**
-   * Resolve with the job's final event; poll over HTTP when events stop coming.
+   * Subscribe to a job and resolve with its final event.
    * @private
    * @param {string} jobId
    * @returns {Promise<JobEvent>}
    */
   follow(jobId) {
     const client = /** @type {AcetateClient} */ (this.client);
-    /** @type {ReturnType<typeof setInterval>|undefined} */
-    let timer;
-    let polling = false;
-    return new Promise((resolve, reject) => {
-      const waiter = { resolve, reject, last: Date.now() };
-      this.waiters.set(jobId, waiter);
-      this.socket?.subscribe([jobId]);
-      timer = setInterval(async () => {
-        if (polling || Date.now() - waiter.last < this.eventTimeoutMs) {
-          return;
-        }
-        polling = true;
-        try {
-          const record = await client.job(jobId);
-          waiter.last = Date.now();
-          if (record.status === "done" && record.result) {
-            resolve({ type: "done", job_id: jobId, result: record.result });
-          } else if (record.status === "error") {
-            const error = record.error ?? { code: "error", message: "unknown error" };
-            resolve({ type: "error", job_id: jobId, code: error.code, message: error.message });
-          } else if (record.status === "cancelled") {
-            resolve({ type: "cancelled", job_id: jobId });
-          }
-        } catch (error) {
-          reject(error);
-        } finally {
-          polling = false;
-        }
-      }, Math.max(50, Math.min(1000, this.eventTimeoutMs / 4)));
-    }).finally(() => {
-      clearInterval(timer);
-      this.waiters.delete(jobId);
-    });
+    const final = this.jobs.follow(jobId, (id) => client.job(id));
+    this.socket?.subscribe([jobId]);
+    return final;
   }
 
   /**
@@ -576,10 +383,6 @@ class Controller {
     if (event.job_id === null) {
       console.warn("Acetate: server reported", event);
       return;
-    }
-    const waiter = this.waiters.get(event.job_id);
-    if (waiter) {
-      waiter.last = Date.now();
     }
     const job = this.state.job;
     if (job && job.id === event.job_id) {
@@ -595,30 +398,7 @@ class Controller {
         this.store.update({ job: { ...job, preview: event.image } });
       }
     }
-    if (waiter && FINAL_EVENTS.has(event.type)) {
-      waiter.resolve(event);
-    }
-  }
-
-  /**
-   * @private
-   * @param {string} jobId
-   * @param {JobEvent} final
-   */
-  recordFinal(jobId, final) {
-    const entry = this.state.history.find((item) => item.id === jobId);
-    if (!entry) {
-      return;
-    }
-    const update = { ...entry, status: final.type };
-    if (final.type === "done") {
-      update.layers = final.result.layers.length;
-      const seed = final.result.parameters?.seed;
-      update.seed = typeof seed === "number" ? seed : entry.seed;
-    } else if (final.type === "error") {
-      update.error = final.message;
-    }
-    this.store.update({ history: upsertHistory(this.state.history, update) });
+    this.jobs.deliver(event);
   }
 
   /** @private */
@@ -648,13 +428,4 @@ class Controller {
   }
 }
 
-/**
- * @param {string} id
- * @param {string} phase
- * @returns {import("./state").JobProgress}
- */
-function progress(id, phase) {
-  return { id, phase, position: null, step: 0, total: 0, etaS: null, preview: null };
-}
-
-module.exports = { Controller, SOURCES, prepareInputs, groupLayers, clipToCanvas };
+module.exports = { Controller };

@@ -7,7 +7,7 @@
 const { NetworkError, ServerError, explicitOrigin } = require("./client.js");
 const { ProtocolError } = require("./protocol.js");
 const { HostProblem, InputProblem } = require("./errors.js");
-const { FIELD_LABELS, SETTING_OF_FIELD } = require("./state.js");
+const { FIELD_LABELS, SETTING_OF_FIELD } = require("./settings.js");
 
 /**
  * Whether both the http(s) and ws(s) forms of `serverUrl` are in the manifest's network list.

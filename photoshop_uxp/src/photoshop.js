@@ -20,9 +20,9 @@ const {
 const { decodeUtf8 } = require("./utf8.js");
 
 /** @typedef {import("./controller").Host} Host */
-/** @typedef {import("./controller").DocumentInfo} DocumentInfo */
-/** @typedef {import("./controller").DocumentPixels} DocumentPixels */
-/** @typedef {import("./controller").NewGroup} NewGroup */
+/** @typedef {import("./placement").DocumentInfo} DocumentInfo */
+/** @typedef {import("./placement").DocumentPixels} DocumentPixels */
+/** @typedef {import("./placement").NewGroup} NewGroup */
 /** @typedef {import("./protocol").Rect} Rect */
 
 const SRGB = "sRGB IEC61966-2.1";

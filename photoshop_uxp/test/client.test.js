@@ -9,7 +9,8 @@ const { WebSocketServer } = require("ws");
 const WebSocket = require("ws");
 
 const { createPlugin, freePort, testImage } = require("./helpers.js");
-const { AcetateClient, EventSocket, encodeMultipart, explicitOrigin, normalizeBaseUrl } = require("../src/client.js");
+const { AcetateClient, encodeMultipart, explicitOrigin, normalizeBaseUrl } = require("../src/client.js");
+const { EventSocket } = require("../src/events.js");
 const { decodeUtf8, encodeUtf8 } = require("../src/utf8.js");
 
 test("server down: connect fails with a plain-words error, Generate does too", async () => {

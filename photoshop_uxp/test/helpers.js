@@ -16,7 +16,8 @@ const { createFakePhotoshop } = require("./fakes/photoshop.js");
 const { createFakeUxp } = require("./fakes/uxp.js");
 const { Controller } = require("../src/controller.js");
 const { createHost } = require("../src/photoshop.js");
-const { createStore, defaultSettings } = require("../src/state.js");
+const { defaultSettings } = require("../src/settings.js");
+const { createStore } = require("../src/state.js");
 
 const PLUGIN_DIR = path.resolve(__dirname, "..");
 const REPO_DIR = path.resolve(PLUGIN_DIR, "..");
@@ -159,7 +160,7 @@ function createPlugin({ serverUrl, token = "", allowed, fetch: fetchImpl, reques
     requestTimeoutMs,
     eventTimeoutMs,
   });
-  /** @param {Partial<import("../src/state").Settings>} patch */
+  /** @param {Partial<import("../src/settings").Settings>} patch */
   const configure = (patch) => store.update({ settings: { ...store.state.settings, ...patch } });
   return { photoshop, world, host, store, controller, requests, configure, temp };
 }

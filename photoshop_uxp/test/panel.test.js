@@ -5,7 +5,8 @@ const test = require("node:test");
 const assert = require("node:assert/strict");
 const { parseHTML } = require("linkedom");
 
-const { createStore, defaultSettings } = require("../src/state.js");
+const { defaultSettings } = require("../src/settings.js");
+const { createStore } = require("../src/state.js");
 const { mountPanel, describeProgress } = require("../src/ui/panel.js");
 
 function mount() {

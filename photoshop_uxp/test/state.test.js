@@ -7,13 +7,13 @@ const { spawnSync } = require("node:child_process");
 
 const { pythonPath, skipWithoutPython } = require("./helpers.js");
 const protocol = require("../src/protocol.js");
-const state = require("../src/state.js");
+const state = { ...require("../src/settings.js"), ...require("../src/state.js") };
 const { InputProblem } = require("../src/errors.js");
 const { describeError, describeJobError, urlAllowed } = require("../src/messages.js");
 const { NetworkError, ServerError } = require("../src/client.js");
-const { clipToCanvas, groupLayers, prepareInputs } = require("../src/controller.js");
+const { clipToCanvas, groupLayers, prepareInputs } = require("../src/placement.js");
 
-/** @param {Partial<import("../src/state").Settings>} patch */
+/** @param {Partial<import("../src/settings").Settings>} patch */
 function settings(patch) {
   return { ...state.defaultSettings(), clientId: "ps-test", ...patch };
 }

@@ -6,10 +6,10 @@
 "use strict";
 
 const { DECODES, MODES } = require("../protocol.js");
-const { FIELD_LABELS, MODE_HINTS, MODE_LABELS, visibleFields } = require("../state.js");
+const { FIELD_LABELS, MODE_HINTS, MODE_LABELS, visibleFields } = require("../settings.js");
 
 /** @typedef {import("../state").PanelState} PanelState */
-/** @typedef {import("../state").Settings} Settings */
+/** @typedef {import("../settings").Settings} Settings */
 /** @typedef {import("../state").Store<PanelState>} PanelStore */
 /** @typedef {import("../controller").Controller} Controller */
 

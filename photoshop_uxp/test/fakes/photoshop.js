@@ -13,10 +13,9 @@
 
 const fs = require("node:fs");
 
+const { ARRAY_OF_BITS, composite, crop, fromByte, fromBytes8Array, intersectBounds, isInside, maskRect, toBytes } = require("./raster.js");
+
 const SRGB = "sRGB IEC61966-2.1";
-const DEPTH = { bitDepth8: 8, bitDepth16: 16, bitDepth32: 32 };
-const ARRAY_OF_BITS = { 8: Uint8Array, 16: Uint16Array, 32: Float32Array };
-const MAX = { 8: 255, 16: 32768, 32: 1 };
 
 /** @typedef {{left: number, top: number, right: number, bottom: number}} Bounds */
 
@@ -612,104 +611,6 @@ function createFakePhotoshop() {
     },
   };
   return { photoshop, world };
-}
-
-/** @param {number} v @param {8|16|32} bits */
-function fromByte(v, bits) {
-  return bits === 8 ? v : bits === 16 ? Math.round((v * 32768) / 255) : v / 255;
-}
-
-/** @param {Uint8Array} values @param {8|16|32} bits */
-function fromBytes8Array(values, bits) {
-  const out = new ARRAY_OF_BITS[bits](values.length);
-  for (let i = 0; i < values.length; i++) out[i] = fromByte(values[i], bits);
-  return out;
-}
-
-/** @param {Uint8Array|Uint16Array|Float32Array} values @param {8|16|32} bits */
-function toBytes(values, bits) {
-  const out = new Uint8Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = Math.max(0, Math.min(255, Math.round((values[i] * 255) / MAX[bits])));
-  return out;
-}
-
-/** Straight-alpha "over" of the visible layers, bottom to top, as 8-bit RGBA. @param {any} doc */
-function composite(doc) {
-  const out = new Float64Array(doc.width * doc.height * 4);
-  /** @param {any[]} layers */
-  const draw = (layers) => {
-    for (const layer of [...layers].reverse()) {
-      if (!layer.visible) continue;
-      if (layer.kind === "group") {
-        draw(layer.layers);
-        continue;
-      }
-      const src = toBytes(layer.pixels, doc.bits);
-      for (let p = 0; p < doc.width * doc.height; p++) {
-        const a = src[p * 4 + 3] / 255;
-        if (a === 0) continue;
-        const b = out[p * 4 + 3];
-        const outA = a + b * (1 - a);
-        for (let c = 0; c < 3; c++) {
-          out[p * 4 + c] = (src[p * 4 + c] * a + out[p * 4 + c] * b * (1 - a)) / outA;
-        }
-        out[p * 4 + 3] = outA;
-      }
-    }
-  };
-  draw(doc.layers);
-  const bytes = new Uint8Array(out.length);
-  for (let p = 0; p < doc.width * doc.height; p++) {
-    for (let c = 0; c < 3; c++) bytes[p * 4 + c] = Math.round(out[p * 4 + c]);
-    bytes[p * 4 + 3] = Math.round(out[p * 4 + 3] * 255);
-  }
-  return bytes;
-}
-
-/**
- * @param {ArrayLike<number>} mask non-zero = inside
- * @param {number} width
- * @param {number} height
- */
-function maskRect(mask, width, height) {
-  let left = width, top = height, right = 0, bottom = 0;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      if (mask[y * width + x]) {
-        left = Math.min(left, x);
-        top = Math.min(top, y);
-        right = Math.max(right, x + 1);
-        bottom = Math.max(bottom, y + 1);
-      }
-    }
-  }
-  return right > left ? { left, top, right, bottom, width: right - left, height: bottom - top } : null;
-}
-
-/** @param {Bounds} a @param {any} b @returns {Bounds} */
-function intersectBounds(a, b) {
-  const right = b.right ?? b.left + b.width;
-  const bottom = b.bottom ?? b.top + b.height;
-  const out = { left: Math.max(a.left, b.left), top: Math.max(a.top, b.top), right: Math.min(a.right, right), bottom: Math.min(a.bottom, bottom) };
-  if (out.right <= out.left || out.bottom <= out.top) throw new Error("sourceBounds outside the image");
-  return out;
-}
-
-/** @param {Uint8Array} src canvas-sized @param {number} width @param {Bounds} rect @param {number} channels */
-function crop(src, width, rect, channels) {
-  const w = rect.right - rect.left;
-  const out = new Uint8Array(w * (rect.bottom - rect.top) * channels);
-  for (let y = rect.top; y < rect.bottom; y++) {
-    const from = (y * width + rect.left) * channels;
-    out.set(src.subarray(from, from + w * channels), (y - rect.top) * w * channels);
-  }
-  return out;
-}
-
-/** @param {any} layer @param {any} group */
-function isInside(layer, group) {
-  for (let p = layer.parent; p; p = p.parent) if (p === group) return true;
-  return false;
 }
 
 module.exports = { createFakePhotoshop, SRGB };
