@@ -272,12 +272,17 @@ def main() -> None:
         server.send_signal(signal.SIGINT)
         server.wait(60)
     print(f"  (server log: {work / 'serve.log'})")
-    memory = [kib for _, kib in stats["memory"]]
-    warm = memory[len(memory) // 4 :] or memory
-    print(f"{args.clients} WebSocket clients for {args.seconds:.0f} s on tiny models:")
+    memory: list[tuple[float, int]] = stats["memory"]
     print(
-        f"  jobs done {stats['done']}, failed {len(stats['failed'])}"
-        f"{' ' + str(stats['failed'][:3]) if stats['failed'] else ''}"
+        f"{args.clients} WebSocket clients submitting for {args.seconds:.0f} s on tiny models "
+        "(server with OMP_NUM_THREADS=1):"
+    )
+    failed = stats["failed"]
+    examples = f" {failed[:3]}" if failed else ""
+    print(
+        f"  jobs done {stats['done']}, failed {len(failed)}{examples}"
+        f"; all finished after {stats['elapsed']:.0f} s ({stats['done'] / stats['elapsed']:.1f} "
+        "jobs/s)"
     )
     if stats["latency"]:
         latency = sorted(stats["latency"])
@@ -285,10 +290,9 @@ def main() -> None:
             f"  submit → done → layer held: median {statistics.median(latency):.2f} s, "
             f"p95 {latency[int(len(latency) * 0.95) - 1]:.2f} s"
         )
-    print(
-        f"  server RSS MiB: start {memory[0] / 1024:.0f}, after warm-up "
-        f"{warm[0] / 1024:.0f}, max {max(warm) / 1024:.0f}, end {memory[-1] / 1024:.0f}"
-    )
+    series = [f"{t:.0f}s {kib / 1024:.0f}" for t, kib in memory[:: max(1, len(memory) // 10)]]
+    series.append(f"end {memory[-1][1] / 1024:.0f}")
+    print(f"  server RSS MiB over time: {', '.join(series)}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class ServerConfig:
     expire_interval_s: float = 600.0
     preview_interval_s: float = 0.25
     preview_max_side: int = 256
-    raw_cache_bytes: int = 512 * MiB
+    raw_cache_bytes: int = 256 * MiB
     shutdown_timeout_s: float = 30.0
 
     @property

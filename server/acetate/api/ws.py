@@ -43,14 +43,15 @@ class Connection:
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self.jobs: set[str] = set()
-        self.outbox: asyncio.Queue[JobMessage | dict[str, object] | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[JobMessage | None] = asyncio.Queue()
         self.sender = asyncio.create_task(self._send_loop())
         self.closing: asyncio.Task[bool] | None = None
 
-    def send(self, message: JobMessage | dict[str, object]) -> None:
+    def send(self, message: JobMessage) -> None:
+        if self.closing is not None:
+            return
         backlog = self.outbox.qsize()
-        preview = isinstance(message, JobMessage) and message.type is JobEvent.preview
-        if preview and backlog >= PREVIEW_BACKLOG:
+        if message.type is JobEvent.preview and backlog >= PREVIEW_BACKLOG:
             return
         if backlog >= MAX_BACKLOG:
             log.warning("closing a WebSocket that is %d messages behind", backlog)
@@ -64,12 +65,9 @@ class Connection:
             if self.ws.closed:
                 return
             try:
-                if isinstance(message, JobMessage):
-                    await self.ws.send_json(message.json())
-                    if message.binary is not None:
-                        await self.ws.send_bytes(message.binary)
-                else:
-                    await self.ws.send_json(message)
+                await self.ws.send_json(message.json())
+                if message.binary is not None:
+                    await self.ws.send_bytes(message.binary)
             except (ConnectionError, RuntimeError):
                 return
 
@@ -80,8 +78,9 @@ class Connection:
         await self.ws.close()
 
 
-def protocol_error(code: str, message: str, job_id: str | None = None) -> dict[str, object]:
-    return {"type": JobEvent.error.value, "job_id": job_id, "code": code, "message": message}
+def protocol_error(code: str, message: str, job_id: str | None = None) -> JobMessage:
+    """An `error` event about the socket's own messages (not about a job's run)."""
+    return JobMessage(JobEvent.error, job_id, {"code": code, "message": message, "field": None})
 
 
 class Hub:
