@@ -46,9 +46,18 @@ function freePort() {
   });
 }
 
-/** @param {string} prefix */
+/** @type {string[]} */
+const tempDirs = [];
+process.once("exit", () => tempDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
+/**
+ * A fresh temporary folder, removed when the test process exits.
+ * @param {string} prefix
+ */
 function tempDir(prefix) {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `acetate-uxp-${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `acetate-uxp-${prefix}-`));
+  tempDirs.push(dir);
+  return dir;
 }
 
 /**
