@@ -51,7 +51,10 @@ async def test_worker_exception_and_out_of_memory_fail_only_their_job(
     make_config: Callable[..., ServerConfig], engine: Any, model_store: Any
 ) -> None:
     faulty = FaultyEngine(engine)
-    faulty.faults = [ZeroDivisionError("division by zero in a bug"), OutOfMemory("CUDA OOM")]
+    faulty.faults = [
+        ZeroDivisionError("division by zero in a bug"),
+        OutOfMemory("out of device memory: CUDA error"),
+    ]
     live = await start_server(make_config(), faulty, model_store)
     try:
         client = live.client()
@@ -62,7 +65,7 @@ async def test_worker_exception_and_out_of_memory_fail_only_their_job(
         assert crashed.type is JobEvent.error and crashed.fields["code"] == "internal_error"
         assert "ZeroDivisionError" in crashed.fields["message"]
         assert oom.type is JobEvent.error and oom.fields["code"] == "out_of_memory"
-        assert "out of memory" in oom.fields["message"]
+        assert oom.fields["message"] == "out of device memory: CUDA error"
         assert fine.type is JobEvent.done
         assert faulty.released == 2  # memory released after each failure
 

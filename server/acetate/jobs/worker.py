@@ -154,7 +154,7 @@ class Worker:
             )
         except OutOfMemory as error:
             log.warning("job %s ran out of memory: %s", job.id, error.message)
-            await self._fail(job, JobError(code=error.code, message=f"out of memory: {error}"))
+            await self._fail(job, JobError(code=error.code, message=error.message))
         except Exception as error:
             log.exception("job %s failed", job.id)
             message = f"the worker failed: {type(error).__name__}: {error}"
