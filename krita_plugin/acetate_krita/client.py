@@ -101,6 +101,15 @@ def error_from_response(response: HttpResponse) -> ServerError:
     return ServerError(message, code, field, status)
 
 
+def error_from_event(fields: Mapping[str, Any]) -> ServerError:
+    """A job's `error` event as plain words (a missing model file says which to get)."""
+    code = str(fields.get("code") or "error")
+    message = str(fields.get("message") or code)
+    if code == "model_not_found":
+        message = f"Model file missing: {message}"
+    return ServerError(message, code, fields.get("field"))
+
+
 class AcetateClient:
     """HTTP API of one server (URL + optional token)."""
 

@@ -19,6 +19,7 @@ from krita import Document as KritaDocument
 from krita import Krita, Node
 
 from . import pixels
+from .inputs import UserError
 from .pixels import SRGB8, SRGB_PROFILE, PixelFormat, Rect
 from .protocol import ResultRecord, WireImage
 
@@ -68,11 +69,21 @@ class Document:
         rgba = self._to_rgba8(raw, _format(self._doc), self._doc.rootNode())
         return WireImage(rgba, rect.width, rect.height)
 
+    def _active_layer(self) -> Node | None:
+        """The active layer; for an active mask, the layer it belongs to."""
+        node = self._doc.activeNode()
+        while node is not None and node.type().endswith("mask"):
+            node = node.parentNode()
+        # Climbing from the global selection mask ends at the root, which is no layer.
+        if node is None or not node.type() or node.uniqueId() == self._doc.rootNode().uniqueId():
+            return None
+        return node
+
     def read_layer(self) -> WireImage:
         """The active layer (a group: its composite) over the whole canvas frame."""
-        node = self._doc.activeNode()
+        node = self._active_layer()
         if node is None:
-            raise ValueError("Select a layer first.")
+            raise UserError("Select a layer in the Layers docker first.")
         rect = self.canvas
         raw = bytes(node.projectionPixelData(rect.left, rect.top, rect.width, rect.height))
         rgba = self._to_rgba8(raw, _format(node), node)
@@ -98,7 +109,7 @@ class Document:
         return WireImage(bytes(full), canvas.width, canvas.height), bounds
 
     def active_layer_id(self) -> str | None:
-        node = self._doc.activeNode()
+        node = self._active_layer()
         return node.uniqueId().toString() if node is not None else None
 
     def _find(self, node_id: str | None) -> Node | None:

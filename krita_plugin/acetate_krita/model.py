@@ -1,37 +1,34 @@
 """The docker's state and actions: connect, generate, cancel, insert again, open the PSD.
 
-Qt-free and Krita-free: documents come in through the `Documents` port (document.py in
-Krita) and HTTP through the client's transport, so the logic is testable anywhere. Every
-action is a coroutine on the plugin's event loop; failures end up in `error` in plain words.
+Qt-free and Krita-free: documents come in through the `Documents` port (inputs.py; Krita's
+side is document.py) and HTTP through the client's transport, so the logic is testable
+anywhere. Every action is a coroutine on the plugin's event loop; failures end up in
+`error` in plain words.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from . import pixels
-from .client import DEFAULT_URL, AcetateClient, EventStream, Http, ServerError
-from .observable import Observable, Property
-from .pixels import Rect
-from .protocol import (
-    CANVAS,
-    LAYER,
-    MODE_IMAGES,
-    MODE_OPTIONS,
-    SELECTION,
-    SIZE,
-    JobEvent,
-    ModelsInfo,
-    Parameters,
-    ResultRecord,
-    WireImage,
+from .client import (
+    DEFAULT_URL,
+    AcetateClient,
+    EventStream,
+    Http,
+    ServerError,
+    error_from_event,
 )
+from .inputs import Document, Documents, UserError, collect_images
+from .observable import Observable, Property
+from .protocol import MODE_OPTIONS, SIZE, JobEvent, ModelsInfo, Parameters, ResultRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,62 +37,6 @@ LOST_JOB_AFTER_S = 10.0
 #: While the server cannot be reached, try again this often (the status stays live).
 RETRY_S = 10.0
 THUMBNAIL_SIDE = 96
-
-
-class Document(Protocol):
-    """An open document, as the model needs it (document.py implements it on Krita)."""
-
-    @property
-    def name(self) -> str: ...
-
-    def alive(self) -> bool: ...
-
-    def read_canvas(self) -> WireImage: ...
-
-    def read_layer(self) -> WireImage: ...
-
-    def read_selection(self, crop: bool) -> tuple[WireImage, Rect] | None: ...
-
-    def active_layer_id(self) -> str | None: ...
-
-    def insert(
-        self, record: ResultRecord, layer_pixels: Mapping[str, bytes], above: str | None
-    ) -> None: ...
-
-
-class Documents(Protocol):
-    def active(self) -> Document | None: ...
-
-    def open(self, path: str) -> None: ...
-
-
-class UserError(Exception):
-    """Something the user can fix before generating (no document, empty prompt…)."""
-
-
-def collect_images(mode: str, document: Document) -> tuple[dict[str, WireImage], Rect | None]:
-    """The image fields `mode` sends, read from `document`, and the selection's bounds.
-
-    No selection means the whole canvas: layer_on_artwork then sends no mask, inpaint a
-    mask that selects everything.
-    """
-    images: dict[str, WireImage] = {}
-    bounds = None
-    for field, source in MODE_IMAGES[mode].items():
-        if source == CANVAS:
-            images[field] = document.read_canvas()
-        elif source == LAYER:
-            images[field] = document.read_layer()
-        elif source == SELECTION:
-            crop = mode == "layer_on_artwork"
-            selection = document.read_selection(crop)
-            if selection is not None:
-                images[field], bounds = selection[0], selection[1] if crop else None
-            elif mode == "inpaint":
-                frame = images["image"]
-                everything = b"\xff" * (frame.width * frame.height)
-                images[field] = WireImage(everything, frame.width, frame.height)
-    return images, bounds
 
 
 @dataclass(frozen=True)
@@ -159,6 +100,7 @@ class Model(Observable):
         self._stream_task: asyncio.Task[None] | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self.job_id: str | None = None
+        self._connected_text = ""
         self.changed("models").connect(lambda _: self._models_loaded())
         self.changed("model_name").connect(lambda _: self._model_chosen())
         self.changed("mode").connect(lambda _: self._check_mode())
@@ -191,13 +133,12 @@ class Model(Observable):
         except ServerError as error:
             self.connection_text = error.message
             return False
+        self._connected_text = f"Connected: Acetate {health['version']} on {health['device']}"
         self.client, self.stream = client, EventStream(client, self._on_stream_status)
         self._stream_task = self._run(self.stream.run())
-        try:
+        # If it takes longer, the stream keeps trying and reports why in connection_text.
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.stream.connected.wait(), 10.0)
-        except asyncio.TimeoutError:
-            return True  # the stream keeps trying and reports why in connection_text
-        self.connection_text = f"Connected: Acetate {health['version']} on {health['device']}"
         return True
 
     async def _connect_now(self) -> None:
@@ -222,11 +163,8 @@ class Model(Observable):
         self.disconnect()
 
     def _on_stream_status(self, connected: bool, error: str | None) -> None:
+        self.connection_text = self._connected_text if connected else (error or "Disconnected")
         self.connected = connected
-        if error:
-            self.connection_text = error
-        elif connected and not self.connection_text.startswith("Connected"):
-            self.connection_text = f"Connected to {self.server_url}"
 
     def _models_loaded(self) -> None:
         bases = self.models.bases
@@ -307,8 +245,8 @@ class Model(Observable):
         record = await self._follow(stream, job_id)
         if record is None:
             return None
-        await self._insert(client, record, document, above)
-        self.status = f"Done: {len(record.layers)} layer(s) inserted"
+        layer_pixels = await self._insert(client, record, document, above)
+        self.history = (self._history_item(client, record, layer_pixels), *self.history)[:50]
         self.progress = 1.0
         if self.random_seed and "seed" in record.parameters:
             self.seed = int(record.parameters["seed"])  # shown, so a result can be redone
@@ -346,10 +284,7 @@ class Model(Observable):
                     self.status = "Cancelled"
                     return None
                 elif event.type is JobEvent.error:
-                    message = str(fields.get("message") or fields.get("code") or "failed")
-                    code = str(fields.get("code", "error"))
-                    prefix = "Model file missing: " if code == "model_not_found" else ""
-                    raise ServerError(prefix + message, code)
+                    raise error_from_event(fields)
         finally:
             stream.unsubscribe(job_id)
 
@@ -359,7 +294,8 @@ class Model(Observable):
         record: ResultRecord,
         document: Document,
         above: str | None,
-    ) -> None:
+    ) -> dict[str, bytes]:
+        """Download every layer of `record` and insert them; returns the pixels by file."""
         self.status = "Downloading layers…"
         layer_pixels = {}
         for layer in record.layers:
@@ -367,13 +303,20 @@ class Model(Observable):
         if not document.alive():
             raise UserError("The document was closed before the result arrived.")
         document.insert(record, layer_pixels, above)
+        count = len(record.layers)
+        self.status = f"Done: {count} layer{'s' if count != 1 else ''} inserted in {document.name}"
+        return layer_pixels
+
+    @staticmethod
+    def _history_item(
+        client: AcetateClient, record: ResultRecord, layer_pixels: dict[str, bytes]
+    ) -> HistoryItem:
         thumb = None
         if record.layers:
             first = record.layers[0]
             data = layer_pixels[first.file]
             thumb = pixels.thumbnail(data, first.width, first.height, THUMBNAIL_SIDE)
-        item = HistoryItem(record, client.url, thumb)
-        self.history = (item, *self.history)[:50]
+        return HistoryItem(record, client.url, thumb)
 
     def cancel(self) -> asyncio.Task[None] | None:
         """Ask the server to stop the running job (the job then ends as cancelled)."""
@@ -416,6 +359,7 @@ class Model(Observable):
                 file.write(data)
             os.replace(path + ".tmp", path)
             self.documents.open(path)
+            self.status = f"Opened {os.path.basename(path)}"
             return path
         except ServerError as error:
             self.error = error.message

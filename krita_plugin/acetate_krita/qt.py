@@ -8,15 +8,7 @@ from __future__ import annotations
 
 try:
     from PyQt5 import QtCore, QtGui, QtNetwork, QtWidgets
-    from PyQt5.QtWidgets import QAction
-
-    QT6 = False
 except ImportError:  # Krita 6
     from PyQt6 import QtCore, QtGui, QtNetwork, QtWidgets  # type: ignore[no-redef]
-    from PyQt6.QtGui import QAction  # type: ignore[no-redef,assignment]
 
-    QT6 = True
-
-Signal = QtCore.pyqtSignal
-
-__all__ = ["QT6", "QAction", "QtCore", "QtGui", "QtNetwork", "QtWidgets", "Signal"]
+__all__ = ["QtCore", "QtGui", "QtNetwork", "QtWidgets"]

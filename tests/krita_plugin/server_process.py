@@ -49,14 +49,22 @@ class ServerProcess:
                 self.process.wait(5)
 
 
-def start_server(models_dir: Path, work: Path, *, timeout: float = 120.0) -> ServerProcess:
-    """Start `acetate serve` on the tiny models and wait until /api/health answers."""
+def start_server(
+    models_dir: Path, work: Path, *extra: str, timeout: float = 120.0
+) -> ServerProcess:
+    """Start `acetate serve` on the tiny models and wait until /api/health answers.
+
+    `extra` are more `acetate serve` options; with `--token`, health is asked with it.
+    """
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     output_dir = work / "out"
     log_path = work / "server.log"
     command = [sys.executable, "-m", "acetate", "serve", "--port", str(port)]
-    command += ["--models-dir", str(models_dir), "--output-dir", str(output_dir)]
+    command += ["--models-dir", str(models_dir), "--output-dir", str(output_dir), *extra]
+    headers = {}
+    if "--token" in extra:
+        headers["Authorization"] = f"Bearer {extra[extra.index('--token') + 1]}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -66,7 +74,8 @@ def start_server(models_dir: Path, work: Path, *, timeout: float = 120.0) -> Ser
         if not server.alive:
             raise RuntimeError(f"acetate serve exited with {process.returncode}\n{server.log()}")
         try:
-            with urllib.request.urlopen(f"{server.url}/api/health", timeout=2) as response:
+            request = urllib.request.Request(f"{server.url}/api/health", headers=headers)
+            with urllib.request.urlopen(request, timeout=2) as response:
                 json.load(response)
                 return server
         except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -10,7 +10,8 @@ import asyncio
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +20,9 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from aiohttp_transport import AiohttpTransport
 from PIL import Image
-from server_process import ServerProcess, free_port
+from server_process import ServerProcess, free_port, start_server
 
-from acetate_krita.client import AcetateClient, EventStream, ServerError
+from acetate_krita.client import AcetateClient, EventStream, ServerError, error_from_event
 from acetate_krita.pixels import Rect
 from acetate_krita.protocol import Event, JobEvent, Parameters, ResultRecord, WireImage
 
@@ -116,7 +117,8 @@ async def test_errors_in_plain_words(stream: EventStream, http: AiohttpTransport
     job_id = await client.submit(Parameters(mode="fg", prompt="x", model="no-such-model"), {})
     final = (await follow(stream, job_id))[-1]
     assert final.type is JobEvent.error and final.fields["code"] == "model_not_found"
-    assert "no-such-model" in final.fields["message"]
+    shown = error_from_event(final.fields).message
+    assert shown.startswith("Model file missing: ") and "no-such-model" in shown
     dead = AcetateClient(http, f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ServerError) as unreachable:
         await dead.health()
@@ -191,3 +193,35 @@ async def test_stream_reconnects_and_subscribes_again(http: AiohttpTransport) ->
     assert len(connections) == 2
     assert all('"subscribe"' in c[0] and "j_1" in c[0] for c in connections)
     assert statuses[:3] == [True, False, True]
+
+
+@pytest.mark.asyncio
+async def test_token_goes_with_every_request(
+    tiny_models_dir: Path, tmp_path: Path, http: AiohttpTransport
+) -> None:
+    server = start_server(tiny_models_dir, tmp_path, "--token", "s3cret-token")
+    try:
+        with pytest.raises(ServerError) as refused:
+            await AcetateClient(http, server.url).health()
+        assert refused.value.status == 401 and "token" in refused.value.message
+        statuses: list[tuple[bool, str | None]] = []
+        stream = EventStream(
+            AcetateClient(http, server.url, " wrong "), lambda *status: statuses.append(status)
+        )
+        task = asyncio.ensure_future(stream.run())
+        await asyncio.wait_for(_until(lambda: bool(statuses)), 10)
+        task.cancel()
+        assert statuses[0][0] is False and "token" in (statuses[0][1] or "")
+        client = AcetateClient(http, server.url, " s3cret-token ")
+        assert (await client.health())["version"]
+        stream = EventStream(client)
+        task = asyncio.ensure_future(stream.run())
+        await asyncio.wait_for(stream.connected.wait(), 10)
+        task.cancel()
+    finally:
+        server.stop()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.02)

@@ -15,7 +15,8 @@ import pytest_asyncio
 from aiohttp_transport import AiohttpTransport
 from server_process import ServerProcess, free_port
 
-from acetate_krita.model import Model, collect_images
+from acetate_krita.inputs import collect_images
+from acetate_krita.model import Model
 from acetate_krita.pixels import Rect
 from acetate_krita.protocol import MODES, ModelsInfo, ResultRecord, WireImage
 
@@ -175,6 +176,7 @@ async def test_generate_inserts_the_servers_layers(
         assert file.read(4) == b"8BPS"
     await model.insert_again(item)
     assert len(document.inserted) == 2 and model.error == ""
+    assert model.history == (item,)  # inserting again is not a new result
     model.close()
 
 

@@ -25,7 +25,7 @@ from .bind import bind_check, bind_combo, bind_line, bind_spin, bind_text
 
 Qt = QtCore.Qt
 DECODE_LABELS = {"tta": "Best (TTA)", "fast": "Fast"}
-PREVIEW_SIDE = 256
+PREVIEW_SIDE = 160
 THUMBNAIL_SIDE = 64
 
 
@@ -87,6 +87,7 @@ class AcetateDocker(DockWidget):
         self.layout_.addStretch(1)
         scroll = QtWidgets.QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
         model.changed("mode").connect(lambda _: self._show_mode_inputs())

@@ -1,0 +1,47 @@
+"""Deterministic test artwork as Krita layer bytes (pure Python: used inside Krita and by pytest).
+
+Canvas artwork is opaque, so the document's projection equals it exactly and the test can
+predict the canvas the plugin sends. Layer artwork (for layer modes) has every kind of alpha.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+#: The layer-on-artwork document (also in the README screenshot) and its selection.
+CANVAS_SIZE = (320, 240)
+SELECTION = (60, 118, 96, 72)
+
+
+def landscape(u: float, v: float) -> tuple[int, int, int]:
+    """A sky, a sun and a hill at (u, v) in [0, 1): smooth areas plus hard edges."""
+    if v > 0.68 + 0.06 * math.sin(u * 9.0):
+        return 50 + int(60 * u), 120 + int(50 * v), 40
+    if (u - 0.72) ** 2 + ((v - 0.3) * 0.75) ** 2 < 0.01:
+        return 250, 215, 110
+    return 70 + int(150 * v), 110 + int(70 * v), 210 - int(110 * v)
+
+
+def artwork(width: int, height: int, depth: str, *, opaque: bool = True) -> bytes:
+    """Pixels in Krita's layout for `depth`: B,G,R,A integers or R,G,B,A floats."""
+    out = bytearray()
+    for y in range(height):
+        for x in range(width):
+            a = 1.0 if opaque else ((x + 2 * y) % 17) / 16
+            if depth == "U8":
+                alpha = 255 if opaque else round(a * 255)
+                r, g, b = landscape(x / width, y / height)
+                out += bytes((b, g, r, alpha))
+            elif depth == "U16":
+                alpha = 65535 if opaque else round(a * 65535)
+                values = (
+                    (x * 2671 + y * 911) % 65536,
+                    (x * 613 + y * 4099) % 65536,
+                    (x * y * 37) % 65536,
+                )
+                out += struct.pack("<4H", *values, alpha)
+            else:
+                values = ((x * 0.0137 + y * 0.0071) % 1.0, (x * 0.0291) % 1.0, (y * 0.0173) % 1.0)
+                out += struct.pack("<4f" if depth == "F32" else "<4e", *values, a)
+    return bytes(out)

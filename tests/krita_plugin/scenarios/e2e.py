@@ -1,0 +1,397 @@
+"""Inside real Krita: drive the installed Acetate plugin through its docker, record what happens.
+
+Every scenario fills the docker's widgets like a user, clicks its buttons (so the plugin's own
+generate path runs: docker → model → client on QNetworkAccessManager + WebSocket → document),
+then records the document tree, pixel dumps and the docker's texts. pytest (the host side of
+test_krita_e2e.py) makes the assertions. A failing scenario records its traceback and the
+next one still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from artwork import CANVAS_SIZE, SELECTION, artwork
+from krita import Krita, Selection
+
+JOB_TIMEOUT = 150.0
+
+
+def docker() -> Any:
+    return next(d for d in Krita.instance().dockers() if d.objectName() == "acetate")
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+        await asyncio.sleep(0.05)
+
+
+def set_url(url: str) -> None:
+    edit = docker().url_edit
+    edit.setText(url)
+    edit.editingFinished.emit()
+
+
+def fill_form(**values: Any) -> None:
+    """Set docker widgets the way a user would (bindings carry the values to the model)."""
+    d = docker()
+    combos = {"mode": d.mode_combo, "model": d.model_combo, "decode": d.decode_combo}
+    spins = {
+        "steps": d.steps_spin,
+        "width": d.width_spin,
+        "height": d.height_spin,
+        "batch": d.batch_spin,
+        "seed": d.seed_spin,
+    }
+    for name, value in values.items():
+        if name in combos:
+            index = combos[name].findData(value)
+            assert index >= 0, (name, value)
+            combos[name].setCurrentIndex(index)
+        elif name in spins:
+            spins[name].setValue(value)
+        elif name == "prompt":
+            d.prompt_edit.setPlainText(value)
+        elif name == "random_seed":
+            d.random_check.setChecked(value)
+        else:
+            raise KeyError(name)
+
+
+async def click_and_wait(button: Any) -> Any:
+    d = docker()
+    d.task = None
+    button.click()
+    assert d.task is not None, "the button started no task"
+    return await asyncio.wait_for(d.task, JOB_TIMEOUT)
+
+
+async def activate(doc: Any, name: str) -> None:
+    """Make a layer the active one (Krita applies it once events are processed)."""
+    doc.setActiveNode(doc.nodeByName(name))
+    await until(lambda: doc.activeNode().name() == name, 10, f"{name} to become active")
+
+
+async def make_document(name: str, width: int, height: int, depth: str, opaque: bool = True) -> Any:
+    """Background, an `artwork` layer (active) and an empty `top` layer above it."""
+    app = Krita.instance()
+    doc = app.createDocument(width, height, name, "RGBA", depth, "", 72.0)
+    app.activeWindow().addView(doc)
+    background = doc.topLevelNodes()[0]
+    art = doc.createNode("artwork", "paintlayer")
+    doc.rootNode().addChildNode(art, background)
+    art.setPixelData(artwork(width, height, depth, opaque=opaque), 0, 0, width, height)
+    top = doc.createNode("top", "paintlayer")
+    doc.rootNode().addChildNode(top, art)
+    await asyncio.sleep(0.2)  # adding a layer activates it, a little later
+    await activate(doc, "artwork")
+    doc.refreshProjection()
+    doc.waitForDone()
+    doc.setModified(False)
+    return doc
+
+
+def select(doc: Any, x: int, y: int, w: int, h: int) -> None:
+    selection = Selection()
+    selection.select(x, y, w, h, 255)
+    doc.setSelection(selection)
+
+
+def tree(doc: Any) -> list[dict[str, Any]]:
+    """Top-level nodes bottom → top, with their children."""
+
+    def describe(node: Any) -> dict[str, Any]:
+        return {
+            "name": node.name(),
+            "type": node.type(),
+            "visible": node.visible(),
+            "children": [describe(child) for child in node.childNodes()],
+        }
+
+    return [describe(node) for node in doc.topLevelNodes()]
+
+
+def dump_result(ctx: Any, scenario: str, doc: Any, record: Any) -> list[dict[str, Any]]:
+    """Each inserted layer of `record`: where it is, what it looks like, its raw pixels."""
+    groups = {node.name(): node for node in doc.topLevelNodes() if node.type() == "grouplayer"}
+    layers = []
+    for group_name, records in record.groups():
+        group = groups[group_name]
+        nodes = group.childNodes()
+        for index, layer in enumerate(records):
+            node = nodes[index]
+            rect = layer.rect
+            raw = bytes(node.pixelData(rect.left, rect.top, rect.width, rect.height))
+            path = ctx.workdir / f"{scenario}-{group_name[-2:].strip('#')}-{layer.name}.raw"
+            path.write_bytes(raw)
+            bounds = node.bounds()
+            layers.append(
+                {
+                    "group": group_name,
+                    "name": node.name(),
+                    "file": layer.file,
+                    "visible": node.visible(),
+                    "type": node.type(),
+                    "depth": node.colorDepth(),
+                    "profile": node.colorProfile(),
+                    "rect": [rect.left, rect.top, rect.width, rect.height],
+                    "bounds": [bounds.x(), bounds.y(), bounds.width(), bounds.height()],
+                    "dump": str(path),
+                }
+            )
+    return layers
+
+
+def record_json(record: Any) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "mode": record.mode,
+        "parameters": record.parameters,
+        "canvas": [record.canvas_width, record.canvas_height],
+        "layers": [layer.__dict__ for layer in record.layers],
+    }
+
+
+def docker_state() -> dict[str, Any]:
+    d = docker()
+    return {
+        "status": d.status_label.text(),
+        "error": d.error_label.text() if d.error_label.isVisible() else "",
+        "connection": d.connection_label.text(),
+        "progress": d.progress_bar.value(),
+        "generate_enabled": d.generate_button.isEnabled(),
+        "cancel_enabled": d.cancel_button.isEnabled(),
+        "history": d.history_list.count(),
+        "preview": d.preview_label.pixmap() is not None and not d.preview_label.pixmap().isNull(),
+        "busy": d.model.busy,
+    }
+
+
+async def generate(ctx: Any, scenario: str, doc: Any, **form: Any) -> dict[str, Any]:
+    fill_form(**form)
+    record = await click_and_wait(docker().generate_button)
+    assert record is not None, docker_state()
+    doc.waitForDone()
+    return {
+        "record": record_json(record),
+        "layers": dump_result(ctx, scenario, doc, record),
+        "tree": tree(doc),
+        "modified": doc.modified(),
+        "docker": docker_state(),
+    }
+
+
+FAST = {"model": "tiny-sdxl", "steps": 1, "decode": "fast", "random_seed": True, "batch": 1}
+
+# -- scenarios (run in this order, sharing one Krita) --------------------------------------
+
+
+async def server_down(ctx: Any) -> dict[str, Any]:
+    set_url(ctx.params["dead_url"])
+    model = docker().model
+    await until(lambda: "Cannot reach" in model.connection_text, 20, "the status to say so")
+    await make_document("down", 64, 48, "U8")
+    fill_form(prompt="anything", mode="fg")
+    await click_and_wait(docker().generate_button)
+    return {"docker": docker_state(), "dot": docker().status_dot.styleSheet()}
+
+
+async def connect(ctx: Any) -> dict[str, Any]:
+    set_url(ctx.params["url"])
+    model = docker().model
+    await until(lambda: model.connected and bool(model.models.bases), 60, "the connection")
+    combo = docker().model_combo
+    return {
+        "docker": docker_state(),
+        "models": [combo.itemText(i) for i in range(combo.count())],
+        "dot": docker().status_dot.styleSheet(),
+    }
+
+
+async def layer_on_artwork(ctx: Any) -> dict[str, Any]:
+    doc = await make_document("artwork-u8", *CANVAS_SIZE, "U8")
+    ctx.state["doc_a"] = doc
+    select(doc, *SELECTION)
+    result = await generate(ctx, "loa", doc, mode="layer_on_artwork", prompt="a red ball", **FAST)
+    ctx.state["loa_item"] = docker().model.history[0]
+    Krita.instance().action("edit_undo").trigger()
+    doc.waitForDone()
+    result["after_undo"] = tree(doc)
+    await activate(doc, "artwork")
+    await click_and_wait(docker().insert_button)
+    doc.waitForDone()
+    result["after_insert_again"] = tree(doc)
+    result["docker_after"] = docker_state()
+    return result
+
+
+async def open_psd(ctx: Any) -> dict[str, Any]:
+    d = docker()
+    d.history_list.setCurrentRow(0)
+    app = Krita.instance()
+    before = len(app.documents())
+    path = await click_and_wait(d.psd_button)
+    psd = app.activeDocument()
+    result = {
+        "path": path,
+        "documents": [before, len(app.documents())],
+        "tree": tree(psd),
+        "size": [psd.width(), psd.height()],
+        "docker": docker_state(),
+    }
+    psd.setModified(False)
+    psd.close()
+    return result
+
+
+async def fg_batch(ctx: Any) -> dict[str, Any]:
+    doc = ctx.state["doc_a"]
+    Krita.instance().setActiveDocument(doc)
+    Krita.instance().action("deselect").trigger()
+    await activate(doc, "artwork")
+    form = {**FAST, "batch": 2}
+    return await generate(
+        ctx, "fg", doc, mode="fg", prompt="a tiny star", width=64, height=64, **form
+    )
+
+
+async def bg2fg(ctx: Any) -> dict[str, Any]:
+    doc = await make_document("bg2fg-u8", 96, 64, "U8")
+    ctx.state["doc_b"] = doc
+    return await generate(ctx, "bg2fg", doc, mode="bg2fg", prompt="a bird", **FAST)
+
+
+async def sixteen_bit(ctx: Any) -> dict[str, Any]:
+    doc = await make_document("artwork-u16", 96, 64, "U16")
+    select(doc, 20, 12, 40, 30)
+    result = await generate(ctx, "u16", doc, mode="layer_on_artwork", prompt="a cup", **FAST)
+    result["document"] = [doc.colorModel(), doc.colorDepth(), doc.colorProfile()]
+    return result
+
+
+async def float_fg2bg(ctx: Any) -> dict[str, Any]:
+    doc = await make_document("layer-f32", 80, 64, "F32", opaque=False)
+    result = await generate(ctx, "f32", doc, mode="fg2bg", prompt="a beach", **FAST)
+    result["document"] = [doc.colorModel(), doc.colorDepth(), doc.colorProfile()]
+    return result
+
+
+async def cancel(ctx: Any) -> dict[str, Any]:
+    doc = ctx.state["doc_b"]
+    Krita.instance().setActiveDocument(doc)
+    before = tree(doc)
+    d = docker()
+    fill_form(mode="fg", prompt="never finished", width=64, height=64, **{**FAST, "steps": 80})
+    d.task = None
+    d.generate_button.click()
+    task = d.task
+    await until(lambda: d.model.status.startswith("Step"), JOB_TIMEOUT, "the first step")
+    during = docker_state()
+    d.cancel_button.click()
+    outcome = await asyncio.wait_for(task, 60)
+    return {
+        "outcome": outcome,
+        "during": during,
+        "docker": docker_state(),
+        "unchanged": tree(doc) == before,
+    }
+
+
+async def screenshot(ctx: Any) -> dict[str, Any]:
+    """The window after the layer-on-artwork job, Layers and Acetate docked right (README).
+
+    The canvas shows what the tiny test model makes: noise (random weights), not a ball.
+    """
+    from PyQt5.QtCore import Qt
+
+    app = Krita.instance()
+    doc = ctx.state["doc_a"]
+    window = app.activeWindow()
+    view = next(v for v in window.views() if v.document() == doc)
+    window.showView(view)
+    qwindow = window.qwindow()
+    keep = {"acetate": None, "KisLayerBox": None}
+    for dock in app.dockers():
+        if dock.objectName() in keep:
+            keep[dock.objectName()] = dock
+        else:
+            dock.hide()
+    layers, acetate = keep["KisLayerBox"], keep["acetate"]
+    for dock in (layers, acetate):
+        qwindow.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        dock.setFloating(False)
+        dock.show()
+    qwindow.resize(1280, 1000)
+    qwindow.resizeDocks([layers, acetate], [360, 360], Qt.Orientation.Horizontal)
+    qwindow.resizeDocks([layers, acetate], [200, 760], Qt.Orientation.Vertical)
+    acetate.history_list.setCurrentRow(0)
+    await asyncio.sleep(1.0)
+    qwindow.grab().save(str(ctx.workdir / "window.png"))
+    acetate.grab().save(str(ctx.workdir / "docker.png"))
+    return {"size": [acetate.width(), acetate.height()]}
+
+
+async def server_killed(ctx: Any) -> dict[str, Any]:
+    """The server dies while a job runs: the docker must say so, not hang."""
+    set_url(ctx.params["kill_url"])
+    d = docker()
+    model = d.model
+    url = ctx.params["kill_url"]
+    await until(
+        lambda: model.connected and model.client is not None and model.client.url == url,
+        60,
+        "the second server",
+    )
+    doc = await make_document("killed", 64, 48, "U8")
+    fill_form(mode="fg", prompt="lost", width=64, height=64, **{**FAST, "steps": 80})
+    d.task = None
+    d.generate_button.click()
+    task = d.task
+    await until(lambda: model.job_id is not None and model.status != "Sending…", 60, "the job")
+    os.kill(int(ctx.params["kill_pid"]), signal.SIGKILL)
+    killed = time.monotonic()
+    await asyncio.wait_for(task, 60)
+    return {
+        "seconds_to_error": time.monotonic() - killed,
+        "docker": docker_state(),
+        "tree": tree(doc),
+    }
+
+
+SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
+    server_down,
+    connect,
+    layer_on_artwork,
+    screenshot,
+    open_psd,
+    fg_batch,
+    bg2fg,
+    sixteen_bit,
+    float_fg2bg,
+    cancel,
+    server_killed,
+]
+
+
+async def run(ctx: Any) -> None:
+    ctx.state = {}
+    ctx.results["scenarios"] = {}
+    docker().show()
+    for scenario in SCENARIOS:
+        name = scenario.__name__
+        ctx.log(f"start {name}")
+        try:
+            outcome = await scenario(ctx)
+        except Exception:
+            outcome = {"failed": traceback.format_exc(), "docker": docker_state()}
+        ctx.results["scenarios"][name] = outcome
+        ctx.log(f"end {name}")

@@ -1,0 +1,272 @@
+"""Real Krita under Xvfb, the built plugin zip, the real server on the tiny models.
+
+One Krita launch runs every scenario of scenarios/e2e.py (a template profile keeps the
+launch at a few seconds); each test below checks one scenario's record. A second server is
+started only to be killed mid-job. Skipped, with the reason printed, where Krita, Xvfb or
+xauth are not installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import build  # krita_plugin/build.py
+import numpy as np
+import pytest
+from krita_harness import (
+    KritaRun,
+    Profile,
+    build_template,
+    install_plugin_zip,
+    krita_key,
+    krita_missing,
+    run_krita,
+)
+from PIL import Image
+from reference import krita_to_rgba8
+from scenarios.artwork import CANVAS_SIZE, SELECTION, artwork
+from server_process import ServerProcess, free_port, start_server
+
+pytestmark = pytest.mark.krita
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+TEMPLATE_ROOT = ROOT / ".krita-template"
+
+
+@dataclass
+class E2E:
+    run: KritaRun
+    profile: Profile
+    server: ServerProcess
+    dead_url: str
+    kill_url: str
+
+    def scenario(self, name: str) -> dict[str, Any]:
+        assert self.run.results.get("status") == "ok", self.run.describe()
+        outcome = self.run.results["scenarios"].get(name)
+        assert outcome is not None, f"scenario {name} did not run\n{self.run.describe()}"
+        assert "failed" not in outcome, f"scenario {name} failed:\n{outcome['failed']}"
+        return outcome
+
+
+def template() -> Path:
+    """Krita's resource database from one launch, cached per Krita build in the repo."""
+    target = TEMPLATE_ROOT / krita_key()
+    if not (target / "data").is_dir():
+        build_template(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def e2e(
+    acetate_server: ServerProcess, tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2E]:
+    reason = krita_missing()
+    if reason is not None:
+        print(f"\nSKIPPED real-Krita tests: {reason}")
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("krita-e2e")
+    zip_path = build.build(work / "dist")
+    profile = Profile(work / "krita").create(template())
+    assert install_plugin_zip(profile, zip_path) == ["acetate_krita"]
+    doomed = start_server(tiny_models_dir, work / "doomed-server")
+    dead_url = f"http://127.0.0.1:{free_port()}"
+    params = {
+        "url": acetate_server.url,
+        "dead_url": dead_url,
+        "kill_url": doomed.url,
+        "kill_pid": doomed.process.pid,
+    }
+    try:
+        run = run_krita(profile, SCENARIOS / "e2e.py", params, timeout=480, start_timeout=90)
+    finally:
+        doomed.stop()
+    print(f"\nKrita run: {run.wall_s:.1f} s wall; " + "; ".join(run.results.get("log", [])))
+    shots = os.environ.get("ACETATE_KRITA_SCREENSHOTS")
+    if shots:
+        for name in ("window.png", "docker.png"):
+            if (profile.root / name).exists():
+                shutil.copy(profile.root / name, Path(shots) / f"krita-{name}")
+    yield E2E(run, profile, acetate_server, dead_url, doomed.url)
+
+
+def server_png(server: ServerProcess, job_id: str, file: str) -> np.ndarray:
+    url = f"{server.url}/api/jobs/{job_id}/layers/{file}"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGBA"))
+
+
+def sha256(array: np.ndarray | bytes) -> str:
+    data = array if isinstance(array, bytes) else np.ascontiguousarray(array).tobytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_pixels(e2e: E2E, outcome: dict[str, Any], depth: str, linear: bool) -> None:
+    """Each inserted layer, read back from Krita at its record rectangle, is the server's PNG."""
+    job_id = outcome["record"]["id"]
+    assert outcome["layers"], outcome
+    for layer in outcome["layers"]:
+        png = server_png(e2e.server, job_id, layer["file"])
+        left, top, width, height = layer["rect"]
+        assert png.shape == (height, width, 4)
+        raw = Path(layer["dump"]).read_bytes()
+        ours = krita_to_rgba8(raw, depth, linear).reshape(height, width, 4)
+        mismatched = int((ours != png).any(axis=2).sum())
+        assert mismatched == 0, f"{layer['file']}: {mismatched} pixels differ from the PNG"
+        # Krita's bounds() leave out transparent borders: never wider than the rectangle.
+        bx, by, bw, bh = layer["bounds"]
+        if bw and bh:
+            assert left <= bx and top <= by and bx + bw <= left + width and by + bh <= top + height
+
+
+def top_level(outcome_tree: list[dict[str, Any]]) -> list[str]:
+    """Layer names bottom → top (the global selection shows up as a top-level mask)."""
+    return [node["name"] for node in outcome_tree if node["type"] != "selectionmask"]
+
+
+def group(outcome_tree: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(node for node in outcome_tree if node["name"] == name)
+
+
+def test_server_down_is_an_error_in_the_docker(e2e: E2E) -> None:
+    outcome = e2e.scenario("server_down")
+    docker = outcome["docker"]
+    expected = f"Cannot reach the Acetate server at {e2e.dead_url} (Connection refused)"
+    assert docker["error"].startswith(expected), docker
+    assert docker["connection"].startswith(expected)
+    assert "#c04040" in outcome["dot"] and docker["generate_enabled"] and not docker["busy"]
+
+
+def test_docker_connects_and_lists_the_models(e2e: E2E) -> None:
+    outcome = e2e.scenario("connect")
+    assert outcome["docker"]["connection"].startswith("Connected: Acetate")
+    assert "tiny-sdxl (test model)" in outcome["models"]
+    assert "#30b030" in outcome["dot"]
+
+
+def test_layer_on_artwork_lands_on_the_selection(e2e: E2E) -> None:
+    outcome = e2e.scenario("layer_on_artwork")
+    record = outcome["record"]
+    sent = record["parameters"]
+    canvas = krita_to_rgba8(artwork(*CANVAS_SIZE, "U8"), "U8", False)
+    assert sent["canvas"]["sha256"] == sha256(canvas), "the canvas sent is not the projection"
+    left, top, width, height = SELECTION
+    assert sent["selection"]["sha256"] == sha256(b"\xff" * (width * height))
+    assert sent["selection_bounds"] == {"left": left, "top": top, "width": width, "height": height}
+    (layer,) = outcome["layers"]
+    assert layer["rect"] == list(SELECTION)
+    assert (layer["group"], layer["name"], layer["type"]) == (
+        "a red ball #1",
+        "foreground",
+        "paintlayer",
+    )
+    assert layer["visible"]
+    # Inserted above the active layer (artwork), below the layer that was above it.
+    assert top_level(outcome["tree"]) == ["Background", "artwork", "a red ball #1", "top"]
+    assert outcome["modified"]
+    check_pixels(e2e, outcome, "U8", linear=False)
+    docker = outcome["docker"]
+    assert docker["status"].startswith("Done") and docker["error"] == ""
+    assert docker["progress"] == 1000 and docker["history"] == 1 and docker["preview"]
+    # One undo step removes the whole insertion; "Insert again" brings it back.
+    assert top_level(outcome["after_undo"]) == ["Background", "artwork", "top"]
+    assert top_level(outcome["after_insert_again"]) == top_level(outcome["tree"])
+
+
+def test_the_jobs_psd_opens_as_a_new_document(e2e: E2E) -> None:
+    outcome = e2e.scenario("open_psd")
+    before, after = outcome["documents"]
+    assert after == before + 1 and outcome["path"].endswith(".psd")
+    assert outcome["size"] == list(CANVAS_SIZE)
+    groups = [node for node in outcome["tree"] if node["type"] == "grouplayer"]
+    names = [node["name"].rstrip("\x00") for node in groups]
+    assert names == ["a red ball #1"]
+    children = [child["name"].rstrip("\x00") for child in groups[0]["children"]]
+    assert children == ["foreground"]
+
+
+def test_fg_batch_of_two_makes_two_groups(e2e: E2E) -> None:
+    outcome = e2e.scenario("fg_batch")
+    names = top_level(outcome["tree"])
+    first = names.index("a tiny star #1")
+    assert names[first - 1 : first + 2] == ["artwork", "a tiny star #1", "a tiny star #2"]
+    assert [(layer["group"], layer["name"], layer["rect"]) for layer in outcome["layers"]] == [
+        ("a tiny star #1", "foreground", [0, 0, 64, 64]),
+        ("a tiny star #2", "foreground", [0, 0, 64, 64]),
+    ]
+    assert [layer["file"] for layer in outcome["layers"]] == ["foreground.png", "foreground_1.png"]
+    check_pixels(e2e, outcome, "U8", linear=False)
+
+
+def test_bg2fg_inserts_foreground_and_hidden_blended(e2e: E2E) -> None:
+    outcome = e2e.scenario("bg2fg")
+    assert outcome["record"]["parameters"]["bg"]["sha256"] == sha256(
+        krita_to_rgba8(artwork(96, 64, "U8"), "U8", False)
+    )
+    children = group(outcome["tree"], "a bird #1")["children"]
+    assert [(c["name"], c["visible"]) for c in children] == [
+        ("foreground", True),
+        ("blended", False),
+    ]
+    check_pixels(e2e, outcome, "U8", linear=False)
+
+
+def test_16bit_linear_document_is_sent_as_8bit_srgb(e2e: E2E) -> None:
+    outcome = e2e.scenario("sixteen_bit")
+    assert outcome["document"] == ["RGBA", "U16", "sRGB-elle-V2-g10.icc"]
+    expected = krita_to_rgba8(artwork(96, 64, "U16"), "U16", linear=True)
+    assert outcome["record"]["parameters"]["canvas"]["sha256"] == sha256(expected)
+    (layer,) = outcome["layers"]
+    assert layer["depth"] == "U16" and layer["rect"] == [20, 12, 40, 30]
+    check_pixels(e2e, outcome, "U16", linear=True)
+
+
+def test_float_document_two_layer_mode(e2e: E2E) -> None:
+    outcome = e2e.scenario("float_fg2bg")
+    assert outcome["document"][:2] == ["RGBA", "F32"]
+    expected = krita_to_rgba8(artwork(80, 64, "F32", opaque=False), "F32", linear=True)
+    assert outcome["record"]["parameters"]["fg"]["sha256"] == sha256(expected)
+    children = group(outcome["tree"], "a beach #1")["children"]
+    assert [(c["name"], c["visible"]) for c in children] == [
+        ("background", True),
+        ("blended", False),
+    ]
+    assert {layer["depth"] for layer in outcome["layers"]} == {"F32"}
+    check_pixels(e2e, outcome, "F32", linear=True)
+
+
+def test_cancel_stops_the_job_and_inserts_nothing(e2e: E2E) -> None:
+    outcome = e2e.scenario("cancel")
+    assert outcome["during"]["cancel_enabled"] and not outcome["during"]["generate_enabled"]
+    assert outcome["outcome"] is None and outcome["unchanged"]
+    docker = outcome["docker"]
+    assert docker["status"] == "Cancelled" and docker["error"] == ""
+    assert docker["generate_enabled"] and not docker["cancel_enabled"]
+
+
+def test_server_dying_mid_job_is_an_error_not_a_hang(e2e: E2E) -> None:
+    outcome = e2e.scenario("server_killed")
+    docker = outcome["docker"]
+    assert "Lost the connection to the server" in docker["error"], docker
+    assert outcome["seconds_to_error"] < 30 and not docker["busy"]
+
+
+def test_server_url_is_saved_in_krita_settings(e2e: E2E) -> None:
+    e2e.scenario("server_killed")
+    settings = e2e.profile.kritarc.read_text()
+    assert f"server_url={e2e.kill_url}" in settings
+
+
+def test_screenshot_of_the_docker(e2e: E2E) -> None:
+    e2e.scenario("screenshot")
+    image = Image.open(e2e.profile.root / "window.png")
+    assert image.width >= 800 and image.height >= 600
