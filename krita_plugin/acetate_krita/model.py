@@ -84,7 +84,7 @@ class Model(Observable):
     preview = Property(b"")
     error = Property("")
     mode_problem = Property("")
-    history = Property(())
+    history: Property[tuple[HistoryItem, ...]] = Property(())
 
     def __init__(
         self,

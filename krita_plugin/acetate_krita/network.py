@@ -38,7 +38,12 @@ class QtHttp:
         reply = self._manager.sendCustomRequest(
             request, method.encode("ascii"), QtCore.QByteArray(body or b"")
         )
-        reply.finished.connect(lambda: finished.done() or finished.set_result(None))
+
+        def done() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        reply.finished.connect(done)
         try:
             await finished
             status = reply.attribute(Request.Attribute.HttpStatusCodeAttribute)

@@ -17,12 +17,12 @@ class Signal:
     """A list of callbacks called with the emitted values."""
 
     def __init__(self) -> None:
-        self._slots: list[Callable[..., None]] = []
+        self._slots: list[Callable[..., object]] = []
 
-    def connect(self, slot: Callable[..., None]) -> None:
+    def connect(self, slot: Callable[..., object]) -> None:
         self._slots.append(slot)
 
-    def disconnect(self, slot: Callable[..., None]) -> None:
+    def disconnect(self, slot: Callable[..., object]) -> None:
         if slot in self._slots:
             self._slots.remove(slot)
 

@@ -171,10 +171,10 @@ def to_rgba8(data: bytes, fmt: PixelFormat) -> bytes:
         rgba = swap_red_blue(data)
         if not fmt.linear:
             return rgba
-        colour = bytes(_quantize(v / 255, True) for v in range(256))
-        out = bytearray(rgba.translate(colour))
-        out[3::4] = rgba[3::4]
-        return bytes(out)
+        encode = bytes(_quantize(v / 255, True) for v in range(256))
+        encoded = bytearray(rgba.translate(encode))
+        encoded[3::4] = rgba[3::4]
+        return bytes(encoded)
     samples = _samples(data, fmt.depth)
     out = bytearray(len(samples))
     colour, alpha = _channel_to8(fmt.depth, fmt.linear), _channel_to8(fmt.depth, False)

@@ -132,7 +132,7 @@ def install_plugin_zip(profile: Profile, zip_path: Path) -> list[str]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     # The importer's error paths call Krita's i18n(), a builtin only inside Krita.
-    module.i18n = getattr(builtins, "i18n", str)
+    module.i18n = getattr(builtins, "i18n", str)  # type: ignore[attr-defined]
     importer = module.PluginImporter(str(zip_path), str(profile.resources), lambda plugin: True)
     names = [plugin["name"] for plugin in importer.import_all()]
     profile.enable(*names)

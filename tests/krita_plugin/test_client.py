@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from acetate_krita.client import AcetateClient, EventStream, ServerError, error_
 from acetate_krita.pixels import Rect
 from acetate_krita.protocol import Event, JobEvent, Parameters, ResultRecord, WireImage
 
-FAST = {"model": "tiny-sdxl", "steps": 1, "seed": 11, "decode": "fast"}
+FAST: dict[str, Any] = {"model": "tiny-sdxl", "steps": 1, "seed": 11, "decode": "fast"}
 
 
 @pytest_asyncio.fixture

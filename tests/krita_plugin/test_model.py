@@ -195,7 +195,9 @@ async def test_cancel_ends_the_job_without_inserting(
             break
         await asyncio.sleep(0.1)
     assert model.status.startswith("Step"), (model.status, model.error)
-    await model.cancel()
+    cancelling = model.cancel()
+    assert cancelling is not None
+    await cancelling
     assert await asyncio.wait_for(task, 60) is None
     assert model.status == "Cancelled" and model.error == "" and not document.inserted
     model.close()

@@ -165,7 +165,8 @@ def test_models_info_says_which_file_a_mode_needs() -> None:
     problem = info.mode_problem("real-xl", "fg2bg")
     assert problem is not None and "layer_xl_fg2ble.safetensors" in problem and "/m/lm" in problem
     assert info.mode_problem("real-xl", "joint") == "no official SDXL joint model exists"
-    assert info.base("tiny-sd15") is not None and info.base("tiny-sd15").native_size == 512
-    assert info.base("real-xl").native_size == 1024
-    assert info.base("tiny-sd15").label == "tiny-sd15 (test model)"
+    sd15, xl = info.base("tiny-sd15"), info.base("real-xl")
+    assert sd15 is not None and xl is not None
+    assert (sd15.native_size, xl.native_size) == (512, 1024)
+    assert (sd15.label, xl.label) == ("tiny-sd15 (test model)", "real-xl")
     assert info.mode_problem("unknown", "fg") is None

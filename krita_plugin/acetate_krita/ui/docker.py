@@ -21,7 +21,7 @@ from ..protocol import (
     STRENGTH,
 )
 from ..qt import QtCore, QtGui, QtWidgets
-from .bind import bind_check, bind_combo, bind_line, bind_spin, bind_text
+from .bind import bind_check, bind_combo, bind_line, bind_spin, bind_text, watch
 
 Qt = QtCore.Qt
 DECODE_LABELS = {"tta": "Best (TTA)", "fast": "Fast"}
@@ -90,7 +90,7 @@ class AcetateDocker(DockWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
-        model.changed("mode").connect(lambda _: self._show_mode_inputs())
+        watch(model, "mode", self, lambda _: self._show_mode_inputs())
         self._show_mode_inputs()
 
     # -- building -------------------------------------------------------------------------
@@ -118,8 +118,8 @@ class AcetateDocker(DockWidget):
         layout.addWidget(self.connect_button)
         for widget in (_row("Server", self.url_edit), _row("Token", self.token_edit), status):
             self.layout_.addWidget(widget)
-        model.changed("connected").connect(lambda _: self._show_connection())
-        model.changed("connection_text").connect(lambda _: self._show_connection())
+        watch(model, "connected", self, lambda _: self._show_connection())
+        watch(model, "connection_text", self, lambda _: self._show_connection())
         self._show_connection()
 
     def _build_prompt(self) -> None:
@@ -128,12 +128,12 @@ class AcetateDocker(DockWidget):
         self.mode_combo = QtWidgets.QComboBox()
         for mode in MODES:
             self.mode_combo.addItem(MODE_LABELS[mode], mode)
-        model.changed("models").connect(lambda _: self._fill_models())
+        watch(model, "models", self, lambda _: self._fill_models())
         self._fill_models()
         bind_combo(model, "model_name", self.model_combo)
         bind_combo(model, "mode", self.mode_combo)
         self.problem_label = _wrapping_label("color: #d08000;")
-        model.changed("mode_problem").connect(self._show_problem)
+        watch(model, "mode_problem", self, self._show_problem)
         self.prompt_edit = QtWidgets.QPlainTextEdit()
         self.prompt_edit.setPlaceholderText("Describe the layer, e.g. a glass bottle, high quality")
         self.prompt_edit.setFixedHeight(64)
@@ -230,11 +230,11 @@ class AcetateDocker(DockWidget):
             self.error_label,
         ):
             self.layout_.addWidget(widget)
-        model.changed("busy").connect(lambda _: self._show_busy())
-        model.changed("progress").connect(lambda v: self.progress_bar.setValue(int(v * 1000)))
-        model.changed("status").connect(self.status_label.setText)
-        model.changed("error").connect(self._show_error)
-        model.changed("preview").connect(self._show_preview)
+        watch(model, "busy", self, lambda _: self._show_busy())
+        watch(model, "progress", self, lambda v: self.progress_bar.setValue(int(v * 1000)))
+        watch(model, "status", self, self.status_label.setText)
+        watch(model, "error", self, self._show_error)
+        watch(model, "preview", self, self._show_preview)
         self._show_busy()
         self._show_error(model.error)
 
@@ -256,7 +256,7 @@ class AcetateDocker(DockWidget):
         self.layout_.addWidget(QtWidgets.QLabel("History"))
         self.layout_.addWidget(self.history_list)
         self.layout_.addWidget(buttons)
-        self.model.changed("history").connect(lambda _: self._fill_history())
+        watch(self.model, "history", self, lambda _: self._fill_history())
         self._fill_history()
 
     # -- actions --------------------------------------------------------------------------

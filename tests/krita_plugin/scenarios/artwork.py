@@ -42,6 +42,6 @@ def artwork(width: int, height: int, depth: str, *, opaque: bool = True) -> byte
                 )
                 out += struct.pack("<4H", *values, alpha)
             else:
-                values = ((x * 0.0137 + y * 0.0071) % 1.0, (x * 0.0291) % 1.0, (y * 0.0173) % 1.0)
-                out += struct.pack("<4f" if depth == "F32" else "<4e", *values, a)
+                floats = ((x * 0.0137 + y * 0.0071) % 1.0, (x * 0.0291) % 1.0, (y * 0.0173) % 1.0)
+                out += struct.pack("<4f" if depth == "F32" else "<4e", *floats, a)
     return bytes(out)

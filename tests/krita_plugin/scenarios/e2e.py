@@ -218,7 +218,8 @@ async def connect(ctx: Any) -> dict[str, Any]:
 
 
 async def layer_on_artwork(ctx: Any) -> dict[str, Any]:
-    doc = await make_document("artwork-u8", *CANVAS_SIZE, "U8")
+    width, height = CANVAS_SIZE
+    doc = await make_document("artwork-u8", width, height, "U8")
     ctx.state["doc_a"] = doc
     select(doc, *SELECTION)
     result = await generate(ctx, "loa", doc, mode="layer_on_artwork", prompt="a red ball", **FAST)
@@ -319,9 +320,9 @@ async def screenshot(ctx: Any) -> dict[str, Any]:
     view = next(v for v in window.views() if v.document() == doc)
     window.showView(view)
     qwindow = window.qwindow()
-    keep = {"acetate": None, "KisLayerBox": None}
+    keep: dict[str, Any] = {}
     for dock in app.dockers():
-        if dock.objectName() in keep:
+        if dock.objectName() in ("acetate", "KisLayerBox"):
             keep[dock.objectName()] = dock
         else:
             dock.hide()

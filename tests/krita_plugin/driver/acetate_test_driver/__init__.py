@@ -84,7 +84,12 @@ def quit_krita(code: int = 0) -> None:
     for document in Krita.instance().documents():
         document.setModified(False)
         document.close()
-    threading.Thread(target=lambda: (time.sleep(15), os._exit(code)), daemon=True).start()
+
+    def fallback() -> None:
+        time.sleep(15)
+        os._exit(code)
+
+    threading.Thread(target=fallback, daemon=True).start()
     action = Krita.instance().action("file_quit")
     if action is not None:
         action.trigger()
