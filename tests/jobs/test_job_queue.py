@@ -99,7 +99,7 @@ async def test_final_state_is_persisted_and_replayed(tmp_path: Path) -> None:
     assert again.status == "cancelled" and again.client_id == "k"
     [message] = restored.state_messages(again)
     assert message.type is JobEvent.cancelled
-    assert [j.id for j in restored.list("k")] == [job.id] and restored.list("other") == []
+    assert [j.id for j in restored.listing("k")] == [job.id] and restored.listing("other") == []
 
 
 def test_layer_cache_is_bounded_lru() -> None:

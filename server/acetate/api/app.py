@@ -6,12 +6,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import suppress
-from typing import Any
 
 from aiohttp import web
 
 from acetate.api.config import ServerConfig
-from acetate.api.keys import CACHE, CONFIG, ENGINE, HUB, MODELS, PSD_LOCKS, QUEUE, WORKER
+from acetate.api.keys import (
+    CACHE,
+    CONFIG,
+    ENGINE,
+    HUB,
+    MODELS,
+    PSD_LOCKS,
+    QUEUE,
+    WORKER,
+    ModelCatalog,
+)
 from acetate.api.middlewares import error_middleware, security_middleware
 from acetate.api.routes import setup_routes
 from acetate.api.ws import Hub
@@ -26,7 +35,7 @@ log = logging.getLogger(__name__)
 def create_app(
     config: ServerConfig,
     engine: GenerationEngine,
-    store: Any,
+    store: ModelCatalog,
     *,
     writer: ResultWriter = write_result_folder,
 ) -> web.Application:

@@ -59,6 +59,7 @@ def validation_error(error: ValidationError, known_fields: frozenset[str]) -> In
     first = error.errors(include_url=False)[0]
     loc = [str(part) for part in first.get("loc", ())]
     message = str(first.get("msg", "invalid value"))
+    field: str | None
     if loc and loc[0] in known_fields:
         field = loc[0]
         # Keep nested names (layer_prompts.foreground) but not pydantic's union branch tags.

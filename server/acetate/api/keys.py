@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -13,10 +13,16 @@ from acetate.jobs.cache import LayerCache
 from acetate.jobs.queue import JobQueue
 from acetate.jobs.worker import GenerationEngine, Worker
 
+
+class ModelCatalog(Protocol):
+    """What the API needs of `acetate.engine.models.ModelStore`."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 CONFIG = web.AppKey("config", ServerConfig)
 ENGINE = web.AppKey("engine", GenerationEngine)
-#: The model store (`acetate.engine.models.ModelStore`): `describe()`, `bases()`.
-MODELS = web.AppKey("models", Any)
+MODELS = web.AppKey("models", ModelCatalog)
 QUEUE = web.AppKey("queue", JobQueue)
 CACHE = web.AppKey("cache", LayerCache)
 WORKER = web.AppKey("worker", Worker)

@@ -9,7 +9,7 @@ import re
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from acetate.api.config import LOOPBACK_NAMES, ServerConfig
 from acetate.api.errors import CODE_BY_STATUS, ApiError, input_error_response, json_error
@@ -75,7 +75,7 @@ def local_port(request: web.Request, config: ServerConfig) -> int:
     return config.port
 
 
-def security_middleware(config: ServerConfig) -> web.Middleware:
+def security_middleware(config: ServerConfig) -> Middleware:
     """Host allow-list, Origin policy, `Sec-Fetch-Site`, bearer token — in that order."""
     host_names = config.host_names()
     allowed_origins = frozenset(config.allowed_origins)

@@ -63,7 +63,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if client_id is not None and len(client_id) > 128:
         raise ApiError("client_id is longer than 128 characters", field="client_id")
     queue = request.app[QUEUE]
-    jobs = JobList(jobs=[queue.record(job) for job in queue.list(client_id)])
+    jobs = JobList(jobs=[queue.record(job) for job in queue.listing(client_id)])
     return json_model(jobs)
 
 
@@ -156,7 +156,7 @@ async def get_layer(request: web.Request) -> web.StreamResponse:
         "X-Acetate-Left": str(layer.left),
         "X-Acetate-Top": str(layer.top),
     }
-    body = memoryview(np.ascontiguousarray(pixels)).cast("B")
+    body = np.ascontiguousarray(pixels).data.cast("B")
     return web.Response(body=body, content_type="application/octet-stream", headers=headers)
 
 

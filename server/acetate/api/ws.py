@@ -94,6 +94,8 @@ class Hub:
         queue.add_listener(self.publish)
 
     def publish(self, message: JobMessage) -> None:
+        if message.job_id is None:
+            return
         for connection in list(self.subscribers.get(message.job_id, ())):
             connection.send(message)
 

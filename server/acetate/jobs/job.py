@@ -59,8 +59,8 @@ class JobMessage:
 
 @dataclass(eq=False)
 class Job:
-    """A job from submission to its final state. Images are dropped once it has run;
-    `params` is None for jobs restored from disk (their result record keeps the parameters)."""
+    """A job from submission to its final state. `params` and images are dropped once it has
+    run (the result record keeps the parameters), and are None/empty for restored jobs."""
 
     id: str
     params: GenerateParameters | None
@@ -115,5 +115,9 @@ class Job:
         self.status = status
         self.error = error
         self.finished = time.time()
+        # Finished jobs stay in memory until they expire: keep only what the record needs.
         self.images = {}
+        self.params = None
+        if self.result is not None:
+            self.ready_layers = []
         self.file_written.set()

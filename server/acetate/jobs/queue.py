@@ -91,7 +91,7 @@ class JobQueue:
     def record(self, job: Job) -> JobRecord:
         return job.record(self.position(job))
 
-    def list(self, client_id: str | None = None) -> list[Job]:
+    def listing(self, client_id: str | None = None) -> list[Job]:
         jobs = sorted(self.jobs.values(), key=lambda job: job.created)
         if client_id is None:
             return jobs
