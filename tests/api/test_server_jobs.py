@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -120,6 +122,63 @@ async def test_running_job_stops_within_one_step(server: LiveServer) -> None:
     total = 40
     assert cancelled_at == [2]
     assert max(steps) <= 3 < total, steps
+
+
+async def test_previews_are_throttled_and_follow_their_header(server: LiveServer) -> None:
+    client = server.client()
+    created = await client.submit({**SLOW, "steps": 12, "width": 128, "height": 128})
+    sent: list[float] = []
+
+    def listener(message: JobMessage) -> None:
+        if message.job_id == created.id and message.type is JobEvent.preview:
+            sent.append(time.monotonic())
+
+    server.app[QUEUE].add_listener(listener)
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{server.url}/api/ws") as ws,
+        ):
+            await ws.send_json({"type": "subscribe", "jobs": [created.id]})
+            previews = 0
+            while True:
+                frame = await ws.receive(timeout=60)
+                assert frame.type is aiohttp.WSMsgType.TEXT  # a binary frame only after a header
+                message = json.loads(frame.data)
+                if message["type"] == "preview":
+                    jpeg = await ws.receive(timeout=10)
+                    assert jpeg.type is aiohttp.WSMsgType.BINARY and jpeg.data[:2] == b"\xff\xd8"
+                    previews += 1
+                if message["type"] == "done":
+                    break
+    finally:
+        server.app[QUEUE].remove_listener(listener)
+    assert previews == len(sent) >= 1
+    # stamped when the loop relays them, so allow a little scheduling jitter below 250 ms
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert all(gap >= 0.2 for gap in gaps), gaps
+
+
+async def test_expired_results_are_deleted(
+    make_config: Callable[..., ServerConfig], engine: Any, model_store: Any
+) -> None:
+    config = make_config()
+    first = await start_server(config, engine, model_store)
+    client = first.client()
+    created = await client.submit({"prompt": "old", **FAST, "width": 64, "height": 64})
+    await client.wait(created.id)
+    await first.stop()
+    # restarted with a zero age limit: the startup sweep deletes the finished job and its files
+    second = await start_server(
+        make_config(output_dir=config.output_dir, max_age_s=0.0), engine, model_store
+    )
+    try:
+        with pytest.raises(ServerError) as caught:
+            await second.client().job(created.id)
+        assert caught.value.status == 404
+        assert not second.app[QUEUE].store.result_dir(created.id).exists()
+    finally:
+        await second.stop()
 
 
 async def test_reconnect_and_resubscribe_loses_no_final_event(server: LiveServer) -> None:

@@ -66,6 +66,15 @@ async def test_mode_end_to_end(server: LiveServer, mode: str) -> None:
         and steps[-1] == messages[types.index(JobEvent.progress)].fields["total"]
     )
 
+    previews = [m for m in messages if m.type is JobEvent.preview]
+    assert previews, "the first step always sends a preview"
+    for preview in previews:
+        assert preview.fields["format"] == "jpeg" and preview.binary is not None
+        with Image.open(io.BytesIO(preview.binary)) as jpeg:
+            assert jpeg.format == "JPEG"
+            assert jpeg.size == (preview.fields["width"], preview.fields["height"])
+            assert max(jpeg.size) <= 256
+
     result = final(messages).fields["result"]
     assert result["id"] == created.id and result["mode"] == mode
     assert result["model"].startswith("tiny-")

@@ -77,8 +77,9 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
     restored = await asyncio.to_thread(queue.restore)
     if restored:
         log.info("restored %d finished jobs from %s", restored, queue.store.root)
+    await sweep(queue, config)  # before serving: expired results are never shown
     worker = asyncio.create_task(app[WORKER].run(), name="acetate-worker")
-    sweeper = asyncio.create_task(expire_forever(queue, config), name="acetate-expiry")
+    sweeper = asyncio.create_task(sweep_forever(queue, config), name="acetate-expiry")
     yield
     sweeper.cancel()
     await queue.cancel_all()
@@ -93,14 +94,20 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
     app[WORKER].executor.shutdown(wait=True)
 
 
-async def expire_forever(queue: JobQueue, config: ServerConfig) -> None:
+async def sweep(queue: JobQueue, config: ServerConfig) -> None:
+    """Delete finished jobs past the retention limits (age, then total size)."""
+    try:
+        deleted = await queue.expire(
+            max_age_s=config.max_age_s, max_total_bytes=config.max_total_bytes
+        )
+    except OSError:
+        log.exception("result retention sweep failed")
+        return
+    if deleted:
+        log.info("deleted %d expired jobs", len(deleted))
+
+
+async def sweep_forever(queue: JobQueue, config: ServerConfig) -> None:
     while True:
-        try:
-            deleted = await queue.expire(
-                max_age_s=config.max_age_s, max_total_bytes=config.max_total_bytes
-            )
-            if deleted:
-                log.info("deleted %d expired jobs", len(deleted))
-        except OSError:
-            log.exception("result retention sweep failed")
         await asyncio.sleep(config.expire_interval_s)
+        await sweep(queue, config)
