@@ -32,7 +32,7 @@ from krita_harness import (
 )
 from PIL import Image
 from reference import krita_to_rgba8
-from scenarios.artwork import CANVAS_SIZE, SELECTION, artwork
+from scenarios.artwork import CANVAS_SIZE, SELECTION, artwork, gray_artwork
 from server_process import ServerProcess, free_port, start_server
 
 pytestmark = pytest.mark.krita
@@ -242,6 +242,26 @@ def test_float_document_two_layer_mode(e2e: E2E) -> None:
     ]
     assert {layer["depth"] for layer in outcome["layers"]} == {"F32"}
     check_pixels(e2e, outcome, "F32", linear=True)
+
+
+def test_other_colour_spaces_go_through_krita(e2e: E2E) -> None:
+    """A GRAYA document: no selection means the whole canvas; the layer stays gray."""
+    outcome = e2e.scenario("gray_document")
+    sent = np.frombuffer(Path(outcome["canvas_dump"]).read_bytes(), np.uint8).reshape(48, 64, 4)
+    assert outcome["record"]["parameters"]["canvas"]["sha256"] == sha256(sent)
+    assert "selection" not in outcome["record"]["parameters"]
+    gray = np.frombuffer(gray_artwork(64, 48), np.uint8).reshape(48, 64, 2)
+    assert (sent[..., 0] == sent[..., 1]).all() and (sent[..., 1] == sent[..., 2]).all()
+    assert np.abs(sent[..., 0].astype(int) - gray[..., 0]).max() <= 1
+    assert (sent[..., 3] == 255).all()
+    (layer,) = outcome["layers"]
+    assert (layer["model"], layer["depth"], layer["rect"]) == ("GRAYA", "U8", [0, 0, 64, 48])
+    png = server_png(e2e.server, outcome["record"]["id"], layer["file"]).astype(int)
+    ours = np.frombuffer(Path(layer["dump"]).read_bytes(), np.uint8).reshape(48, 64, 2).astype(int)
+    assert (ours[..., 1] == png[..., 3]).all(), "alpha changed"
+    seen = png[..., 3] > 0
+    low, high = png[..., :3].min(axis=2), png[..., :3].max(axis=2)
+    assert ((ours[..., 0] >= low - 2) & (ours[..., 0] <= high + 2))[seen].all()
 
 
 def test_cancel_stops_the_job_and_inserts_nothing(e2e: E2E) -> None:

@@ -23,6 +23,12 @@ def landscape(u: float, v: float) -> tuple[int, int, int]:
     return 70 + int(150 * v), 110 + int(70 * v), 210 - int(110 * v)
 
 
+def gray_artwork(width: int, height: int) -> bytes:
+    """8-bit gray + alpha (Krita's GRAYA U8 layout), opaque."""
+    rows = (bytes(((x * 3 + y * 5) % 256, 255)) for y in range(height) for x in range(width))
+    return b"".join(rows)
+
+
 def artwork(width: int, height: int, depth: str, *, opaque: bool = True) -> bytes:
     """Pixels in Krita's layout for `depth`: B,G,R,A integers or R,G,B,A floats."""
     out = bytearray()

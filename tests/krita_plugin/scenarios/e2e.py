@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from artwork import CANVAS_SIZE, SELECTION, artwork
+from artwork import CANVAS_SIZE, SELECTION, artwork, gray_artwork
 from krita import Krita, Selection
 
 JOB_TIMEOUT = 150.0
@@ -81,15 +81,21 @@ async def activate(doc: Any, name: str) -> None:
     await until(lambda: doc.activeNode().name() == name, 10, f"{name} to become active")
 
 
-async def make_document(name: str, width: int, height: int, depth: str, opaque: bool = True) -> Any:
+async def make_document(
+    name: str, width: int, height: int, depth: str, opaque: bool = True, model: str = "RGBA"
+) -> Any:
     """Background, an `artwork` layer (active) and an empty `top` layer above it."""
     app = Krita.instance()
-    doc = app.createDocument(width, height, name, "RGBA", depth, "", 72.0)
+    doc = app.createDocument(width, height, name, model, depth, "", 72.0)
     app.activeWindow().addView(doc)
     background = doc.topLevelNodes()[0]
     art = doc.createNode("artwork", "paintlayer")
     doc.rootNode().addChildNode(art, background)
-    art.setPixelData(artwork(width, height, depth, opaque=opaque), 0, 0, width, height)
+    if model == "GRAYA":
+        pixels = gray_artwork(width, height)
+    else:
+        pixels = artwork(width, height, depth, opaque=opaque)
+    art.setPixelData(pixels, 0, 0, width, height)
     top = doc.createNode("top", "paintlayer")
     doc.rootNode().addChildNode(top, art)
     await asyncio.sleep(0.2)  # adding a layer activates it, a little later
@@ -141,6 +147,7 @@ def dump_result(ctx: Any, scenario: str, doc: Any, record: Any) -> list[dict[str
                     "file": layer.file,
                     "visible": node.visible(),
                     "type": node.type(),
+                    "model": node.colorModel(),
                     "depth": node.colorDepth(),
                     "profile": node.colorProfile(),
                     "rect": [rect.left, rect.top, rect.width, rect.height],
@@ -286,6 +293,18 @@ async def float_fg2bg(ctx: Any) -> dict[str, Any]:
     return result
 
 
+async def gray_document(ctx: Any) -> dict[str, Any]:
+    """A colour space pixels.py does not handle: Krita's colour engine converts both ways."""
+    from acetate_krita.document import Document
+
+    doc = await make_document("gray", 64, 48, "U8", model="GRAYA")
+    sent = Document(doc).read_canvas()
+    (ctx.workdir / "gray-canvas.rgba").write_bytes(sent.data)
+    result = await generate(ctx, "gray", doc, mode="layer_on_artwork", prompt="fog", **FAST)
+    result["canvas_dump"] = str(ctx.workdir / "gray-canvas.rgba")
+    return result
+
+
 async def cancel(ctx: Any) -> dict[str, Any]:
     doc = ctx.state["doc_b"]
     Krita.instance().setActiveDocument(doc)
@@ -378,6 +397,7 @@ SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
     bg2fg,
     sixteen_bit,
     float_fg2bg,
+    gray_document,
     cancel,
     server_killed,
 ]
