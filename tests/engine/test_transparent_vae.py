@@ -201,6 +201,15 @@ def test_load_refuses_missing_non_safetensors_and_damaged_files(tmp_path: Path) 
         load_transparent_encoder(damaged)
 
 
+def test_widths_the_official_group_norm_cannot_split_are_refused(tmp_path: Path) -> None:
+    odd = TransparentDecoder(
+        block_out_channels=(2, 2, 4, 8, 16, 32, 32), norm_num_groups=2, attention_head_dim=2
+    )
+    save_file(odd.state_dict(), tmp_path / "odd.safetensors")
+    with pytest.raises(ModelFileError, match="not a transparent decoder"):
+        load_transparent_decoder(tmp_path / "odd.safetensors")
+
+
 def test_encoder_file_given_to_decoder_loader_is_refused(tiny_files: dict[str, Path]) -> None:
     with pytest.raises(ModelFileError, match="not a transparent decoder"):
         load_transparent_decoder(tiny_files["vae_transparent_encoder.safetensors"])

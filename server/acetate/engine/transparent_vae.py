@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -39,10 +39,13 @@ SIZE_MULTIPLE = 64
 LATENT_INJECTION_BLOCK = 3
 #: The official test-time augmentation, in the official order: (horizontal flip, quarter turns).
 TTA_VIEWS: tuple[tuple[bool, int], ...] = tuple((f, k) for f in (False, True) for k in range(4))
-#: Views × pixels decoded in one batched pass; bounds activation memory (8 views at 512²).
-TTA_PIXELS_PER_PASS = 8 * 512 * 512
+#: Views × pixels per batched TTA pass on accelerators (8 views at 512²; bounds memory). On the
+#: CPU one view per pass is faster: measured 2.65 s per view at batch 1 vs 4.0 s at batch 8, 512².
+ACCELERATOR_PIXELS_PER_PASS = 8 * 512 * 512
 DECODER_WIDTHS = (32, 32, 64, 128, 256, 512, 512)
 ENCODER_WIDTHS = (32, 64, 128, 256)
+
+Shapes = Mapping[str, tuple[int, ...]]
 
 
 class TransparentDecoder(ModelMixin, ConfigMixin):
@@ -126,6 +129,19 @@ class TransparentDecoder(ModelMixin, ConfigMixin):
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(widths[0], out_channels, kernel_size=3, padding=1)
 
+    @staticmethod
+    def config_from_shapes(shapes: Shapes) -> dict[str, Any]:
+        """Constructor arguments for a state dict of these shapes (KeyError: not a decoder)."""
+        return dict(
+            in_channels=shapes["conv_in.weight"][1],
+            out_channels=shapes["conv_out.weight"][0],
+            latent_channels=shapes["latent_conv_in.weight"][1],
+            block_out_channels=tuple(
+                shapes[f"down_blocks.{i}.resnets.0.conv1.weight"][0]
+                for i in range(len(DECODER_WIDTHS))
+            ),
+        )
+
     def forward(self, pixel: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         hidden = self.conv_in(pixel)
         skips = [hidden]
@@ -169,6 +185,18 @@ class TransparentEncoder(ModelMixin, ConfigMixin):
         nn.init.zeros_(last.bias)
         self.blocks = nn.Sequential(*layers, last)
 
+    @staticmethod
+    def config_from_shapes(shapes: Shapes) -> dict[str, Any]:
+        """Constructor arguments for a state dict of these shapes (KeyError: not an encoder)."""
+        last = 4 * len(ENCODER_WIDTHS)  # index of the final conv in `blocks`
+        return dict(
+            in_channels=shapes["blocks.0.weight"][1],
+            out_channels=shapes[f"blocks.{last}.weight"][0],
+            block_out_channels=tuple(
+                shapes[f"blocks.{4 * i}.weight"][0] for i in range(len(ENCODER_WIDTHS))
+            ),
+        )
+
     def forward(self, feed: torch.Tensor) -> torch.Tensor:
         return self.blocks(feed)
 
@@ -176,40 +204,6 @@ class TransparentEncoder(ModelMixin, ConfigMixin):
 # Loading: safetensors only, strict, the config inferred from the shapes in the file's header.
 
 ModelT = TypeVar("ModelT", TransparentDecoder, TransparentEncoder)
-Shapes = Mapping[str, tuple[int, ...]]
-
-
-def _shape(shapes: Shapes, key: str, path: Path, what: str) -> tuple[int, ...]:
-    if key not in shapes:
-        raise ModelFileError(f"{path} is not a {what} file: missing key {key!r}")
-    return shapes[key]
-
-
-def _decoder_config(shapes: Shapes, path: Path) -> dict[str, Any]:
-    what = "transparent decoder"
-    widths = [
-        _shape(shapes, f"down_blocks.{i}.resnets.0.conv1.weight", path, what)[0]
-        for i in range(len(DECODER_WIDTHS))
-    ]
-    return dict(
-        in_channels=_shape(shapes, "conv_in.weight", path, what)[1],
-        out_channels=_shape(shapes, "conv_out.weight", path, what)[0],
-        latent_channels=_shape(shapes, "latent_conv_in.weight", path, what)[1],
-        block_out_channels=tuple(widths),
-    )
-
-
-def _encoder_config(shapes: Shapes, path: Path) -> dict[str, Any]:
-    what = "transparency encoder"
-    last = 4 * len(ENCODER_WIDTHS)  # index of the final conv in `blocks`
-    return dict(
-        in_channels=_shape(shapes, "blocks.0.weight", path, what)[1],
-        out_channels=_shape(shapes, f"blocks.{last}.weight", path, what)[0],
-        block_out_channels=tuple(
-            _shape(shapes, f"blocks.{4 * i}.weight", path, what)[0]
-            for i in range(len(ENCODER_WIDTHS))
-        ),
-    )
 
 
 def _read_shapes(path: Path) -> Shapes:
@@ -242,7 +236,6 @@ def _check_layout(expected: Shapes, found: Shapes, path: Path, what: str) -> Non
 
 def _load_strict(
     cls: type[ModelT],
-    infer_config: Callable[[Shapes, Path], dict[str, Any]],
     what: str,
     path: str | os.PathLike[str],
     device: torch.device | str,
@@ -250,9 +243,15 @@ def _load_strict(
 ) -> ModelT:
     path = Path(path)
     shapes = _read_shapes(path)
-    config = infer_config(shapes, path)
-    with torch.device("meta"):
-        model = cls(**config)
+    try:
+        with torch.device("meta"):
+            model = cls(**cls.config_from_shapes(shapes))
+    except KeyError as error:
+        raise ModelFileError(
+            f"{path} is not a {what} file: missing key {error.args[0]!r}"
+        ) from None
+    except (IndexError, ValueError) as error:  # odd ranks, widths GroupNorm cannot split
+        raise ModelFileError(f"{path} is not a {what} file: {error}") from None
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     _check_layout(expected, shapes, path, what)
     tensors = {key: value.to(dtype) for key, value in load_file(path, device=str(device)).items()}
@@ -267,9 +266,7 @@ def load_transparent_decoder(
     dtype: torch.dtype = torch.float32,
 ) -> TransparentDecoder:
     """Load an official (or tiny) transparent decoder `.safetensors` file strictly."""
-    decoder = _load_strict(
-        TransparentDecoder, _decoder_config, "transparent decoder", path, device, dtype
-    )
+    decoder = _load_strict(TransparentDecoder, "transparent decoder", path, device, dtype)
     return decoder.to(memory_format=torch.channels_last)
 
 
@@ -280,9 +277,7 @@ def load_transparent_encoder(
     dtype: torch.dtype = torch.float32,
 ) -> TransparentEncoder:
     """Load an official (or tiny) transparency encoder `.safetensors` file strictly."""
-    return _load_strict(
-        TransparentEncoder, _encoder_config, "transparency encoder", path, device, dtype
-    )
+    return _load_strict(TransparentEncoder, "transparency encoder", path, device, dtype)
 
 
 # The codec the pipelines call.
@@ -316,7 +311,7 @@ def _unview(y: torch.Tensor, flip: bool, turns: int) -> torch.Tensor:
 def _decode_pass(
     decoder: TransparentDecoder, pixel: torch.Tensor, latent: torch.Tensor
 ) -> torch.Tensor:
-    channels_last = torch.channels_last
+    channels_last = torch.channels_last  # ~13% less CPU time per pass; faster fp16 convs on GPUs
     pixel = pixel.contiguous(memory_format=channels_last)
     return decoder(pixel, latent.contiguous(memory_format=channels_last)).clamp(0, 1)
 
@@ -353,21 +348,25 @@ def decode_transparent(
     latent: torch.Tensor,
     mode: DecodeMode = "tta",
     *,
-    pixels_per_pass: int = TTA_PIXELS_PER_PASS,
+    pixels_per_pass: int | None = None,
 ) -> torch.Tensor:
     """RGBA [B,4,H,W] float32 in [0,1], straight alpha, channels in R,G,B,A order.
 
     `pixel`: the SD-VAE's RGB output in [0,1] [B,3,H,W]; `latent`: the UNSCALED VAE latent
     (z / scaling_factor) [B,4,H/8,W/8]. `tta` is the official 8-view flip × rot90 median,
-    `fast` one pass. `pixels_per_pass` bounds views × pixels per batched TTA pass (memory).
+    `fast` one pass. `pixels_per_pass` bounds views × pixels per batched TTA pass (memory);
+    by default one view per pass on the CPU, `ACCELERATOR_PIXELS_PER_PASS` elsewhere.
     """
     _check_mode(mode)
     batch, _, height, width = pixel.shape
     _check_size(height, width, SIZE_MULTIPLE)
     if latent.shape[0] != batch or tuple(latent.shape[-2:]) != (height // 8, width // 8):
         raise ValueError(f"latent {tuple(latent.shape)} does not match pixel {tuple(pixel.shape)}")
-    pixel = pixel.to(decoder.device, decoder.dtype)
-    latent = latent.to(decoder.device, decoder.dtype)
+    device = decoder.device
+    if pixels_per_pass is None:
+        pixels_per_pass = 1 if device.type == "cpu" else ACCELERATOR_PIXELS_PER_PASS
+    pixel = pixel.to(device, decoder.dtype)
+    latent = latent.to(device, decoder.dtype)
     if mode == "fast":
         result = _decode_pass(decoder, pixel, latent)
     else:
