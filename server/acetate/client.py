@@ -321,7 +321,7 @@ async def run_job(
 
         async def save_layer(file: str) -> None:
             if not SAFE_FILE.fullmatch(file):
-                raise ServerError(200, "bad_response", f"unexpected layer file name {file!r}")
+                raise AcetateError(f"unexpected layer file name {file!r}", code="bad_response")
             if file not in saved:
                 saved.add(file)
                 data = await client.layer_png(created.id, file)
