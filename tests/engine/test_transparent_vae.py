@@ -120,6 +120,33 @@ def test_config_round_trips_through_from_config(decoder: TransparentDecoder) -> 
     assert _shapes(rebuilt) == _shapes(decoder)
 
 
+def _official_forward(
+    decoder: TransparentDecoder, pixel: torch.Tensor, latent: torch.Tensor
+) -> torch.Tensor:
+    """UNet1024's forward as the official code runs it: through the diffusers blocks' forwards."""
+    hidden = decoder.conv_in(pixel)
+    skips = [hidden]
+    for i, block in enumerate(decoder.down_blocks):
+        if i == 3:
+            hidden = hidden + decoder.latent_conv_in(latent)
+        hidden, residuals = block(hidden_states=hidden, temb=None)
+        skips.extend(residuals)
+    hidden = decoder.mid_block(hidden, None)
+    for block in decoder.up_blocks:
+        count = len(block.resnets)
+        hidden = block(hidden, tuple(skips[-count:]), None)
+        del skips[-count:]
+    return decoder.conv_out(torch.nn.functional.silu(decoder.conv_norm_out(hidden)))
+
+
+def test_forward_equals_the_diffusers_blocks_forwards_bit_for_bit(
+    decoder: TransparentDecoder,
+) -> None:
+    pixel, latent = _inputs(2, 64, 128, seed=12)
+    with torch.inference_mode():
+        assert torch.equal(decoder(pixel, latent), _official_forward(decoder, pixel, latent))
+
+
 # Loading
 
 
