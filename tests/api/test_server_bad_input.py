@@ -149,6 +149,14 @@ JSON_CASES: list[tuple[str, Any, int, str | None]] = [
         "selection_bounds",
     ),
     ("control image without control", {**GOOD, "control_image": png(IMAGE)}, 400, "control"),
+    ("unknown model", {**GOOD, "model": "no-such-model"}, 400, "model"),
+    ("joint on an SDXL base", {**GOOD, "mode": "joint", "model": "tiny-sdxl"}, 400, "mode"),
+    (
+        "unknown ControlNet",
+        {**GOOD, "control": "image", "controlnet": "nope", "control_image": png(IMAGE)},
+        400,
+        "controlnet",
+    ),
 ]
 
 

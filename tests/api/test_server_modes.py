@@ -11,7 +11,7 @@ from PIL import Image
 from psd_tools import PSDImage
 from server_helpers import FAST, LiveServer, final, follow, mask, rgba
 
-from acetate.client import AcetateClient, run_job
+from acetate.client import AcetateClient, ServerError, run_job
 from acetate.protocol import MODE_LAYERS, JobEvent, ResultRecord
 
 pytestmark = pytest.mark.asyncio
@@ -153,10 +153,10 @@ async def test_run_job_writes_a_result_folder(server: LiveServer, tmp_path) -> N
         assert png_rgba((folder / layer.file).read_bytes()).shape == (64, 72, 4)
 
 
-async def test_a_missing_model_fails_the_job_naming_the_field(server: LiveServer) -> None:
+async def test_a_missing_model_is_refused_before_queuing(server: LiveServer) -> None:
     client: AcetateClient = server.client()
-    created = await client.submit({"prompt": "x", "model": "no-such-model", **FAST})
-    last = final(await follow(client, created.id))
-    assert last.type is JobEvent.error
-    assert last.fields["field"] == "model" and last.fields["code"] == "model_not_found"
+    with pytest.raises(ServerError) as refused:
+        await client.submit({"prompt": "x", "model": "no-such-model", **FAST})
+    assert refused.value.status == 400
+    assert refused.value.field == "model" and refused.value.code == "model_not_found"
     assert (await client.health())["queue_length"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -122,6 +123,19 @@ async def test_token_on_http(guarded: LiveServer) -> None:
     headers = {"Origin": "http://tool.example", "Authorization": f"Bearer {TOKEN}"}
     assert (await status_of(url, headers))[0] == 200
     assert (await status_of(url, {"Origin": "http://tool.example"}))[0] == 401
+
+
+@pytest.mark.asyncio
+async def test_a_non_utf8_token_is_just_wrong(guarded: LiveServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded.port)
+    writer.write(
+        b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+        b"Authorization: Bearer \xfc\r\nConnection: close\r\n\r\n" % guarded.port
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"401", status_line
 
 
 @pytest.mark.asyncio

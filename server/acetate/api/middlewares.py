@@ -126,7 +126,10 @@ def security_middleware(config: ServerConfig) -> Middleware:
         supplied = header[7:].strip() if header[:7].lower() == "bearer " else None
         if supplied is None and request.path == WS_PATH:
             supplied = request.query.get("token")
-        if supplied is None or not hmac.compare_digest(supplied.encode(), token):
+        # surrogateescape: a non-UTF-8 header byte is just a wrong token, not a server error.
+        if supplied is None or not hmac.compare_digest(
+            supplied.encode("utf-8", "surrogateescape"), token
+        ):
             field = "Authorization" if supplied is None or header else "token"
             raise ApiError("missing or wrong token", field=field, code="unauthorized")
 

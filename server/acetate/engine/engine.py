@@ -122,18 +122,10 @@ class Engine:
     ) -> GenerationResult:
         # 1. Check inputs and resolve every file before loading anything
         check_request(params, images)
-        base, warnings = self.store.base(params.model)
-        if params.mode == "joint" and base.family != "sd15":
-            raise InputError(
-                "joint needs an SD1.5-family base: LayerDiffusion released no SDXL joint model",
-                field="mode",
-            )
-        files = self.store.resolve(base, params.mode, overrides)
-        controlnet_info = None
-        if params.control != "none":
-            controlnet_info = self.store.controlnet(
-                params.controlnet, base.family, params.control, tiny=base.tiny
-            )
+        plan = self.store.plan(
+            params.model, params.mode, params.control, params.controlnet, overrides
+        )
+        base, files, controlnet_info = plan.base, plan.files, plan.controlnet
         settings = resolve_settings(params, base.family, base.tiny, images)
         # 2. Load (or reuse) the base, the layer files and the ControlNet
         loaded = self._load_base(base)
@@ -166,7 +158,7 @@ class Engine:
             canvas_width=canvas_w,
             canvas_height=canvas_h,
             layers=layers,
-            warnings=list(warnings),
+            warnings=plan.warnings,
         )
 
     # Loading ---------------------------------------------------------------------------------

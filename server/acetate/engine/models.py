@@ -76,6 +76,15 @@ class BaseChoice(NamedTuple):
     warnings: list[str]
 
 
+class Plan(NamedTuple):
+    """Everything a request will use, resolved before any model is loaded."""
+
+    base: BaseModel
+    warnings: list[str]
+    files: dict[str, LayerFile]
+    controlnet: ControlNetInfo | None
+
+
 class ModelStore:
     """Discovers models lazily (first use) and answers what a request will use.
 
@@ -332,6 +341,25 @@ class ModelStore:
                 missing_message(base, mode, missing, self.models_dir), field="mode"
             )
         return {role: chosen[role] for role in needs}
+
+    def plan(
+        self,
+        model: str | None,
+        mode: str,
+        control: str = "none",
+        controlnet: str | None = None,
+        overrides: Sequence[LayerOverride] = (),
+    ) -> Plan:
+        """The base, layer files and ControlNet a request needs; `InputError`s name the field.
+
+        Cheap (headers only): the server runs it before queuing a job, the engine before loading.
+        """
+        base, warnings = self.base(model)
+        files = self.resolve(base, mode, overrides)
+        chosen = None
+        if control != "none":
+            chosen = self.controlnet(controlnet, base.family, control, tiny=base.tiny)
+        return Plan(base, list(warnings), files, chosen)
 
     def controlnet(
         self, name: str | None, family: Family, control: str = "none", *, tiny: bool = False
