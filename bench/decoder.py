@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -103,11 +104,12 @@ def main() -> None:
     device = torch.device(args.device)
 
     torch.manual_seed(0)
-    ours = random_transparent_decoder().to(device)
-    reference = TransparentDecoder().eval().requires_grad_(False)
+    ours: Any = random_transparent_decoder()  # diffusers' `to` is typed loosely
+    reference: Any = TransparentDecoder().eval().requires_grad_(False)
     reference.load_state_dict(ours.state_dict())
     reference.to(device)
-    ours.to(memory_format=torch.channels_last)  # as `load_transparent_decoder` returns it
+    # as `load_transparent_decoder` returns it
+    ours.to(device=device, memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(1)
     pixel = torch.rand(1, 3, args.size, args.size, generator=generator).to(device)
     latent = torch.randn(1, 4, args.size // 8, args.size // 8, generator=generator).to(device)
