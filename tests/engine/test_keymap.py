@@ -17,7 +17,7 @@ from acetate.engine.keymap import (
 )
 from acetate.engine.tiny import TINY_SD15, TINY_SDXL
 
-MANIFESTS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "manifests"
+MANIFESTS = Path(__file__).resolve().parents[1] / "data" / "manifests"
 
 FULL_SDXL = dict(
     sample_size=128,

@@ -1,6 +1,6 @@
 """Launch real Krita under Xvfb with a throwaway profile and a test driver plugin.
 
-Recipe and pitfalls: /work/shared/reference/krita-headless.md. Krita runs with a clean
+Krita runs with a clean
 environment (system PATH first, or its embedded Python picks up a venv and cannot import
 PyQt5), in its own session so a whole process group can be killed, and the test reads only
 the driver's results file. A template data dir (Krita's resource database, built by one
