@@ -14,20 +14,22 @@ from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from safetensors.torch import load_file, save_file
 
 from acetate.engine.rgb_padding import pad_rgb
-from acetate.engine.transparent_vae import (
-    TINY_FILE_NAMES,
+from acetate.engine.transparency_codec import (
     TTA_VIEWS,
-    TransparentDecoder,
-    TransparentEncoder,
     decode_rgba,
     decode_transparent,
     encode_offset,
     encode_transparent,
+    rgba_tensor_to_uint8,
+    rgba_uint8_to_tensor,
+)
+from acetate.engine.transparent_vae import (
+    TINY_FILE_NAMES,
+    TransparentDecoder,
+    TransparentEncoder,
     load_transparent_decoder,
     load_transparent_encoder,
     random_transparent_encoder,
-    rgba_tensor_to_uint8,
-    rgba_uint8_to_tensor,
     write_tiny_transparent_files,
 )
 from acetate.errors import InputError, ModelFileError, ModelNotFoundError

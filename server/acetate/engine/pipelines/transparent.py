@@ -29,7 +29,7 @@ from acetate.engine.pipelines.common import (
 from acetate.engine.pipelines.context import ModeContext
 from acetate.engine.pipelines.sampler import ControlInput, DenoiseSpec, InpaintInput
 from acetate.engine.schedulers import sampling_defaults
-from acetate.engine.transparent_vae import encode_transparent, rgba_uint8_to_tensor
+from acetate.engine.transparency_codec import encode_transparent, rgba_uint8_to_tensor
 
 #: Upscale works at most at this multiple of the native pixel count; the rest is resampling.
 UPSCALE_MAX_AREA = 4.0
