@@ -127,7 +127,7 @@ def decode_transparent(
 
 
 @contextmanager
-def _vae_precision(vae: AutoencoderKL) -> Iterator[torch.dtype]:
+def vae_precision(vae: AutoencoderKL) -> Iterator[torch.dtype]:
     """Run an fp16 VAE that overflows in fp16 (SDXL's, `force_upcast`) in fp32, like diffusers."""
     model: Any = vae  # diffusers' `to` and `config` are typed loosely
     upcast = model.dtype == torch.float16 and bool(getattr(model.config, "force_upcast", False))
@@ -153,7 +153,7 @@ def decode_rgba(
     vae_scale = 2 ** (len(config.block_out_channels) - 1)
     _check_size(latents.shape[-2] * vae_scale, latents.shape[-1] * vae_scale, SIZE_MULTIPLE)
     unscaled = latents / config.scaling_factor
-    with _vae_precision(vae) as dtype:
+    with vae_precision(vae) as dtype:
         image = vae.decode(unscaled.to(vae.device, dtype)).sample
     pixel = (image.float() * 0.5 + 0.5).clamp(0, 1)
     return decode_transparent(decoder, pixel, unscaled, mode)
@@ -189,7 +189,7 @@ def encode_transparent(
     offset = encode_offset(encoder, rgba, offset_scale)
     rgba = rgba.float()
     feed = (rgba[:, :3] * 2.0 - 1.0) * rgba[:, 3:]
-    with _vae_precision(vae) as dtype:
+    with vae_precision(vae) as dtype:
         posterior = vae.encode(feed.to(vae.device, dtype)).latent_dist
         latents = posterior.mean + posterior.std * offset.to(posterior.std)
     config: Any = vae.config

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,9 +124,3 @@ class ModeContext:
     native_size: int
     controlnet: ControlNetModel | None = None
     selection_bounds: Any = None
-
-    @contextmanager
-    def cancellable(self) -> Iterator[None]:
-        self.progress.check_cancel()
-        yield
-        self.progress.check_cancel()

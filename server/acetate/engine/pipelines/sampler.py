@@ -19,6 +19,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from acetate.engine.schedulers import make_scheduler
+from acetate.engine.transparency_codec import vae_precision
 
 
 @dataclass
@@ -189,7 +190,9 @@ class Sampler:
             control_image = control_image.expand(latents.shape[0] * rows, -1, -1, -1)
         step_kwargs = dict(spec.extra)
         if spec.generator is not None and _accepts_generator(spec.scheduler):
-            step_kwargs["generator"] = spec.generator[0]
+            # One generator per latent row keeps each result set's noise its own.
+            matches = len(spec.generator) == latents.shape[0]
+            step_kwargs["generator"] = spec.generator if matches else spec.generator[0]
 
         for i, t in enumerate(spec.timesteps):
             if spec.switch_at is not None and i == spec.switch_at:
@@ -251,19 +254,16 @@ class Sampler:
     @torch.inference_mode()
     def vae_encode(self, rgb: torch.Tensor) -> torch.Tensor:
         """[B,3,H,W] in [0,1] → scaled latents (posterior mean: deterministic)."""
-        vae = self.vae
-        dtype = torch.float32 if _needs_upcast(vae) else vae.dtype
-        with _vae_dtype(vae, dtype):
-            posterior = vae.encode((rgb * 2.0 - 1.0).to(self.device, dtype)).latent_dist
+        with vae_precision(self.vae) as dtype:
+            posterior = self.vae.encode((rgb * 2.0 - 1.0).to(self.device, dtype)).latent_dist
         return posterior.mean.float() * self.scaling_factor
 
     @torch.inference_mode()
     def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents → [B,3,H,W] RGB in [0,1]."""
-        vae = self.vae
-        dtype = torch.float32 if _needs_upcast(vae) else vae.dtype
-        with _vae_dtype(vae, dtype):
-            image = vae.decode((latents / self.scaling_factor).to(dtype), return_dict=False)[0]
+        with vae_precision(self.vae) as dtype:
+            scaled = (latents / self.scaling_factor).to(self.device, dtype)
+            image = self.vae.decode(scaled, return_dict=False)[0]
         return (image.float() * 0.5 + 0.5).clamp(0.0, 1.0)
 
 
@@ -271,22 +271,3 @@ def _accepts_generator(scheduler: SchedulerMixin) -> bool:
     import inspect
 
     return "generator" in inspect.signature(scheduler.step).parameters
-
-
-def _needs_upcast(vae) -> bool:
-    return vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
-
-
-class _vae_dtype:
-    """Temporarily run the VAE in another dtype (SDXL's VAE overflows in fp16)."""
-
-    def __init__(self, vae, dtype: torch.dtype) -> None:
-        self.vae, self.dtype, self.original = vae, dtype, vae.dtype
-
-    def __enter__(self) -> None:
-        if self.dtype != self.original:
-            self.vae.to(dtype=self.dtype)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.dtype != self.original:
-            self.vae.to(dtype=self.original)
