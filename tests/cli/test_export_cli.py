@@ -117,6 +117,6 @@ def test_unwritable_output_is_one_line_without_traceback(tmp_path: Path, pngs):
     )
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
-    assert run.stderr.strip() == f"acetate export: error (--psd): cannot write {out}: " + (
+    assert run.stderr.strip() == f"acetate export: error: --psd: cannot write {out}: " + (
         "No such file or directory"
     )

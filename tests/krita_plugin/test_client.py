@@ -23,7 +23,7 @@ from aiohttp_transport import AiohttpTransport
 from PIL import Image
 from server_process import ServerProcess, free_port, start_server
 
-from acetate_krita.client import AcetateClient, EventStream, ServerError, error_from_event
+from acetate_krita.client import AcetateClient, EventStream, ServerError
 from acetate_krita.pixels import Rect
 from acetate_krita.protocol import Event, JobEvent, Parameters, ResultRecord, WireImage
 
@@ -114,11 +114,11 @@ async def test_errors_in_plain_words(stream: EventStream, http: AiohttpTransport
         await client.submit(Parameters(mode="fg2bg", prompt="x", **FAST), {})
     assert missing_input.value.field == "fg" and missing_input.value.status == 400
     assert "fg" in missing_input.value.message
-    # A model the server does not have fails the job (its error event says what to get).
-    job_id = await client.submit(Parameters(mode="fg", prompt="x", model="no-such-model"), {})
-    final = (await follow(stream, job_id))[-1]
-    assert final.type is JobEvent.error and final.fields["code"] == "model_not_found"
-    shown = error_from_event(final.fields).message
+    # A model the server does not have is refused at submit, in words that say what to get.
+    with pytest.raises(ServerError) as missing_model:
+        await client.submit(Parameters(mode="fg", prompt="x", model="no-such-model"), {})
+    assert missing_model.value.field == "model" and missing_model.value.status == 400
+    shown = missing_model.value.message
     assert shown.startswith("Model file missing: ") and "no-such-model" in shown
     dead = AcetateClient(http, f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ServerError) as unreachable:

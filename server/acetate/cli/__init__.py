@@ -38,7 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except InputError as error:
-        print(f"acetate {args.command}: error: {error.message}", file=sys.stderr)
+        message = error.message
+        if error.field and error.field.startswith("-") and error.field not in message:
+            message = f"{error.field}: {message}"  # a CLI-only error names its flag
+        print(f"acetate {args.command}: error: {message}", file=sys.stderr)
         return 2
     except AcetateError as error:
         print(f"acetate {args.command}: {error.code}: {error.message}", file=sys.stderr)
