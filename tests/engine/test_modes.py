@@ -58,7 +58,7 @@ def test_fg_makes_transparent_layers_deterministically(engine: Engine, model: st
     assert not np.array_equal(first.layers[0].pixels, first.layers[1].pixels)
     assert (first.canvas_width, first.canvas_height) == (SIZE, 192)
     assert first.parameters["seed"] == 7 and first.parameters["steps"] == 2
-    assert first.model == model
+    assert first.model == model and first.parameters["model"] == model
 
 
 def test_seed_changes_result_and_batch_items_match_single_runs(engine: Engine) -> None:
@@ -263,6 +263,12 @@ def test_bad_inputs_name_their_field(
     with pytest.raises(InputError) as error:
         engine.generate(params(**fields), images)
     assert error.value.field == field
+
+
+def test_the_default_model_is_recorded_with_a_warning(engine: Engine) -> None:
+    result = engine.generate(params(width=SIZE, height=SIZE), {})
+    assert result.model == result.parameters["model"] == "tiny-sdxl"
+    assert any("test model" in warning for warning in result.warnings)
 
 
 def test_unknown_model_is_an_error_not_a_substitute(engine: Engine) -> None:

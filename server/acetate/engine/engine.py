@@ -154,7 +154,9 @@ class Engine:
         return GenerationResult(
             mode=params.mode,
             model=base.name,
-            parameters=record_parameters(params, settings, base.family, images, controlnet_info),
+            parameters=record_parameters(
+                params, settings, base.name, base.family, images, controlnet_info
+            ),
             canvas_width=canvas_w,
             canvas_height=canvas_h,
             layers=layers,
@@ -266,6 +268,7 @@ def resolve_settings(
 def record_parameters(
     params: GenerateParameters,
     settings: Settings,
+    model: str,
     family: str,
     images: Mapping[str, np.ndarray],
     controlnet_info: Any,
@@ -273,6 +276,7 @@ def record_parameters(
     """Every request field with defaults filled; images as {width, height, sha256}."""
     record = params.model_dump(mode="json")
     record.update(
+        model=model,
         seed=settings.seed,
         steps=settings.steps,
         cfg=settings.cfg,
