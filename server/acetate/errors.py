@@ -44,6 +44,12 @@ class ModelFileError(InputError):
     code = "bad_model_file"
 
 
+class MissingWeightFile(ModelNotFoundError, ModelFileError):
+    """A weight file path that does not exist (both "not found" and "bad file" for callers)."""
+
+    code = "model_not_found"
+
+
 class GenerationCancelled(AcetateError):
     """Raised from inside the denoising loop when the job was cancelled."""
 

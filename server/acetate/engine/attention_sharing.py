@@ -32,7 +32,8 @@ from acetate.engine.sharing_unit import (
     SharingLayer,
     SharingProcessor,
 )
-from acetate.engine.unet_patch import Shapes, check_strength, read_shapes
+from acetate.engine.unet_patch import check_strength
+from acetate.engine.weights import Shapes, check_layout, read_shapes
 from acetate.errors import InputError, ModelFileError
 
 #: LDM names of the 32 attention modules, in the official index order.
@@ -116,20 +117,6 @@ def infer_config(shapes: Shapes, name: str = "file") -> AttentionSharingConfig:
     return AttentionSharingConfig(frames, use_control, rank, layers, widths)
 
 
-def check_layout(expected: Shapes, found: Shapes, name: str) -> None:
-    """Raise `ModelFileError` naming the first missing, unexpected or mis-shaped key."""
-    for key, shape in expected.items():
-        if key not in found:
-            raise ModelFileError(f"{name}: missing key {key!r}")
-        if found[key] != shape:
-            raise ModelFileError(
-                f"{name}: key {key!r} has shape {list(found[key])}, expected {list(shape)}"
-            )
-    for key in found:
-        if key not in expected:
-            raise ModelFileError(f"{name}: unexpected key {key!r}")
-
-
 class AttentionSharing(nn.Module):
     """An official SD1.5 attention-sharing model (state dict = the official file, strictly).
 
@@ -188,7 +175,7 @@ class AttentionSharing(nn.Module):
         config = infer_config(shapes, path.name)
         with torch.device("meta"):
             model = cls(config)
-        check_layout(model.expected_shapes(), shapes, path.name)
+        check_layout(model.expected_shapes(), shapes, path.name, "attention-sharing model")
         tensors = load_file(path, device=str(device))
         if dtype is not None:
             tensors = {key: value.to(dtype) for key, value in tensors.items()}

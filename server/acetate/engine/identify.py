@@ -19,18 +19,17 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
 
-from acetate.engine.attention_sharing import AttentionSharing, check_layout, infer_config
+from acetate.engine.attention_sharing import AttentionSharing, infer_config
 from acetate.engine.family import CONFIGS_DIR, load_json
 from acetate.engine.keymap import strip_ldm_prefix
 from acetate.engine.transparent_vae import TransparentDecoder, TransparentEncoder
 from acetate.engine.unet_patch import (
     ATTENTION_TARGET,
     QKV_WEIGHT,
-    Shapes,
     patch_format,
     plan_unet_patch,
-    read_shapes,
 )
+from acetate.engine.weights import Shapes, check_layout, read_shapes
 from acetate.errors import ModelFileError
 
 Family = Literal["sd15", "sdxl"]

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block, get_up_block
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from acetate.errors import ModelFileError, ModelNotFoundError
+from acetate.engine.weights import check_layout, read_shapes
+from acetate.errors import ModelFileError
 
 #: The decoder halves the resolution six times, so sizes must be multiples of 2**6.
 SIZE_MULTIPLE = 64
@@ -221,34 +221,6 @@ class TransparentEncoder(ModelMixin, ConfigMixin):  # type: ignore[misc]
 ModelT = TypeVar("ModelT", TransparentDecoder, TransparentEncoder)
 
 
-def _read_shapes(path: Path) -> Shapes:
-    if not path.is_file():
-        raise ModelNotFoundError(f"weight file not found: {path}")
-    if path.suffix != ".safetensors":
-        raise ModelFileError(f"{path}: only .safetensors weight files are accepted")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ModelFileError(f"{path} is not a readable safetensors file: {error}") from error
-
-
-def _check_layout(expected: Shapes, found: Shapes, path: Path, what: str) -> None:
-    """Raise `ModelFileError` naming the first few missing, unexpected and mis-shaped keys."""
-    problems = []
-    missing = [key for key in expected if key not in found]
-    unexpected = [key for key in found if key not in expected]
-    wrong = [key for key in expected if key in found and found[key] != expected[key]]
-    if missing:
-        problems.append("missing keys " + ", ".join(repr(key) for key in missing[:5]))
-    if unexpected:
-        problems.append("unexpected keys " + ", ".join(repr(key) for key in unexpected[:5]))
-    for key in wrong[:5]:
-        problems.append(f"{key!r} has shape {list(found[key])}, expected {list(expected[key])}")
-    if problems:
-        raise ModelFileError(f"{path} is not a {what} file: " + "; ".join(problems))
-
-
 def _load_strict(
     cls: type[ModelT],
     what: str,
@@ -257,7 +229,7 @@ def _load_strict(
     dtype: torch.dtype,
 ) -> ModelT:
     path = Path(path)
-    shapes = _read_shapes(path)
+    shapes = read_shapes(path)
     try:
         with torch.device("meta"):
             model = cls(**cls.config_from_shapes(shapes))
@@ -268,7 +240,7 @@ def _load_strict(
     except (IndexError, ValueError) as error:  # odd ranks, widths GroupNorm cannot split
         raise ModelFileError(f"{path} is not a {what} file: {error}") from None
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    _check_layout(expected, shapes, path, what)
+    check_layout(expected, shapes, str(path), what)
     tensors = {key: value.to(dtype) for key, value in load_file(path, device=str(device)).items()}
     model.load_state_dict(tensors, strict=True, assign=True)
     return model.eval().requires_grad_(False)

@@ -30,13 +30,13 @@ from typing import Any, Literal
 
 import torch
 from diffusers import UNet2DConditionModel
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from torch import nn
 
 from acetate.engine.keymap import LDM_PREFIXES, ldm_to_diffusers_key
+from acetate.engine.weights import Shapes, read_shapes
 from acetate.errors import InputError, ModelFileError
 
-Shapes = Mapping[str, tuple[int, ...]]
 PatchFormat = Literal["forge", "diffusers"]
 
 #: The Forge "Weight" slider's range.
@@ -46,18 +46,6 @@ ATTENTION_TARGET = re.compile(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)\.weight$"
 #: What the conv-injection file leaves out: "all layers that are not q, k, v of any attention".
 QKV_WEIGHT = re.compile(r"\.attn[12]\.(to_q|to_k|to_v)\.weight$")
 CONV_IN = "conv_in.weight"
-
-
-def read_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
-    """Key → shape from a `.safetensors` header; no tensor data is read."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ModelFileError(f"{path.name} is not a readable safetensors file: {error}") from error
 
 
 @lru_cache(maxsize=8)

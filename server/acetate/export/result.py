@@ -28,6 +28,20 @@ HIDDEN_LAYERS = frozenset({"blended"})
 ALPHA_LAYERS = frozenset({"foreground"})
 
 
+def layer_record(layer: LayerImage) -> LayerRecord:
+    """The record of one engine layer (`blended` is always hidden)."""
+    return LayerRecord(
+        name=layer.name,
+        batch_index=layer.batch_index,
+        file=layer.file,
+        left=layer.left,
+        top=layer.top,
+        width=layer.width,
+        height=layer.height,
+        visible=layer.visible and layer.name not in HIDDEN_LAYERS,
+    )
+
+
 def write_result(
     out_dir: Path,
     result: GenerationResult,
@@ -52,16 +66,7 @@ def write_result(
     layers = _ordered(result.mode, result.layers)
     records: list[LayerRecord] = []
     for layer in layers:
-        record = LayerRecord(
-            name=layer.name,
-            batch_index=layer.batch_index,
-            file=layer.file,
-            left=layer.left,
-            top=layer.top,
-            width=layer.width,
-            height=layer.height,
-            visible=layer.visible and layer.name not in HIDDEN_LAYERS,
-        )
+        record = layer_record(layer)
         write_png(
             out_dir / record.file,
             layer.pixels,

@@ -20,10 +20,10 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from acetate.engine.outputs import GenerationResult, LayerImage
+from acetate.engine.outputs import GenerationResult
 from acetate.errors import GenerationCancelled, InputError, OutOfMemory
 from acetate.export.png import FAST_COMPRESS_LEVEL
-from acetate.export.result import HIDDEN_LAYERS, write_result
+from acetate.export.result import layer_record, write_result
 from acetate.jobs.cache import LayerCache
 from acetate.jobs.job import Job, JobMessage
 from acetate.jobs.queue import JobQueue
@@ -82,20 +82,6 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb[..., :3])).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
-
-
-def layer_record(layer: LayerImage) -> LayerRecord:
-    """The record `write_result` will write for an engine layer (announced before the PNG)."""
-    return LayerRecord(
-        name=layer.name,
-        batch_index=layer.batch_index,
-        file=layer.file,
-        left=layer.left,
-        top=layer.top,
-        width=layer.width,
-        height=layer.height,
-        visible=layer.visible and layer.name not in HIDDEN_LAYERS,
-    )
 
 
 class Worker:
