@@ -106,34 +106,17 @@ def _shapes_of(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
-def _decoder_config(shapes: Shapes, name: str) -> dict[str, Any]:
-    def shape(key: str) -> tuple[int, ...]:
-        if key not in shapes:
-            raise ModelFileError(f"{name}: damaged transparent decoder, missing key {key!r}")
-        return shapes[key]
-
-    widths, i = [], 0
-    while f"down_blocks.{i}.resnets.0.conv1.weight" in shapes:
-        widths.append(shape(f"down_blocks.{i}.resnets.0.conv1.weight")[0])
-        i += 1
-    return dict(
-        in_channels=shape("conv_in.weight")[1],
-        out_channels=shape("conv_out.weight")[0],
-        latent_channels=shape("latent_conv_in.weight")[1],
-        block_out_channels=tuple(widths),
-    )
-
-
-def _encoder_config(shapes: Shapes, name: str) -> dict[str, Any]:
-    convs = sorted(int(key.split(".")[1]) for key in shapes if key.endswith(".weight"))
-    if not convs or convs != list(range(0, 4 * len(convs), 2))[: len(convs)]:
-        raise ModelFileError(f"{name}: damaged transparency encoder (conv indices {convs})")
-    widths = tuple(shapes[f"blocks.{index}.weight"][0] for index in convs[:-1:2])
-    return dict(
-        in_channels=shapes[f"blocks.{convs[0]}.weight"][1],
-        out_channels=shapes[f"blocks.{convs[-1]}.weight"][0],
-        block_out_channels=widths,
-    )
+def _meta_model(cls: type[nn.Module], shapes: Shapes, name: str, what: str) -> nn.Module:
+    """The model a transparency file's shapes describe, built on `meta`, its layout checked."""
+    try:
+        with torch.device("meta"):
+            model = cls(**cls.config_from_shapes(shapes))  # type: ignore[attr-defined]
+    except KeyError as error:
+        raise ModelFileError(f"{name}: damaged {what}, missing key {error}") from None
+    except ValueError as error:
+        raise ModelFileError(f"{name}: damaged {what} ({error})") from None
+    check_layout(_shapes_of(model), shapes, name)
+    return model
 
 
 def _check_forge_structure(shapes: Shapes, name: str) -> tuple[str, int | None]:
@@ -188,14 +171,10 @@ def _candidates(shapes: Shapes, name: str) -> tuple[tuple[str, ...], dict[str, A
             )
         return kinds, {"frames": config.frames, "use_control": config.use_control}
     if "latent_conv_in.weight" in shapes:
-        with torch.device("meta"):
-            decoder = TransparentDecoder(**_decoder_config(shapes, name))
-        check_layout(_shapes_of(decoder), shapes, name)
+        _meta_model(TransparentDecoder, shapes, name, "transparent decoder")
         return tuple(k for k, v in KINDS.items() if v[1] == "transparent_decoder"), {}
     if all(_ENCODER_KEY.fullmatch(key) for key in keys):
-        with torch.device("meta"):
-            encoder = TransparentEncoder(**_encoder_config(shapes, name))
-        check_layout(_shapes_of(encoder), shapes, name)
+        _meta_model(TransparentEncoder, shapes, name, "transparency encoder")
         return tuple(k for k, v in KINDS.items() if v[1] == "transparent_encoder"), {}
     if all(ATTENTION_TARGET.search(key) for key in keys):
         return ("ld_diffusers_sdxl_attn",), {}
