@@ -239,8 +239,14 @@ class AttentionSharing(nn.Module):
         self._state.prompts = list(embeds)
         self._state.cond_mark = cond_mark
 
-    def attach(self, unet: UNet2DConditionModel, strength: float = 1.0) -> AttentionSharingHandle:
-        """Install the 32 units as attention processors of `unet` (moved to its device/dtype)."""
+    def attach(
+        self,
+        unet: UNet2DConditionModel,
+        strength: float = 1.0,
+        device: torch.device | str | None = None,
+    ) -> AttentionSharingHandle:
+        """Install the 32 units as attention processors of `unet`, moved to its dtype and to
+        `device` (default: the UNet's; pass the execution device when the UNet is offloaded)."""
         if self._handle is not None:
             raise RuntimeError("this attention-sharing model is already attached to a UNet")
         names = attention_module_names(unet.config)
@@ -250,9 +256,10 @@ class AttentionSharing(nn.Module):
         ):
             _check_module(index, names[index], attn, width, context)
         self.strength = strength
-        self.hookers.to(device=unet.device, dtype=unet.dtype)
+        device = device if device is not None else unet.device
+        self.hookers.to(device=device, dtype=unet.dtype)
         if self.kwargs_encoder is not None:
-            self.kwargs_encoder.to(device=unet.device)
+            self.kwargs_encoder.to(device=device)
         originals = [attn.processor for attn in modules]
         for attn, layer in zip(modules, self.hookers.layers, strict=True):
             attn.set_processor(SharingProcessor(layer, self._state))

@@ -81,6 +81,14 @@ class Engine:
         self.store = store
         self.options = options or EngineOptions()
         self.device, self.dtype = resolve_device(self.options)
+        if self.options.offload == "sequential" and self.device.type != "cpu":
+            # Sequential offload keeps weights off the modules between calls, so LayerDiffusion's
+            # merged UNet patches and attention-sharing processors cannot reach them.
+            raise InputError(
+                "--offload sequential cannot carry LayerDiffusion's UNet changes; use "
+                "--offload model (SDXL then fits an 8 GB GPU)",
+                field="offload",
+            )
         self._base: _LoadedBase | None = None
         self._transparency: dict[tuple[str, Path], Any] = {}
         self._lock = threading.Lock()
@@ -173,8 +181,6 @@ class Engine:
         pipe = load_base_pipeline(base, self.dtype)
         if self.options.offload == "model" and self.device.type == "cuda":
             pipe.enable_model_cpu_offload(device=self.device)
-        elif self.options.offload == "sequential" and self.device.type == "cuda":
-            pipe.enable_sequential_cpu_offload(device=self.device)
         else:
             pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)

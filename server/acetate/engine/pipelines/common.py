@@ -52,7 +52,9 @@ def shared_attention(
     cond_mark = torch.cat(
         [torch.ones(rows_per_half * (cfg_rows - 1)), torch.zeros(rows_per_half)]
     ).to(device)
-    handle = sharing.attach(ctx.sampler.unet, strength=ctx.settings.layer_weight)
+    handle = sharing.attach(
+        ctx.sampler.unet, strength=ctx.settings.layer_weight, device=ctx.sampler.device
+    )
     try:
         if sharing.use_control:
             if control_rgb is None:
