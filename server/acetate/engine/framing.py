@@ -49,6 +49,14 @@ def model_size(width: int, height: int, native: int, *, max_scale: float = 1.0) 
     return w, h
 
 
+def fit_area(width: float, height: float, max_pixels: float | None = None) -> tuple[int, int]:
+    """`width`×`height` rounded to multiples of 64 (at least 64), shrunk to `max_pixels`."""
+    if max_pixels is not None and width * height > max_pixels:
+        shrink = math.sqrt(max_pixels / (width * height))
+        width, height = width * shrink, height * shrink
+    return max(64, round(width / 64.0) * 64), max(64, round(height / 64.0) * 64)
+
+
 def resize_rgba(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize straight-alpha RGBA uint8 without dark fringes (resampled premultiplied)."""
     if rgba.shape[1] == width and rgba.shape[0] == height:

@@ -133,9 +133,9 @@ def run_upscale(ctx: ModeContext) -> list[LayerImage]:
     frame_h, frame_w = image.shape[:2]
     out_w = max(1, round(frame_w * settings.scale))
     out_h = max(1, round(frame_h * settings.scale))
-    base_w, base_h = framing.model_size(frame_w, frame_h, ctx.native_size)
-    area = min(settings.scale**2, UPSCALE_MAX_AREA)
-    width, height = framing.model_size(out_w, out_h, ctx.native_size, max_scale=area)
+    # Work at the output size (multiples of 64), capped in area; encode at that ÷ scale.
+    width, height = framing.fit_area(out_w, out_h, ctx.native_size**2 * UPSCALE_MAX_AREA)
+    base_w, base_h = framing.fit_area(width / settings.scale, height / settings.scale)
     small = _encode(ctx, framing.resize_rgba(image, base_w, base_h))
     init = F.interpolate(small, size=(height // 8, width // 8), mode="bicubic", align_corners=False)
     control = control_input(ctx, image, width, height)
