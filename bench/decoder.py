@@ -157,6 +157,8 @@ def main() -> None:
         f"target tta >= {TARGET_SPEEDUP:.0f}x reference with max |diff| <= 1/255: "
         f"{'met' if met else 'MISSED'} ({speedup:.2f}x, {tta_error.max().item():.2e})"
     )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process (all runs): {peak:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import time
@@ -233,6 +234,8 @@ def main() -> None:
         print(
             f"{mode:<18}{wall:>9.2f}{compute:>11.2f}{(wall - compute) / compute:>9.1%}", flush=True
         )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process (all modes loaded): {peak:.0f} MiB")
 
 
 if __name__ == "__main__":
