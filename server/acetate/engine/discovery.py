@@ -46,8 +46,8 @@ MAX_DEPTH = 3
 
 
 @dataclass(frozen=True)
-class BaseModel:
-    """A base checkpoint the engine can load (`load_base_pipeline`)."""
+class _Checkpoint:
+    """What bases and ControlNets share: where the weights are and how to read them."""
 
     name: str
     family: Family
@@ -58,8 +58,6 @@ class BaseModel:
     variant: str | None = None
     #: Single files: the config-only diffusers folder passed to `from_single_file(config=…)`.
     config_dir: Path | None = None
-    #: Single files: folders that may hold the CLIP tokenizer files, best first.
-    tokenizer_dirs: tuple[Path, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,28 +71,16 @@ class BaseModel:
 
 
 @dataclass(frozen=True)
-class ControlNetInfo:
+class BaseModel(_Checkpoint):
+    """A base checkpoint the engine can load (`load_base_pipeline`)."""
+
+    #: Single files: folders that may hold the CLIP tokenizer files, best first.
+    tokenizer_dirs: tuple[Path, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class ControlNetInfo(_Checkpoint):
     """A ControlNet the engine can load (`load_controlnet`)."""
-
-    name: str
-    family: Family
-    format: Format
-    path: Path
-    source: str
-    tiny: bool = False
-    variant: str | None = None
-    #: Single files: the config folder passed to `from_single_file(config=…)`.
-    config_dir: Path | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "family": self.family,
-            "format": self.format,
-            "source": self.source,
-            "path": str(self.path),
-            "tiny": self.tiny,
-        }
 
 
 @dataclass(frozen=True)
