@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from PIL import Image
-from server_helpers import FAST, LiveServer, mask, rgba, start_server
+from sample_images import rgba
+from server_helpers import FAST, LiveServer, mask, start_server
 
 from acetate.api.config import ServerConfig
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from psd_tools import PSDImage
-from server_helpers import FAST, LiveServer, final, follow, mask, rgba
+from sample_images import rgba
+from server_helpers import FAST, LiveServer, final, follow, mask
 
 from acetate.client import AcetateClient, ServerError, run_job
 from acetate.protocol import MODE_LAYERS, JobEvent, ResultRecord

@@ -24,6 +24,7 @@ from acetate.engine.family import detect_checkpoint, read_header
 from acetate.engine.models import MODE_REQUIREMENTS, ModelStore
 from acetate.engine.requirements import UNSUPPORTED_MODES
 from acetate.errors import InputError, ModelFileError, ModelNotFoundError
+from acetate.protocol import MODES
 
 
 @pytest.fixture
@@ -269,16 +270,7 @@ def test_refused_base_named_explicitly_says_why(models: Path) -> None:
 
 
 def test_requirements_table_covers_every_mode_once() -> None:
-    all_modes = {
-        "fg",
-        "fg2bg",
-        "bg2fg",
-        "joint",
-        "img2img",
-        "inpaint",
-        "layer_on_artwork",
-        "upscale",
-    }
+    all_modes = set(MODES)
     assert set(MODE_REQUIREMENTS["sd15"]) == all_modes
     assert set(MODE_REQUIREMENTS["sdxl"]) | set(UNSUPPORTED_MODES["sdxl"]) == all_modes
     for family, modes in MODE_REQUIREMENTS.items():

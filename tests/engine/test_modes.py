@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sample_images import rgba
 
 from acetate.engine.engine import Engine
 from acetate.engine.models import ModelStore
@@ -27,15 +28,6 @@ def engine(tiny_models_dir: Path) -> Engine:
 def params(**fields) -> GenerateParameters:
     base = {"prompt": "glass bottle", "seed": 7, "steps": 2, "decode": "fast"}
     return GenerateParameters.model_validate({**base, **fields})
-
-
-def rgba(width: int, height: int, seed: int = 0, *, opaque: bool = False) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
-    yy, xx = np.mgrid[0:height, 0:width]
-    disc = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) < (min(width, height) / 3) ** 2
-    image[..., 3] = 255 if opaque else np.where(disc, 255, 0)
-    return image
 
 
 def names(result) -> list[tuple[str, int]]:
