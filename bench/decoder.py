@@ -14,13 +14,13 @@ import argparse
 import platform
 import resource
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from provenance import commit
 
 from acetate.engine.transparency_codec import TTA_VIEWS, decode_transparent
 from acetate.engine.transparent_vae import TransparentDecoder, random_transparent_decoder
@@ -56,16 +56,6 @@ def device_name(device: torch.device) -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
-        )
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def timed(function: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, float]:

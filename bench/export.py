@@ -14,7 +14,6 @@ import functools
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from provenance import commit
 from psd_tools import PSDImage
 
 from acetate.export.png import DEFAULT_COMPRESS_LEVEL, FAST_COMPRESS_LEVEL, encode_png
@@ -72,16 +72,6 @@ def timed(function: Callable[[], object]) -> float:
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def main() -> None:

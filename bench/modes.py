@@ -18,13 +18,13 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from provenance import commit
 
 from acetate.engine.attention_sharing import AttentionSharing, AttentionSharingConfig
 from acetate.engine.engine import Engine
@@ -206,12 +206,9 @@ def main() -> None:
 
     store_dir = build_store(args.cache / "sd15-full-random")
     engine = Engine(ModelStore(store_dir), EngineOptions(device="cpu"))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     print(
         f"device: {engine.device_name} ({platform.processor() or platform.machine()}), "
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, commit {commit}"
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, commit {commit()}"
     )
     print(f"SD1.5 full size, random weights, {args.size}², {args.steps} steps, decode=fast\n")
     print(f"{'mode':<18}{'wall s':>9}{'compute s':>11}{'overhead':>10}")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 from PIL import Image
+from provenance import commit
 
 from acetate.api.app import create_app
 from acetate.api.config import ServerConfig
@@ -50,16 +51,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 class ReplayingEngine:

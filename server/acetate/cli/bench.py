@@ -31,13 +31,14 @@ def run(args: argparse.Namespace) -> int:
     for suite in suites:
         script = BENCH_DIR / f"{suite}.py"
         print(f"== bench/{suite}.py", flush=True)
-        saved = sys.argv
+        saved, saved_path = sys.argv, list(sys.path)
         sys.argv = [str(script), *args.rest]
+        sys.path.insert(0, str(BENCH_DIR))  # as `python bench/<suite>.py` would
         try:
             runpy.run_path(str(script), run_name="__main__")
         except SystemExit as exit_:
             if exit_.code not in (None, 0):
                 return int(exit_.code) if isinstance(exit_.code, int) else 1
         finally:
-            sys.argv = saved
+            sys.argv, sys.path[:] = saved, saved_path
     return 0
