@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from provenance import commit
 
-from acetate.engine.transparency_codec import TTA_VIEWS, decode_transparent
-from acetate.engine.transparent_vae import TransparentDecoder, random_transparent_decoder
+from acetate.engine.nets.transparency_codec import TTA_VIEWS, decode_transparent
+from acetate.engine.nets.transparent_vae import TransparentDecoder, random_transparent_decoder
 
 TARGET_SPEEDUP = 2.0
 TARGET_MAX_DIFFERENCE = 1 / 255

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from provenance import commit
 
-from acetate.engine.attention_sharing import AttentionSharing, AttentionSharingConfig
 from acetate.engine.engine import Engine
-from acetate.engine.models import ModelStore
+from acetate.engine.nets.attention_sharing import AttentionSharing, AttentionSharingConfig
+from acetate.engine.nets.transparent_vae import TransparentDecoder, TransparentEncoder
 from acetate.engine.options import EngineOptions
-from acetate.engine.transparent_vae import TransparentDecoder, TransparentEncoder
+from acetate.engine.store.models import ModelStore
 from acetate.protocol import GenerateParameters
 
 CONFIGS = Path(__file__).resolve().parents[1] / "server" / "acetate" / "engine" / "configs" / "sd15"
@@ -62,7 +62,7 @@ def build_store(root: Path) -> Path:
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from acetate.engine.tiny import write_tiny_tokenizer
+    from acetate.engine.tiny.bases import write_tiny_tokenizer
 
     stamp = root / "complete.json"
     if stamp.is_file():

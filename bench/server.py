@@ -40,10 +40,10 @@ from acetate.api.app import create_app
 from acetate.api.config import ServerConfig
 from acetate.client import AcetateClient
 from acetate.engine.engine import Engine
-from acetate.engine.models import ModelStore
 from acetate.engine.options import EngineOptions
 from acetate.engine.outputs import GenerationResult
-from acetate.engine.tiny import ensure_tiny_models
+from acetate.engine.store.models import ModelStore
+from acetate.engine.tiny.bases import ensure_tiny_models
 from acetate.protocol import JobEvent
 
 

@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store holding only the tiny test models (built in a few seconds)."""
-    from acetate.engine.tiny import ensure_tiny_models
+    from acetate.engine.tiny.bases import ensure_tiny_models
 
     models = tmp_path_factory.mktemp("models")
     ensure_tiny_models(models)

@@ -11,64 +11,63 @@ from collections.abc import Mapping
 import numpy as np
 
 from acetate.errors import InputError
-from acetate.protocol import (
-    ALLOWED_IMAGES,
-    FRAME_IMAGE,
-    MASK_FIELDS,
-    REQUIRED_IMAGES,
-    GenerateParameters,
-)
+from acetate.modes import MASK_FIELDS, MODES
+from acetate.protocol import GenerateParameters
 
 
 def check_request(params: GenerateParameters, images: Mapping[str, np.ndarray]) -> None:
     """Raise `InputError` for the first problem found, naming its field."""
     mode = params.mode
-    if mode != "upscale" and not params.prompt.strip():
+    spec = MODES[mode]
+    if spec.prompt_required and not params.prompt.strip():
         raise InputError(f"mode {mode} needs a prompt", field="prompt")
-    for field in REQUIRED_IMAGES[mode]:
+    for field in spec.required_images:
         if field not in images:
             raise InputError(f"mode {mode} needs an image in {field!r}", field=field)
     for field in images:
-        if field not in ALLOWED_IMAGES[mode]:
+        if field not in spec.allowed_images:
             raise InputError(f"mode {mode} does not use {field!r}", field=field)
     for field, array in images.items():
         expected_ndim = 2 if field in MASK_FIELDS else 3
         if array.ndim != expected_ndim or array.dtype != np.uint8:
             raise InputError(f"{field}: wrong image layout", field=field)
 
-    if "mask" in images:
-        image = images["image"]
-        if images["mask"].shape != image.shape[:2]:
-            raise InputError(
-                f"mask is {images['mask'].shape[1]}×{images['mask'].shape[0]} but image is "
-                f"{image.shape[1]}×{image.shape[0]}",
-                field="mask",
-            )
-    if params.selection_bounds is not None and "selection" not in images:
-        raise InputError("selection_bounds given without a selection", field="selection_bounds")
-    if "selection" in images and params.selection_bounds is None:
-        canvas = images["canvas"]
-        if images["selection"].shape != canvas.shape[:2]:
-            raise InputError(
-                f"selection is {images['selection'].shape[1]}×{images['selection'].shape[0]} "
-                f"but canvas is {canvas.shape[1]}×{canvas.shape[0]} "
-                "(send a canvas-sized mask or selection_bounds)",
-                field="selection",
-            )
-    if "selection" in images and params.selection_bounds is not None:
-        bounds = params.selection_bounds
-        canvas = images["canvas"]
-        if images["selection"].shape != (bounds.height, bounds.width):
-            raise InputError("selection must have the size of selection_bounds", field="selection")
-        if (
-            bounds.left + bounds.width > canvas.shape[1]
-            or bounds.top + bounds.height > canvas.shape[0]
-        ):
-            raise InputError("selection_bounds extends past the canvas", field="selection_bounds")
-    if "selection" in images and not images["selection"].any():
-        raise InputError("the selection is empty", field="selection")
-
+    _check_masks(params, images)
     _check_control(params, images)
+
+
+def _check_masks(params: GenerateParameters, images: Mapping[str, np.ndarray]) -> None:
+    """Each mask has its reference image's size, or is placed inside it by `selection_bounds`."""
+    spec = MODES[params.mode]
+    placed = [m for m in spec.inputs if m.kind == "mask" and m.source == "selection"]
+    if params.selection_bounds is not None and not any(m.field in images for m in placed):
+        raise InputError("selection_bounds given without a selection", field="selection_bounds")
+    for mask in spec.inputs:
+        if mask.kind != "mask" or mask.field not in images or mask.relative_to is None:
+            continue
+        pixels, reference = images[mask.field], images[mask.relative_to]
+        ref_h, ref_w = reference.shape[:2]
+        bounds = params.selection_bounds if mask in placed else None
+        if bounds is None:
+            if pixels.shape != (ref_h, ref_w):
+                hint = " (send a canvas-sized mask or selection_bounds)" if mask in placed else ""
+                raise InputError(
+                    f"{mask.field} is {pixels.shape[1]}×{pixels.shape[0]} but "
+                    f"{mask.relative_to} is {ref_w}×{ref_h}{hint}",
+                    field=mask.field,
+                )
+        else:
+            if pixels.shape != (bounds.height, bounds.width):
+                raise InputError(
+                    f"{mask.field} must have the size of selection_bounds", field=mask.field
+                )
+            if bounds.left + bounds.width > ref_w or bounds.top + bounds.height > ref_h:
+                raise InputError(
+                    f"selection_bounds extends past the {mask.relative_to}",
+                    field="selection_bounds",
+                )
+        if not mask.required and not pixels.any():
+            raise InputError(f"the {mask.field} is empty", field=mask.field)
 
 
 def _check_control(params: GenerateParameters, images: Mapping[str, np.ndarray]) -> None:
@@ -81,7 +80,7 @@ def _check_control(params: GenerateParameters, images: Mapping[str, np.ndarray])
         return
     if params.control == "image" and not has_control_image:
         raise InputError("control=image needs a control_image", field="control_image")
-    if params.control == "canny" and not has_control_image and params.mode not in FRAME_IMAGE:
+    if params.control == "canny" and not has_control_image and not MODES[params.mode].frame_image:
         raise InputError(
             f"control=canny in mode {params.mode} needs a control_image to take edges from",
             field="control_image",

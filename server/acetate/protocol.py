@@ -7,96 +7,38 @@ OpenAPI document) and the result files. The JavaScript and Krita clients mirror 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-Mode = Literal["fg", "fg2bg", "bg2fg", "joint", "img2img", "inpaint", "layer_on_artwork", "upscale"]
-MODES: tuple[Mode, ...] = (
-    "fg",
-    "fg2bg",
-    "bg2fg",
-    "joint",
-    "img2img",
-    "inpaint",
-    "layer_on_artwork",
-    "upscale",
+from acetate.modes import (
+    IMAGE_FIELDS,
+    LIST_INPUTS,
+    MASK_FIELDS,
+    MAX_PROMPT,
+    MODE_NAMES,
+    OPTIONS,
+    SCHEDULERS,
 )
+from acetate.modes import MODES as MODE_SPECS
+from acetate.modes import ModeSpec
+
+Mode = str  # a name in `acetate.modes.MODES`
+MODES: tuple[str, ...] = MODE_NAMES
 #: Modes with an image input: their layers come back in that input's pixel frame.
-EDITOR_MODES: frozenset[str] = frozenset(
-    {"fg2bg", "bg2fg", "img2img", "inpaint", "layer_on_artwork", "upscale"}
-)
-#: The image input whose frame an editor mode's layers use.
-FRAME_IMAGE: dict[str, str] = {
-    "fg2bg": "fg",
-    "bg2fg": "bg",
-    "img2img": "image",
-    "inpaint": "image",
-    "layer_on_artwork": "canvas",
-    "upscale": "image",
-}
-#: Image inputs each mode cannot run without.
-REQUIRED_IMAGES: dict[str, tuple[str, ...]] = {
-    "fg": (),
-    "fg2bg": ("fg",),
-    "bg2fg": ("bg",),
-    "joint": (),
-    "img2img": ("image",),
-    "inpaint": ("image", "mask"),
-    "layer_on_artwork": ("canvas",),
-    "upscale": ("image",),
-}
-#: Image inputs each mode can use (anything else sent is an error, not silently ignored).
-ALLOWED_IMAGES: dict[str, tuple[str, ...]] = {
-    "fg": ("control_image",),
-    "fg2bg": ("fg", "control_image"),
-    "bg2fg": ("bg", "control_image"),
-    "joint": ("control_image",),
-    "img2img": ("image", "mask", "control_image"),
-    "inpaint": ("image", "mask", "control_image"),
-    "layer_on_artwork": ("canvas", "selection", "control_image"),
-    "upscale": ("image", "control_image"),
-}
-IMAGE_FIELDS: tuple[str, ...] = (
-    "canvas",
-    "selection",
-    "fg",
-    "bg",
-    "image",
-    "mask",
-    "control_image",
-)
-MASK_FIELDS: frozenset[str] = frozenset({"selection", "mask"})
-LAYER_NAMES: tuple[str, ...] = ("foreground", "background", "blended")
-#: Layers each mode returns per result set, bottom to top as stacked in a document.
-MODE_LAYERS: dict[str, tuple[str, ...]] = {
-    "fg": ("foreground",),
-    "fg2bg": ("background", "blended"),
-    "bg2fg": ("foreground", "blended"),
-    "joint": ("background", "foreground", "blended"),
-    "img2img": ("foreground",),
-    "inpaint": ("foreground",),
-    "layer_on_artwork": ("foreground",),
-    "upscale": ("foreground",),
-}
-
+EDITOR_MODES: frozenset[str] = frozenset(m.name for m in MODE_SPECS.values() if m.is_editor_mode)
 Scheduler = Literal["dpm++_2m_karras", "dpm++_2m_sde_karras", "euler_a", "euler", "unipc", "ddim"]
-SCHEDULERS: tuple[str, ...] = (
-    "dpm++_2m_karras",
-    "dpm++_2m_sde_karras",
-    "euler_a",
-    "euler",
-    "unipc",
-    "ddim",
-)
 Decode = Literal["tta", "fast"]
 Control = Literal["none", "canny", "image"]
+assert get_args(Scheduler) == SCHEDULERS
+assert get_args(Decode) == OPTIONS["decode"].choices
+assert get_args(Control) == OPTIONS["control"].choices
 
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 8192
 MAX_PIXELS = 64 * 1024 * 1024
-MAX_PROMPT = 4000
 
 
 def layer_file_name(name: str, batch_index: int) -> str:
@@ -104,13 +46,26 @@ def layer_file_name(name: str, batch_index: int) -> str:
     return f"{name}.png" if batch_index == 0 else f"{name}_{batch_index}.png"
 
 
-def group_name(prompt: str, batch_index: int) -> str:
-    """Group name for one result set, the same in the PSD and in both editors."""
-    return f"{prompt[:60]} #{batch_index + 1}"
+def group_name(prompt: str, batch_index: int, mode: str | None = None) -> str:
+    """Group name for one result set, the same in the PSD and in both editors: the prompt's
+    first 60 characters (the mode's label when the prompt is empty) and `#<batch_index + 1>`."""
+    text = prompt.strip()[:60]
+    if not text and mode in MODE_SPECS:
+        text = MODE_SPECS[mode].label
+    return f"{text} #{batch_index + 1}"
 
 
 class _Strict(BaseModel):
+    """Requests: unknown fields are an error."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class _Lenient(BaseModel):
+    """Records a client receives: unknown fields are ignored, so a newer server adding a field
+    never breaks an older client."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class LayerPrompts(_Strict):
@@ -130,33 +85,68 @@ class Bounds(_Strict):
     height: int = Field(ge=1, le=MAX_SIDE)
 
 
-class GenerateParameters(_Strict):
-    """Every non-image request field. `None` means "the default for this model family and mode"."""
+def option_field(name: str) -> Any:
+    """The pydantic field of a mode option: constraints, help and default from its `Option`.
 
-    mode: Mode = "fg"
+    Options whose default depends on the family or mode default to None in the request
+    ("the default for this model family and mode"); `acetate.engine.resolve` fills them.
+    """
+    option = OPTIONS[name]
+    bounds: dict[str, Any] = {}
+    if option.minimum is not None:
+        bounds["gt" if option.exclusive_minimum else "ge"] = option.minimum
+    if option.maximum is not None:
+        bounds["le"] = option.maximum
+    if option.max_length is not None:
+        bounds["max_length"] = option.max_length
+    varies = bool(option.family_defaults) or any(
+        name in spec.defaults or any(name in s.defaults for s in spec.families.values())
+        for spec in MODE_SPECS.values()
+    )
+    return Field(
+        None if varies else option.default,
+        title=option.label,
+        description=option.help,
+        json_schema_extra={"enum": list(option.choices)} if option.choices else None,
+        **bounds,
+    )
+
+
+class GenerateParameters(_Strict):
+    """Every non-image request field. `None` means "the default for this model family and mode";
+    option constraints and help come from `acetate.modes.OPTIONS`."""
+
+    mode: Mode = Field("fg", json_schema_extra={"enum": list(MODE_NAMES)})
     model: str | None = Field(None, max_length=200, description="Base model name from /api/models")
-    prompt: str = Field("", max_length=MAX_PROMPT, description="Required except for upscale")
-    negative_prompt: str = Field("", max_length=MAX_PROMPT)
-    layer_prompts: LayerPrompts | None = None
+    prompt: str = Field("", max_length=MAX_PROMPT, description="Required unless the mode says not")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Random when absent; recorded")
-    steps: int | None = Field(None, ge=1, le=150)
-    cfg: float | None = Field(None, ge=0.0, le=30.0)
-    scheduler: Scheduler | None = None
-    width: int | None = Field(None, ge=64, le=4096, description="Multiple of 64; fg and joint")
-    height: int | None = Field(None, ge=64, le=4096, description="Multiple of 64; fg and joint")
     batch: int = Field(1, ge=1, le=16, description="Number of result sets")
-    strength: float = Field(0.7, gt=0.0, le=1.0)
-    layer_weight: float = Field(1.0, ge=0.0, le=2.0)
-    stop_at: float | None = Field(None, gt=0.0, le=1.0)
-    decode: Decode = "tta"
-    scale: float = Field(2.0, gt=1.0, le=4.0)
-    margin: int = Field(64, ge=0, le=2048)
-    feather: int = Field(4, ge=0, le=256)
-    control: Control = "none"
-    controlnet: str | None = Field(None, max_length=200)
-    control_strength: float = Field(1.0, ge=0.0, le=2.0)
+    negative_prompt: str = option_field("negative_prompt")
+    layer_prompts: LayerPrompts | None = option_field("layer_prompts")
+    steps: int | None = option_field("steps")
+    cfg: float | None = option_field("cfg")
+    scheduler: Scheduler | None = option_field("scheduler")
+    width: int | None = option_field("width")
+    height: int | None = option_field("height")
+    strength: float = option_field("strength")
+    layer_weight: float = option_field("layer_weight")
+    stop_at: float | None = option_field("stop_at")
+    decode: Decode = option_field("decode")
+    scale: float = option_field("scale")
+    margin: int = option_field("margin")
+    feather: int = option_field("feather")
+    control: Control = option_field("control")
+    controlnet: str | None = option_field("controlnet")
+    control_strength: float = option_field("control_strength")
     selection_bounds: Bounds | None = None
     client_id: str | None = Field(None, max_length=128)
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in MODE_SPECS:
+            raise ValueError(f"unknown mode {value!r}; choose one of {', '.join(MODE_NAMES)}")
+        return value
 
     @field_validator("width", "height")
     @classmethod
@@ -189,33 +179,81 @@ ImageValue = Annotated[
 ]
 
 
-class GenerateRequest(GenerateParameters):
-    """The JSON body of POST /api/jobs: parameters plus images."""
-
-    canvas: ImageValue | None = None
-    selection: ImageValue | None = None
-    fg: ImageValue | None = None
-    bg: ImageValue | None = None
-    image: ImageValue | None = None
-    mask: ImageValue | None = None
-    control_image: ImageValue | None = None
-
-    def parameters(self) -> GenerateParameters:
-        return GenerateParameters.model_validate(self.model_dump(exclude=set(IMAGE_FIELDS)))
+_PYTHON_TYPES: dict[str, Any] = {"int": int, "float": float, "bool": bool, "enum": str, "text": str}
 
 
-class ImageRecord(_Strict):
+def _option_annotation(name: str) -> Any:
+    option = OPTIONS[name]
+    return _PYTHON_TYPES[option.type] | None
+
+
+def _list_item_model(name: str) -> type[BaseModel]:
+    spec = LIST_INPUTS[name]
+    fields: dict[str, Any] = {
+        option.name: (_PYTHON_TYPES[option.type] | None, Field(option.default))
+        for option in spec.item_options
+    }
+    fields.update({image.field: (ImageValue | None, None) for image in spec.item_images})
+    model_name = "".join(part.title() for part in name.split("_")) + "Item"
+    return create_model(model_name, __base__=_Strict, __doc__=spec.help, **fields)
+
+
+def _extend_parameters(base: type[GenerateParameters]) -> type[GenerateParameters]:
+    """Fields that only modes loaded from `ACETATE_EXTRA_MODES` declare (lists, new options)."""
+    fields: dict[str, Any] = {}
+    for name in OPTIONS:
+        if name not in base.model_fields:
+            fields[name] = (_option_annotation(name), option_field(name))
+    for name, spec in LIST_INPUTS.items():
+        if name not in base.model_fields:
+            item = _list_item_model(name)
+            fields[name] = (
+                list[item] | None,  # type: ignore[valid-type]
+                Field(None, min_length=spec.min_items, max_length=spec.max_items,
+                      description=spec.help),
+            )  # fmt: skip
+    if not fields:
+        return base
+    return create_model("GenerateParameters", __base__=base, __doc__=base.__doc__, **fields)
+
+
+GenerateParameters = _extend_parameters(GenerateParameters)  # type: ignore[misc]
+
+
+
+def _request_model() -> type[GenerateParameters]:
+    images: dict[str, Any] = {name: (ImageValue | None, None) for name in IMAGE_FIELDS}
+    return create_model(
+        "GenerateRequest",
+        __base__=GenerateParameters,
+        __doc__="The JSON body of POST /api/jobs: parameters plus images (`IMAGE_FIELDS`).",
+        **images,
+    )
+
+
+#: The JSON body of POST /api/jobs: parameters plus every image field any mode declares.
+GenerateRequest = _request_model()
+
+
+def request_parameters(request: GenerateParameters) -> GenerateParameters:
+    """The parameters of a validated `GenerateRequest`, without its images."""
+    return GenerateParameters.model_validate(
+        request.model_dump(exclude=set(IMAGE_FIELDS), exclude_unset=True)
+    )
+
+
+class ImageRecord(_Lenient):
     width: int
     height: int
     sha256: str
 
 
-class CanvasSize(_Strict):
+class CanvasSize(_Lenient):
     width: int
     height: int
 
 
-class LayerRecord(_Strict):
+class LayerRecord(_Lenient):
     """One layer image and where it goes on the canvas."""
 
     name: str
@@ -228,7 +266,7 @@ class LayerRecord(_Strict):
     visible: bool = True
 
 
-class ResultRecord(_Strict):
+class ResultRecord(_Lenient):
     """The one result shape: `DIR/result.json`, a job's `result`, the `done` event."""
 
     id: str
@@ -244,13 +282,13 @@ class ResultRecord(_Strict):
 JobStatus = Literal["queued", "started", "done", "error", "cancelled"]
 
 
-class JobError(_Strict):
+class JobError(_Lenient):
     code: str
     message: str
     field: str | None = None
 
 
-class JobRecord(_Strict):
+class JobRecord(_Lenient):
     id: str
     status: JobStatus
     position: int | None = None
@@ -258,16 +296,16 @@ class JobRecord(_Strict):
     error: JobError | None = None
 
 
-class JobList(_Strict):
+class JobList(_Lenient):
     jobs: list[JobRecord]
 
 
-class JobCreated(_Strict):
+class JobCreated(_Lenient):
     id: str
     position: int
 
 
-class ErrorBody(_Strict):
+class ErrorBody(_Lenient):
     error: JobError
 
 
@@ -287,6 +325,120 @@ class JobEvent(str, Enum):
 FINAL_EVENTS: frozenset[JobEvent] = frozenset({JobEvent.done, JobEvent.error, JobEvent.cancelled})
 
 
-def event_message(event: JobEvent, job_id: str, **fields: Any) -> dict[str, Any]:
-    """A WebSocket JSON message: `{"type": event, "job_id": id, ...fields}`."""
-    return {"type": event.value, "job_id": job_id, **fields}
+@dataclass
+class JobMessage:
+    """One WebSocket event: a JSON message, plus a binary frame for `preview`.
+
+    Built with one constructor per event (`JobMessage.progress(...)` …); clients read messages
+    with `from_json`, which keeps unknown fields (and ignores them) so new fields never break them.
+    """
+
+    type: JobEvent
+    job_id: str | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    binary: bytes | None = None
+
+    def json(self) -> dict[str, Any]:
+        return {"type": self.type.value, "job_id": self.job_id, **self.fields}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], binary: bytes | None = None) -> JobMessage:
+        """A received message (the client side); an unknown type raises ValueError."""
+        fields = {key: value for key, value in data.items() if key not in ("type", "job_id")}
+        return cls(JobEvent(data.get("type")), data.get("job_id"), fields, binary)
+
+    @classmethod
+    def queued(cls, job_id: str, position: int) -> JobMessage:
+        return cls(JobEvent.queued, job_id, {"position": position})
+
+    @classmethod
+    def started(cls, job_id: str) -> JobMessage:
+        return cls(JobEvent.started, job_id)
+
+    @classmethod
+    def progress(cls, job_id: str, step: int, total: int, eta_s: float | None) -> JobMessage:
+        eta = None if eta_s is None else round(float(eta_s), 2)
+        return cls(JobEvent.progress, job_id, {"step": step, "total": total, "eta_s": eta})
+
+    @classmethod
+    def preview(cls, job_id: str, width: int, height: int, jpeg: bytes) -> JobMessage:
+        fields = {"width": width, "height": height, "format": "jpeg"}
+        return cls(JobEvent.preview, job_id, fields, jpeg)
+
+    @classmethod
+    def layer_ready(cls, job_id: str, layer: LayerRecord) -> JobMessage:
+        return cls(JobEvent.layer_ready, job_id, {"layer": layer.model_dump(mode="json")})
+
+    @classmethod
+    def done(cls, job_id: str, result: ResultRecord) -> JobMessage:
+        return cls(JobEvent.done, job_id, {"result": result.model_dump(mode="json")})
+
+    @classmethod
+    def failed(cls, job_id: str, error: JobError) -> JobMessage:
+        """The `error` event."""
+        return cls(JobEvent.error, job_id, {"code": error.code, "message": error.message})
+
+    @classmethod
+    def cancelled(cls, job_id: str) -> JobMessage:
+        return cls(JobEvent.cancelled, job_id)
+
+    @property
+    def layer(self) -> LayerRecord:
+        """`layer_ready`'s layer."""
+        return LayerRecord.model_validate(self.fields["layer"])
+
+    @property
+    def result(self) -> ResultRecord:
+        """`done`'s result record."""
+        return ResultRecord.model_validate(self.fields["result"])
+
+
+# -- resolved requests -------------------------------------------------------------------------
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StageSettings(_Frozen):
+    """One denoising stage as it will run."""
+
+    name: str
+    scheduler: Scheduler
+    stop_at: float
+
+
+class ResolvedRequest(_Frozen):
+    """A request with every default filled for its base model's family and its mode.
+
+    Made once (`acetate.engine.resolve.resolve_request`), at submit time on the server; the
+    engine, the result record and the PNG/PSD metadata all read it. Round-trips through JSON.
+    """
+
+    #: Every non-image field with its default filled (`stop_at`, `scheduler`: the layer stage's;
+    #: `width`/`height`: null in editor modes, whose frame is the input's).
+    parameters: GenerateParameters
+    family: str
+    tiny: bool
+    stages: tuple[StageSettings, ...]
+    #: The model's working size for this request (editor modes fit their frame to it).
+    native_size: int
+    canvas: CanvasSize
+    images: dict[str, ImageRecord]
+    #: role → official kind of each LayerDiffusion file the request uses.
+    files: dict[str, str]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def mode(self) -> str:
+        return self.parameters.mode
+
+    @property
+    def spec(self) -> ModeSpec:
+        return MODE_SPECS[self.parameters.mode]
+
+    def record_parameters(self) -> dict[str, Any]:
+        """The result record's `parameters`: every field, images as {width, height, sha256}."""
+        record = self.parameters.model_dump(mode="json")
+        record.update({name: image.model_dump() for name, image in self.images.items()})
+        return record

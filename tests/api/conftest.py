@@ -15,7 +15,7 @@ from acetate.api.config import ServerConfig
 
 @pytest.fixture(scope="session")
 def model_store(tiny_models_dir: Path) -> Any:
-    from acetate.engine.models import ModelStore
+    from acetate.engine.store.models import ModelStore
 
     return ModelStore(tiny_models_dir)
 

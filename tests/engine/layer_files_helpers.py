@@ -14,7 +14,7 @@ from diffusers import UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 from test_keymap import TINY_SD15, TINY_SDXL
 
-from acetate.engine.tiny_layers import write_tiny_layer_files
+from acetate.engine.tiny.layers import write_tiny_layer_files
 
 SDXL_KINDS = (
     "layer_xl_transparent_attn",

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
-from acetate.engine.attention_sharing import AttentionSharing
-from acetate.engine.family import CONFIGS_DIR, expected_unet_shapes, load_json
-from acetate.engine.keymap import diffusers_to_ldm_key
-from acetate.engine.transparent_vae import TransparentDecoder, TransparentEncoder
-from acetate.engine.unet_patch import ATTENTION_TARGET
+from acetate.engine.nets.attention_sharing import AttentionSharing
+from acetate.engine.nets.keymap import diffusers_to_ldm_key
+from acetate.engine.nets.transparent_vae import TransparentDecoder, TransparentEncoder
+from acetate.engine.nets.unet_patch import ATTENTION_TARGET
+from acetate.engine.store.family import CONFIGS_DIR, expected_unet_shapes, load_json
 
 Shapes = dict[str, tuple[int, ...]]
 _BYTES = {"F16": 2, "F32": 4, "BF16": 2}
@@ -155,7 +155,7 @@ def full_checkpoint_shapes(family: str) -> Shapes:
     from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from acetate.engine.ldm_convert import pipeline_to_ldm
+    from acetate.engine.tiny.ldm_convert import pipeline_to_ldm
 
     folder = CONFIGS_DIR / family
     with torch.device("meta"):

@@ -11,7 +11,7 @@ from layer_files_helpers import SD15_KINDS, rewrite, state_copy, tiny_sd15, writ
 from safetensors.torch import load_file
 from test_keymap import FULL_SD15, TINY_SD15
 
-from acetate.engine.attention_sharing import AttentionSharing, attention_module_names
+from acetate.engine.nets.attention_sharing import AttentionSharing, attention_module_names
 from acetate.errors import InputError, ModelFileError
 
 CONTEXT = TINY_SD15["cross_attention_dim"]

@@ -11,15 +11,15 @@ import torch
 from layer_files_helpers import rewrite, tiny_unets, write_files
 from safetensors.torch import save_file
 
-from acetate.engine.identify import (
+from acetate.engine.nets.transparent_vae import write_tiny_transparent_files
+from acetate.engine.store.identify import (
     KINDS,
     LD_DIFFUSERS_ENCODER_SCALE,
     describe,
     identify_layer_file,
     verify_full_size,
 )
-from acetate.engine.tiny_layers import write_tiny_layer_files
-from acetate.engine.transparent_vae import write_tiny_transparent_files
+from acetate.engine.tiny.layers import write_tiny_layer_files
 from acetate.errors import ModelFileError
 
 # kind → (family, role, frames, use_control, conv_in_channels)

@@ -10,12 +10,12 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
-from acetate.engine.keymap import (
+from acetate.engine.nets.keymap import (
     diffusers_to_ldm_key,
     ldm_to_diffusers_key,
     strip_ldm_prefix,
 )
-from acetate.engine.tiny import TINY_SD15, TINY_SDXL
+from acetate.engine.tiny.bases import TINY_SD15, TINY_SDXL
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "data" / "manifests"
 

@@ -12,14 +12,14 @@ from diffusers import UNet2DConditionModel
 from layer_files_helpers import write_sparse
 from test_keymap import FULL_SD15, FULL_SDXL, MANIFESTS
 
-from acetate.engine.attention_sharing import (
+from acetate.engine.nets.attention_sharing import (
     OFFICIAL_LAYERS,
     AttentionSharing,
     attention_module_names,
 )
-from acetate.engine.identify import full_size_params, identify_layer_file, verify_full_size
-from acetate.engine.keymap import diffusers_to_ldm_key
-from acetate.engine.unet_patch import ATTENTION_TARGET, QKV_WEIGHT, plan_unet_patch
+from acetate.engine.nets.keymap import diffusers_to_ldm_key
+from acetate.engine.nets.unet_patch import ATTENTION_TARGET, QKV_WEIGHT, plan_unet_patch
+from acetate.engine.store.identify import full_size_params, identify_layer_file, verify_full_size
 from acetate.errors import ModelFileError
 
 SHARING = {

@@ -20,9 +20,9 @@ from store_files import (
     write_layer_file,
 )
 
-from acetate.engine.family import detect_checkpoint, read_header
-from acetate.engine.models import MODE_REQUIREMENTS, ModelStore
-from acetate.engine.requirements import UNSUPPORTED_MODES
+from acetate.engine.store.family import detect_checkpoint, read_header
+from acetate.engine.store.models import MODE_REQUIREMENTS, ModelStore
+from acetate.engine.store.requirements import UNSUPPORTED_MODES
 from acetate.errors import InputError, ModelFileError, ModelNotFoundError
 from acetate.protocol import MODES
 
@@ -379,7 +379,7 @@ def test_controlnet_default_prefers_the_control_kind(models: Path, tiny_models_d
 
 
 def test_controlnet_single_files_are_classified(models: Path, tmp_path: Path) -> None:
-    from acetate.engine.family import detect_controlnet_file
+    from acetate.engine.store.family import detect_controlnet_file
 
     ldm = {
         "control_model.input_hint_block.0.weight": (16, 3, 3, 3),
@@ -453,8 +453,8 @@ def test_diffusers_folders_are_judged_by_their_configs(models: Path, tiny_models
 
     import torch
 
-    from acetate.engine.family import detect_pipeline_folder
-    from acetate.engine.models import load_base_pipeline
+    from acetate.engine.store.family import detect_pipeline_folder
+    from acetate.engine.store.models import load_base_pipeline
 
     source = tiny_models_dir / "tiny" / "checkpoints" / "tiny-sd15"
 

@@ -11,8 +11,8 @@ import torch
 from sample_images import rgba
 
 from acetate.engine.engine import Engine
-from acetate.engine.models import ModelStore
 from acetate.engine.options import EngineOptions
+from acetate.engine.store.models import ModelStore
 from acetate.errors import GenerationCancelled, InputError, ModelNotFoundError
 from acetate.protocol import GenerateParameters
 

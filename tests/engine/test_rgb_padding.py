@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from acetate.engine.rgb_padding import pad_rgb, pad_rgb_tensor
+from acetate.engine.nets.rgb_padding import pad_rgb, pad_rgb_tensor
 
 
 def _random_rgba(seed: int, height: int, width: int) -> np.ndarray:

@@ -29,10 +29,10 @@ from store_files import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from acetate.engine.family import CONFIGS_DIR, infer_model_type, read_header
-from acetate.engine.ldm_convert import save_ldm_checkpoint
-from acetate.engine.loading import load_base_pipeline, load_controlnet, load_tokenizers
-from acetate.engine.models import ModelStore
+from acetate.engine.store.family import CONFIGS_DIR, infer_model_type, read_header
+from acetate.engine.store.loading import load_base_pipeline, load_controlnet, load_tokenizers
+from acetate.engine.store.models import ModelStore
+from acetate.engine.tiny.ldm_convert import save_ldm_checkpoint
 from acetate.errors import ModelNotFoundError
 
 PIPELINES = {"sd15": StableDiffusionPipeline, "sdxl": StableDiffusionXLPipeline}
@@ -219,7 +219,7 @@ def test_full_size_single_file_loads_with_the_bundled_config(
 def test_incomplete_checkpoint_fails_with_one_clear_line(models: Path) -> None:
     from safetensors.torch import save_file
 
-    from acetate.engine.ldm_convert import pipeline_to_ldm
+    from acetate.engine.tiny.ldm_convert import pipeline_to_ldm
     from acetate.errors import ModelFileError
 
     reference = StableDiffusionPipeline.from_pretrained(

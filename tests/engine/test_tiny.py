@@ -13,9 +13,9 @@ import pytest
 import torch
 from diffusers import ControlNetModel, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from acetate.engine.family import CONFIGS_DIR, load_json
-from acetate.engine.identify import KINDS
-from acetate.engine.tiny import (
+from acetate.engine.store.family import CONFIGS_DIR, load_json
+from acetate.engine.store.identify import KINDS
+from acetate.engine.tiny.bases import (
     STAMP_FILE,
     TINY_SD15,
     TINY_SDXL,

@@ -13,8 +13,8 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from safetensors.torch import load_file, save_file
 
-from acetate.engine.rgb_padding import pad_rgb
-from acetate.engine.transparency_codec import (
+from acetate.engine.nets.rgb_padding import pad_rgb
+from acetate.engine.nets.transparency_codec import (
     TTA_VIEWS,
     decode_rgba,
     decode_transparent,
@@ -23,7 +23,7 @@ from acetate.engine.transparency_codec import (
     rgba_tensor_to_uint8,
     rgba_uint8_to_tensor,
 )
-from acetate.engine.transparent_vae import (
+from acetate.engine.nets.transparent_vae import (
     TINY_FILE_NAMES,
     TransparentDecoder,
     TransparentEncoder,

@@ -18,8 +18,8 @@ from layer_files_helpers import (
 )
 from safetensors.torch import load_file, save_file
 
-from acetate.engine.keymap import diffusers_to_ldm_key
-from acetate.engine.unet_patch import (
+from acetate.engine.nets.keymap import diffusers_to_ldm_key
+from acetate.engine.nets.unet_patch import (
     active_patches,
     apply_unet_patch,
     load_unet_patch,

@@ -15,7 +15,7 @@ from acetate.jobs.worker import GenerationEngine, Worker
 
 
 class ModelCatalog(Protocol):
-    """What the API needs of `acetate.engine.models.ModelStore`."""
+    """What the API needs of `acetate.engine.store.models.ModelStore`."""
 
     def describe(self) -> dict[str, Any]: ...
 

@@ -14,11 +14,12 @@ from acetate import __version__
 from acetate.api.errors import ApiError
 from acetate.api.keys import CACHE, CONFIG, ENGINE, HUB, MODELS, PSD_LOCKS, QUEUE
 from acetate.api.openapi import build_openapi
-from acetate.api.schemas import Health
+from acetate.api.schemas import Health, ModesInfo
 from acetate.api.uploads import read_upload
 from acetate.export.result import write_psd_for_result
 from acetate.jobs.job import Job
 from acetate.jobs.queue import JobNotFound, new_job
+from acetate.modes import API_VERSION, modes_document
 from acetate.protocol import JobCreated, JobList, LayerRecord, ResultRecord
 
 #: How long a PNG download of a layer announced by `layer_ready` waits for the file.
@@ -34,6 +35,7 @@ async def health(request: web.Request) -> web.Response:
     running = queue.running.id if queue.running is not None else None
     info = Health(
         version=__version__,
+        api_version=API_VERSION,
         device=request.app[ENGINE].device_name,
         queue_length=queue.length,
         running=running,
@@ -44,6 +46,15 @@ async def health(request: web.Request) -> web.Response:
 async def models(request: web.Request) -> web.Response:
     description = await asyncio.to_thread(request.app[MODELS].describe)
     return web.json_response(description)
+
+
+def published_modes() -> dict[str, Any]:
+    """`GET /api/modes`: the mode specs, checked against the published schema."""
+    return ModesInfo.model_validate(modes_document()).model_dump(mode="json", exclude_none=True)
+
+
+async def modes(request: web.Request) -> web.Response:
+    return web.json_response(published_modes())
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -195,6 +206,7 @@ def _write_psd(folder: Path, record: ResultRecord) -> ResultRecord:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/models", models)
+    app.router.add_get("/api/modes", modes)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_post("/api/jobs", submit_job)
     app.router.add_get("/api/jobs", list_jobs)

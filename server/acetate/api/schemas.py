@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,7 @@ class Health(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str
+    api_version: int = Field(description="Protocol version; clients refuse a server without it")
     device: str
     queue_length: int = Field(description="Waiting jobs plus the running one")
     running: str | None = Field(description="Id of the running job")
@@ -24,3 +25,101 @@ class ModelsInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     bases: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class _Published(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OptionInfo(_Published):
+    """An option a mode reads (`acetate.modes.Option`)."""
+
+    name: str
+    label: str
+    help: str
+    type: Literal["int", "float", "bool", "enum", "text", "prompts"]
+    default: Any = None
+    family_defaults: dict[str, Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool | None = None
+    multiple_of: int | None = None
+    choices: list[str] | None = None
+    max_length: int | None = None
+    advanced: bool
+    depends_on: str | None = None
+
+
+class ImageInputInfo(_Published):
+    """An image or mask a mode takes, and where an editor reads it from."""
+
+    field: str
+    label: str
+    help: str
+    kind: Literal["rgba", "mask"]
+    source: Literal["canvas", "layer", "selection"]
+    required: bool
+    frame: bool
+    relative_to: str | None = None
+    when: dict[str, list[str]] | None = None
+
+
+class ListInputInfo(_Published):
+    """A list-valued input whose items carry their own fields and images."""
+
+    field: str
+    label: str
+    help: str
+    min_items: int
+    max_items: int
+    item_options: list[OptionInfo]
+    item_images: list[ImageInputInfo]
+
+
+class LayerInfo(_Published):
+    """A layer a mode returns per result set (bottom → top); `count_from` makes it a pattern."""
+
+    name: str
+    label: str
+    visible: bool
+    keeps_alpha: bool
+    count_from: str | None = None
+
+
+class StageInfo(_Published):
+    name: str
+    label: str
+    scheduler: str | None
+    stop_at: float
+    takes_stop_at: bool
+
+
+class FamilyInfo(_Published):
+    family: str
+    label: str
+    supported: bool
+    stages: list[StageInfo] | None = None
+    reason: str | None = None
+
+
+class ModeInfo(_Published):
+    """One mode as `GET /api/modes` publishes it (`acetate.modes.ModeSpec.to_json`)."""
+
+    name: str
+    label: str
+    help: str
+    prompt_required: bool
+    inputs: list[ImageInputInfo]
+    lists: list[ListInputInfo]
+    frame: str | None
+    frame_scale: str | None
+    layers: list[LayerInfo]
+    options: list[OptionInfo]
+    families: list[FamilyInfo]
+
+
+class ModesInfo(_Published):
+    """GET /api/modes."""
+
+    api_version: int
+    modes: list[ModeInfo]

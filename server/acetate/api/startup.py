@@ -14,7 +14,7 @@ from acetate.jobs.worker import GenerationEngine
 def open_models(models_dir: Path, extra_dirs: Sequence[Path]) -> tuple[Any, list[str]]:
     """The model store, and notes for the first lines when only the tiny test models exist
     (the store builds them on first use)."""
-    from acetate.engine.models import ModelStore
+    from acetate.engine.store.models import ModelStore
 
     store = ModelStore(models_dir, list(extra_dirs))
     if any(not base.tiny for base in store.bases()):

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         name = torch.cuda.get_device_name(device)
         print(f"  {name}: {free / 2**30:.1f} of {total / 2**30:.1f} GiB free")
 
-    from acetate.engine.models import ModelStore
+    from acetate.engine.store.models import ModelStore
 
     store = ModelStore(models_dir(args), args.extra_models_dir)
     summary = store.describe()

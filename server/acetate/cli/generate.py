@@ -156,7 +156,7 @@ def _run_local(args: argparse.Namespace, params, images) -> int:
     from tqdm import tqdm
 
     from acetate.engine.engine import Engine
-    from acetate.engine.models import ModelStore
+    from acetate.engine.store.models import ModelStore
     from acetate.export.result import write_result
 
     overrides = [

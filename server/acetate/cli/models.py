@@ -56,7 +56,7 @@ def _models_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from acetate.engine.models import ModelStore
+    from acetate.engine.store.models import ModelStore
 
     return ModelStore(models_dir(args), args.extra_models_dir)
 
@@ -130,8 +130,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _check(path: Path, kind: str | None) -> dict[str, Any]:
-    from acetate.engine.family import PICKLE_REASON, PICKLE_SUFFIXES
-    from acetate.engine.identify import describe, identify_layer_file, verify_full_size
+    from acetate.engine.store.family import PICKLE_REASON, PICKLE_SUFFIXES
+    from acetate.engine.store.identify import describe, identify_layer_file, verify_full_size
     from acetate.errors import ModelFileError
 
     if not path.is_file():
@@ -162,7 +162,7 @@ def _check(path: Path, kind: str | None) -> dict[str, Any]:
 
 def _other_model(path: Path) -> str | None:
     """A one-line description when `path` is a base checkpoint or ControlNet instead."""
-    from acetate.engine.family import detect_checkpoint, detect_controlnet_file, read_header
+    from acetate.engine.store.family import detect_checkpoint, detect_controlnet_file, read_header
     from acetate.errors import ModelFileError
 
     try:
@@ -181,7 +181,7 @@ def _other_model(path: Path) -> str | None:
 
 
 def run_tiny(args: argparse.Namespace) -> int:
-    from acetate.engine.tiny import ensure_tiny_models
+    from acetate.engine.tiny.bases import ensure_tiny_models
 
     root = ensure_tiny_models(models_dir(args))
     for path in sorted(
@@ -192,7 +192,7 @@ def run_tiny(args: argparse.Namespace) -> int:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    from acetate.engine.catalog import download
+    from acetate.engine.store.catalog import download
 
     if not args.name.strip():
         raise InputError("give a model name", field="name")

@@ -21,17 +21,17 @@ import numpy as np
 import torch
 
 from acetate.checks import check_request
-from acetate.engine.attention_sharing import AttentionSharing
 from acetate.engine.framing import Rect
-from acetate.engine.models import ModelStore, load_base_pipeline, load_controlnet
+from acetate.engine.nets.attention_sharing import AttentionSharing
+from acetate.engine.nets.transparent_vae import load_transparent_decoder, load_transparent_encoder
+from acetate.engine.nets.unet_patch import load_unet_patch
 from acetate.engine.options import EngineOptions
 from acetate.engine.outputs import GenerationResult
 from acetate.engine.pipelines import MODE_PIPELINES, denoising_stages
 from acetate.engine.pipelines.context import LayerModels, ModeContext, Progress, Settings, StepInfo
 from acetate.engine.pipelines.sampler import Sampler
 from acetate.engine.schedulers import sampling_defaults
-from acetate.engine.transparent_vae import load_transparent_decoder, load_transparent_encoder
-from acetate.engine.unet_patch import load_unet_patch
+from acetate.engine.store.models import ModelStore, load_base_pipeline, load_controlnet
 from acetate.errors import InputError, OutOfMemory
 from acetate.images import image_record
 from acetate.protocol import EDITOR_MODES, GenerateParameters

@@ -19,17 +19,27 @@ from acetate.export.atomic import write_bytes_atomic
 from acetate.export.png import DEFAULT_COMPRESS_LEVEL, write_png
 from acetate.export.psd import PSD_FILE, result_groups, write_psd
 from acetate.images import decode_png
-from acetate.protocol import MODE_LAYERS, CanvasSize, LayerRecord, ResultRecord
+from acetate.modes import MODES, LayerOut
+from acetate.protocol import CanvasSize, LayerRecord, ResultRecord
 
 RESULT_FILE = "result.json"
-#: Layers that are hidden in every document, whatever the engine says.
-HIDDEN_LAYERS = frozenset({"blended"})
-#: Layers that keep their alpha channel even when fully opaque.
-ALPHA_LAYERS = frozenset({"foreground"})
 
 
-def layer_record(layer: LayerImage) -> LayerRecord:
-    """The record of one engine layer (`blended` is always hidden)."""
+def _layer_spec(mode: str, name: str) -> LayerOut | None:
+    spec = MODES.get(mode)
+    return spec.layer_spec(name) if spec is not None else None
+
+
+def keeps_alpha(mode: str, name: str) -> bool:
+    """Whether a layer is written with an alpha channel even when fully opaque (mode spec)."""
+    declared = _layer_spec(mode, name)
+    return declared is not None and declared.keeps_alpha
+
+
+def layer_record(layer: LayerImage, mode: str) -> LayerRecord:
+    """The record of one engine layer (a layer its mode declares hidden is always hidden)."""
+    declared = _layer_spec(mode, layer.name)
+    visible = layer.visible and (declared is None or declared.visible)
     return LayerRecord(
         name=layer.name,
         batch_index=layer.batch_index,
@@ -38,7 +48,7 @@ def layer_record(layer: LayerImage) -> LayerRecord:
         top=layer.top,
         width=layer.width,
         height=layer.height,
-        visible=layer.visible and layer.name not in HIDDEN_LAYERS,
+        visible=visible,
     )
 
 
@@ -53,7 +63,7 @@ def write_result(
 ) -> ResultRecord:
     """Write a result folder and return its record.
 
-    Layers go in record order: by batch item, then bottom → top as `MODE_LAYERS` stacks them.
+    Layers go in record order: by batch item, then bottom → top as the mode spec stacks them.
     `on_layer` is called after each PNG is complete (the server's `layer_ready`).
     """
     out_dir = Path(out_dir)
@@ -66,12 +76,12 @@ def write_result(
     layers = _ordered(result.mode, result.layers)
     records: list[LayerRecord] = []
     for layer in layers:
-        record = layer_record(layer)
+        record = layer_record(layer, result.mode)
         write_png(
             out_dir / record.file,
             layer.pixels,
             parameters=result.parameters,
-            opaque=False if layer.name in ALPHA_LAYERS else None,
+            opaque=False if keeps_alpha(result.mode, layer.name) else None,
             compress_level=compress_level,
         )
         records.append(record)
@@ -97,12 +107,21 @@ def write_result(
     return result_record
 
 
-def _ordered(mode: str, layers: list[LayerImage]) -> list[LayerImage]:
-    stack = MODE_LAYERS.get(mode, ())
+def stack_position(mode: str, name: str) -> tuple[int, int]:
+    """Where a layer stacks in its result set, bottom first: its declaration's index in the
+    mode spec, then its number within a counted pattern (`object_{i}`)."""
+    spec = MODES.get(mode)
+    declared = spec.layers if spec is not None else ()
+    for index, layer in enumerate(declared):
+        number = layer.number(name)
+        if number is not None:
+            return index, number
+    return len(declared), 0
 
-    def key(layer: LayerImage) -> tuple[int, int]:
-        position = stack.index(layer.name) if layer.name in stack else len(stack)
-        return layer.batch_index, position
+
+def _ordered(mode: str, layers: list[LayerImage]) -> list[LayerImage]:
+    def key(layer: LayerImage) -> tuple[int, tuple[int, int]]:
+        return layer.batch_index, stack_position(mode, layer.name)
 
     return sorted(layers, key=key)  # stable: unknown names keep the engine's order
 

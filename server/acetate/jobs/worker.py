@@ -193,7 +193,7 @@ class Worker:
         # Raw pixels are served from memory at once; PNG downloads wait for their file.
         for layer in result.layers:
             self.cache.put(job.id, layer.file, layer.pixels)
-            loop.call_soon_threadsafe(self.queue.layer_ready, job, layer_record(layer))
+            loop.call_soon_threadsafe(self.queue.layer_ready, job, layer_record(layer, result.mode))
 
         def on_layer(record: LayerRecord) -> None:
             loop.call_soon_threadsafe(job.mark_written, record.file)

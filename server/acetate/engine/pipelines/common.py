@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from acetate.engine import framing
-from acetate.engine.attention_sharing import AttentionSharing
+from acetate.engine.nets.attention_sharing import AttentionSharing
+from acetate.engine.nets.transparency_codec import decode_rgba, rgba_tensor_to_uint8
+from acetate.engine.nets.unet_patch import apply_unet_patch
 from acetate.engine.pipelines.context import ModeContext
 from acetate.engine.pipelines.sampler import ControlInput, PromptEmbeds
-from acetate.engine.transparency_codec import decode_rgba, rgba_tensor_to_uint8
-from acetate.engine.unet_patch import apply_unet_patch
 from acetate.errors import InputError
 
 

@@ -18,8 +18,8 @@ from diffusers import ControlNetModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from acetate.engine.nets.transparency_codec import vae_precision
 from acetate.engine.schedulers import make_scheduler
-from acetate.engine.transparency_codec import vae_precision
 
 
 @dataclass

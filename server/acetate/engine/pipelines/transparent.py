@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from acetate.engine import framing
+from acetate.engine.nets.transparency_codec import encode_transparent, rgba_uint8_to_tensor
 from acetate.engine.outputs import LayerImage
 from acetate.engine.pipelines.common import (
     control_input,
@@ -29,7 +30,6 @@ from acetate.engine.pipelines.common import (
 from acetate.engine.pipelines.context import ModeContext
 from acetate.engine.pipelines.sampler import ControlInput, DenoiseSpec, InpaintInput
 from acetate.engine.schedulers import sampling_defaults
-from acetate.engine.transparency_codec import encode_transparent, rgba_uint8_to_tensor
 
 #: Upscale works at most at this multiple of the native pixel count; the rest is resampling.
 UPSCALE_MAX_AREA = 4.0

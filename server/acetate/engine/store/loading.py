@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from acetate.engine.discovery import BaseModel, ControlNetInfo
-from acetate.engine.family import CONFIGS_DIR, FAMILY_LABEL, load_json
+from acetate.engine.store.discovery import BaseModel, ControlNetInfo
+from acetate.engine.store.family import CONFIGS_DIR, FAMILY_LABEL, load_json
 from acetate.errors import ModelFileError, ModelNotFoundError
 
 TOKENIZER_HELP = (

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
-from acetate.engine.rgb_padding import pad_rgb_tensor
-from acetate.engine.transparent_vae import (
+from acetate.engine.nets.rgb_padding import pad_rgb_tensor
+from acetate.engine.nets.transparent_vae import (
     SIZE_MULTIPLE,
     TransparentDecoder,
     TransparentEncoder,

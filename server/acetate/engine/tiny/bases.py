@@ -231,7 +231,8 @@ def build_tiny_controlnet(unet: Any, folder: Path, seed: int = SEED) -> Any:
 
 
 def _layer_writers() -> tuple[Any, Any]:
-    from acetate.engine import tiny_layers, transparent_vae
+    from acetate.engine.nets import transparent_vae
+    from acetate.engine.tiny import layers as tiny_layers
 
     return transparent_vae, tiny_layers
 

@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from acetate.engine import discovery
-from acetate.engine.discovery import (
+from acetate.engine.store import discovery
+from acetate.engine.store.discovery import (
     BaseModel,
     ControlNetInfo,
     Found,
@@ -25,9 +25,9 @@ from acetate.engine.discovery import (
     hf_cache_dir,
     hf_snapshots,
 )
-from acetate.engine.family import CONFIGS_DIR, FAMILIES, FAMILY_LABEL, Family
-from acetate.engine.loading import load_base_pipeline, load_controlnet
-from acetate.engine.requirements import (
+from acetate.engine.store.family import CONFIGS_DIR, FAMILIES, FAMILY_LABEL, Family
+from acetate.engine.store.loading import load_base_pipeline, load_controlnet
+from acetate.engine.store.requirements import (
     MODE_REQUIREMENTS,
     UNSUPPORTED_MODES,
     file_name,
@@ -35,7 +35,7 @@ from acetate.engine.requirements import (
     override_role,
     select,
 )
-from acetate.engine.tiny import (
+from acetate.engine.tiny.bases import (
     TINY_BASES,
     TINY_CONTROLNETS,
     ensure_tiny_models,
@@ -401,7 +401,7 @@ class ModelStore:
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary (GET /api/models, `acetate models --json`)."""
-        from acetate.engine.catalog import where_to_get
+        from acetate.engine.store.catalog import where_to_get
 
         bases = self.bases()
         default = next((b.name for b in bases if not b.tiny), "tiny-sdxl")

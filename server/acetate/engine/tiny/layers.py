@@ -17,9 +17,9 @@ import torch
 from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
-from acetate.engine.attention_sharing import AttentionSharing, AttentionSharingConfig
-from acetate.engine.keymap import diffusers_to_ldm_key
-from acetate.engine.unet_patch import ATTENTION_TARGET, CONV_IN, QKV_WEIGHT
+from acetate.engine.nets.attention_sharing import AttentionSharing, AttentionSharingConfig
+from acetate.engine.nets.keymap import diffusers_to_ldm_key
+from acetate.engine.nets.unet_patch import ATTENTION_TARGET, CONV_IN, QKV_WEIGHT
 
 TINY_RANK = 4
 TINY_CONTROL_WIDTHS = (8, 8, 16, 16)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from acetate.engine.family import (
+from acetate.engine.store.family import (
     PICKLE_REASON,
     PICKLE_SUFFIXES,
     Detection,
@@ -227,7 +227,7 @@ _IDENTITIES: dict[tuple[str, int, int, str | None], Any] = {}
 
 def identify_layer(path: Path, source: str, kind: str | None = None) -> LayerFile:
     """Identify one layer file (raises `ModelFileError`)."""
-    from acetate.engine.identify import identify_layer_file
+    from acetate.engine.store.identify import identify_layer_file
 
     try:
         stat = path.stat()
@@ -242,7 +242,7 @@ def identify_layer(path: Path, source: str, kind: str | None = None) -> LayerFil
 
 def scan_layer_folder(folder: Path, source: str, *, official_names_only: bool = False) -> Found:
     """Official LayerDiffusion files in a folder (not recursive)."""
-    from acetate.engine.identify import KINDS
+    from acetate.engine.store.identify import KINDS
 
     found = Found()
     for path in _entries(folder, MAX_DEPTH):

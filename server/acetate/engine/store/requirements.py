@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from acetate.engine.discovery import BaseModel, LayerFile
-from acetate.engine.family import FAMILY_LABEL, Family
+from acetate.engine.store.discovery import BaseModel, LayerFile
+from acetate.engine.store.family import FAMILY_LABEL, Family
 from acetate.errors import InputError, ModelFileError
 
 Role = str

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from acetate.engine.keymap import diffusers_to_ldm_key
+from acetate.engine.nets.keymap import diffusers_to_ldm_key
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."

@@ -19,17 +19,17 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
 
-from acetate.engine.attention_sharing import AttentionSharing, infer_config
-from acetate.engine.family import CONFIGS_DIR, load_json
-from acetate.engine.keymap import strip_ldm_prefix
-from acetate.engine.transparent_vae import TransparentDecoder, TransparentEncoder
-from acetate.engine.unet_patch import (
+from acetate.engine.nets.attention_sharing import AttentionSharing, infer_config
+from acetate.engine.nets.keymap import strip_ldm_prefix
+from acetate.engine.nets.transparent_vae import TransparentDecoder, TransparentEncoder
+from acetate.engine.nets.unet_patch import (
     ATTENTION_TARGET,
     QKV_WEIGHT,
     patch_format,
     plan_unet_patch,
 )
-from acetate.engine.weights import Shapes, check_layout, read_shapes
+from acetate.engine.nets.weights import Shapes, check_layout, read_shapes
+from acetate.engine.store.family import CONFIGS_DIR, load_json
 from acetate.errors import ModelFileError
 
 Family = Literal["sd15", "sdxl"]

@@ -125,7 +125,7 @@ def load_json(path: Path) -> dict[str, Any]:
 
 
 def _unet_configs() -> dict[tuple[Family, bool], dict[str, Any]]:
-    from acetate.engine.tiny import TINY_SD15, TINY_SDXL
+    from acetate.engine.tiny.bases import TINY_SD15, TINY_SDXL
 
     return {
         ("sd15", False): load_json(CONFIGS_DIR / "sd15" / "unet" / "config.json"),
@@ -141,7 +141,7 @@ def expected_unet_shapes(family: Family, tiny: bool) -> dict[str, tuple[int, ...
     import torch
     from diffusers import UNet2DConditionModel
 
-    from acetate.engine.keymap import diffusers_to_ldm_key
+    from acetate.engine.nets.keymap import diffusers_to_ldm_key
 
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(_unet_configs()[(family, tiny)])

@@ -33,8 +33,8 @@ from diffusers import UNet2DConditionModel
 from safetensors import safe_open
 from torch import nn
 
-from acetate.engine.keymap import LDM_PREFIXES, ldm_to_diffusers_key
-from acetate.engine.weights import Shapes, read_shapes
+from acetate.engine.nets.keymap import LDM_PREFIXES, ldm_to_diffusers_key
+from acetate.engine.nets.weights import Shapes, read_shapes
 from acetate.errors import InputError, ModelFileError
 
 PatchFormat = Literal["forge", "diffusers"]

@@ -23,8 +23,8 @@ from diffusers.models.attention_processor import Attention
 from safetensors.torch import load_file
 from torch import nn
 
-from acetate.engine.keymap import ldm_to_diffusers_key
-from acetate.engine.sharing_unit import (
+from acetate.engine.nets.keymap import ldm_to_diffusers_key
+from acetate.engine.nets.sharing_unit import (
     CONTROL_WIDTHS,
     ControlEncoder,
     HookerLayers,
@@ -32,8 +32,8 @@ from acetate.engine.sharing_unit import (
     SharingLayer,
     SharingProcessor,
 )
-from acetate.engine.unet_patch import check_strength
-from acetate.engine.weights import Shapes, check_layout, read_shapes
+from acetate.engine.nets.unet_patch import check_strength
+from acetate.engine.nets.weights import Shapes, check_layout, read_shapes
 from acetate.errors import InputError, ModelFileError
 
 #: LDM names of the 32 attention modules, in the official index order.

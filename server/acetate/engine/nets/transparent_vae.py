@@ -25,7 +25,7 @@ from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from acetate.engine.weights import check_layout, read_shapes
+from acetate.engine.nets.weights import check_layout, read_shapes
 from acetate.errors import ModelFileError
 
 #: The decoder halves the resolution six times, so sizes must be multiples of 2**6.

@@ -1,0 +1,2 @@
+"""Tiny random models in the official file formats (tests, `make serve` without weights).
+Imports only `engine.nets`."""
