@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ from acetate.api.config import ServerConfig
 from acetate.client import AcetateClient
 from acetate.engine.engine import Engine
 from acetate.engine.options import EngineOptions
-from acetate.engine.outputs import GenerationResult
+from acetate.engine.outputs import LayerImage
+from acetate.engine.resolve import Prepared
 from acetate.engine.store.models import ModelStore
 from acetate.engine.tiny.bases import ensure_tiny_models
 from acetate.protocol import JobEvent
@@ -54,29 +55,32 @@ def free_port() -> int:
 
 
 class ReplayingEngine:
-    """The real engine for the first request; later requests replay that result, stamping the
-    moment `generate` returns (the pipeline's hand-off to the server)."""
+    """The real engine for the first request; later requests replay its layers, stamping the
+    moment the last one is yielded (the pipeline's hand-off to the server)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.result: GenerationResult | None = None
+        self.layers: list[LayerImage] | None = None
         self.returned_at: list[float] = []
 
     @property
     def device_name(self) -> str:
         return self.engine.device_name
 
-    def generate(
+    def prepare(self, params: Any, images: Mapping[str, np.ndarray]) -> Prepared:
+        return self.engine.prepare(params, images)
+
+    def stream(
         self,
-        params: Any,
+        prepared: Prepared,
         images: Mapping[str, np.ndarray],
         callback: Any = None,
         cancel: Any = None,
-    ) -> GenerationResult:
-        if self.result is None:
-            self.result = self.engine.generate(params, images, callback=callback, cancel=cancel)
+    ) -> Iterator[LayerImage]:
+        if self.layers is None:
+            self.layers = list(self.engine.stream(prepared, images, callback, cancel))
         self.returned_at.append(time.perf_counter())
-        return self.result
+        yield from self.layers
 
     def release(self) -> None:
         self.engine.release()

@@ -30,13 +30,13 @@ from PIL import Image
 from acetate.errors import AcetateError, GenerationCancelled, InputError
 from acetate.export.atomic import write_bytes_atomic
 from acetate.export.psd import PSD_FILE
-from acetate.jobs.job import JobMessage
+from acetate.modes import MASK_FIELDS
 from acetate.protocol import (
     FINAL_EVENTS,
-    MASK_FIELDS,
     GenerateParameters,
     JobCreated,
     JobEvent,
+    JobMessage,
     JobRecord,
     ResultRecord,
 )

@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 
 from acetate.errors import InputError
-from acetate.protocol import MASK_FIELDS, MAX_PIXELS, MAX_SIDE, GrayImage, RgbaImage
+from acetate.modes import MASK_FIELDS
+from acetate.protocol import MAX_PIXELS, MAX_SIDE, GrayImage, RgbaImage
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

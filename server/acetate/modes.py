@@ -362,6 +362,7 @@ OPTIONS: dict[str, Option] = {
                family_defaults={"sdxl": 5.0, "sd15": 7.0}, minimum=0.0, maximum=30.0),
         Option("scheduler", "Sampler",
                "Sampler for every stage; unset, each stage uses its own default.", "enum",
+               family_defaults={"sdxl": "dpm++_2m_sde_karras", "sd15": "dpm++_2m_karras"},
                choices=SCHEDULERS, advanced=True),
         Option("width", "Width", "Image width in pixels (a multiple of 64).", "int",
                family_defaults={"sdxl": 1024, "sd15": 512}, minimum=64, maximum=4096,
@@ -422,10 +423,12 @@ _SDXL_DECODER = ("vae_transparent_decoder", "ld_diffusers_sdxl_vae_transparent_d
 _SDXL_ENCODER = ("vae_transparent_encoder", "ld_diffusers_sdxl_vae_transparent_encoder")
 _SD15_DECODER = ("layer_sd15_vae_transparent_decoder",)
 _SD15_ENCODER = ("layer_sd15_vae_transparent_encoder",)
-_SDXL_FG_FILES = {
-    "unet_patch": ("layer_xl_transparent_attn", "ld_diffusers_sdxl_attn", "layer_xl_transparent_conv"),
-    "decoder": _SDXL_DECODER,
-}  # fmt: skip
+_SDXL_FG_PATCHES = (
+    "layer_xl_transparent_attn",
+    "ld_diffusers_sdxl_attn",
+    "layer_xl_transparent_conv",
+)
+_SDXL_FG_FILES = {"unet_patch": _SDXL_FG_PATCHES, "decoder": _SDXL_DECODER}
 _SDXL_BG2FG_FILES = {
     "blend_patch": ("layer_xl_bg2ble",),
     "unet_patch": ("layer_xl_bgble2fg",),

@@ -16,14 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from acetate.modes import (
     IMAGE_FIELDS,
     LIST_INPUTS,
-    MASK_FIELDS,
     MAX_PROMPT,
     MODE_NAMES,
     OPTIONS,
     SCHEDULERS,
+    ModeSpec,
 )
 from acetate.modes import MODES as MODE_SPECS
-from acetate.modes import ModeSpec
 
 Mode = str  # a name in `acetate.modes.MODES`
 MODES: tuple[str, ...] = MODE_NAMES
@@ -220,7 +219,6 @@ def _extend_parameters(base: type[GenerateParameters]) -> type[GenerateParameter
 GenerateParameters = _extend_parameters(GenerateParameters)  # type: ignore[misc]
 
 
-
 def _request_model() -> type[GenerateParameters]:
     images: dict[str, Any] = {name: (ImageValue | None, None) for name in IMAGE_FIELDS}
     return create_model(
@@ -374,9 +372,9 @@ class JobMessage:
         return cls(JobEvent.done, job_id, {"result": result.model_dump(mode="json")})
 
     @classmethod
-    def failed(cls, job_id: str, error: JobError) -> JobMessage:
-        """The `error` event."""
-        return cls(JobEvent.error, job_id, {"code": error.code, "message": error.message})
+    def failed(cls, job_id: str | None, error: JobError) -> JobMessage:
+        """The `error` event (`job_id` None: about the socket's own messages)."""
+        return cls(JobEvent.error, job_id, error.model_dump(mode="json"))
 
     @classmethod
     def cancelled(cls, job_id: str) -> JobMessage:

@@ -5,7 +5,7 @@ The one place a fake is used: `FaultyEngine` wraps the real engine and raises on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,16 +31,19 @@ class FaultyEngine:
     def device_name(self) -> str:
         return str(self.engine.device_name)
 
-    def generate(
+    def prepare(self, params: Any, images: Mapping[str, np.ndarray]) -> Any:
+        return self.engine.prepare(params, images)
+
+    def stream(
         self,
-        params: Any,
+        prepared: Any,
         images: Mapping[str, np.ndarray],
         callback: Any = None,
         cancel: Any = None,
-    ) -> Any:
+    ) -> Iterator[Any]:
         if self.faults:
             raise self.faults.pop(0)
-        return self.engine.generate(params, images, callback=callback, cancel=cancel)
+        yield from self.engine.stream(prepared, images, callback, cancel)
 
     def release(self) -> None:
         self.released += 1

@@ -24,7 +24,7 @@ from acetate.engine.store.family import detect_checkpoint, read_header
 from acetate.engine.store.models import MODE_REQUIREMENTS, ModelStore
 from acetate.engine.store.requirements import UNSUPPORTED_MODES
 from acetate.errors import InputError, ModelFileError, ModelNotFoundError
-from acetate.protocol import MODES
+from acetate.modes import MODE_NAMES as MODES
 
 
 @pytest.fixture

@@ -1,17 +1,16 @@
 """A test-only mode, loaded with `ACETATE_EXTRA_MODES=tests.support.dummy_mode`.
 
-It proves that a new mode is one spec plus one pipeline function: two denoising stages, a list
+It proves that a new mode is one spec plus one pipeline function (`dummy_pipeline.py`, imported
+by the engine only, as the built-in pipelines are): two denoising stages, a list
 input whose length sets how many layers come back, layers streamed as each stage finishes. No
 other file of the server or of either editor plugin knows about it.
 
 Stage one makes `part_0` (a transparent foreground from the first part's prompt) and yields it;
 stage two makes every other part in one batch and the hidden `blended` composite of all parts
-over the canvas.
+over the canvas. Batch is ignored (one result set).
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 from acetate.modes import FamilySupport, ImageInput, LayerOut, ListInput, ModeSpec, Option, Stage
 
@@ -23,7 +22,7 @@ MODES = [
         name="dummy_parts",
         label="Parts over the canvas (test mode)",
         help="One transparent layer per listed part, over the canvas.",
-        pipeline="tests.support.dummy_mode:run_dummy_parts",
+        pipeline="tests.support.dummy_pipeline:run_dummy_parts",
         layers=(
             LayerOut("part_{i}", "Part", count_from="parts", keeps_alpha=True),
             LayerOut("blended", "Blended", visible=False),
@@ -31,7 +30,10 @@ MODES = [
         options=("negative_prompt", "steps", "cfg", "decode"),
         families={
             "sdxl": FamilySupport(
-                {"unet_patch": ("layer_xl_transparent_attn",), "decoder": ("vae_transparent_decoder",)},
+                {
+                    "unet_patch": ("layer_xl_transparent_attn",),
+                    "decoder": ("vae_transparent_decoder",),
+                },
                 (_FIRST, _SECOND),
             ),
             "sd15": FamilySupport(
@@ -63,8 +65,3 @@ MODES = [
         prompt_required=False,
     )
 ]
-
-
-def run_dummy_parts(ctx: object) -> Iterator[object]:  # replaced below once the engine streams
-    raise NotImplementedError
-    yield

@@ -27,7 +27,7 @@ from acetate.api.ws import Hub
 from acetate.jobs.cache import LayerCache
 from acetate.jobs.queue import JobQueue
 from acetate.jobs.store import JobStore
-from acetate.jobs.worker import GenerationEngine, ResultWriter, Worker, write_result_folder
+from acetate.jobs.worker import GenerationEngine, Worker
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ def create_app(
     config: ServerConfig,
     engine: GenerationEngine,
     store: ModelCatalog,
-    *,
-    writer: ResultWriter = write_result_folder,
 ) -> web.Application:
     """A fresh application; `store` is the `ModelStore` (for GET /api/models)."""
     config.check()
@@ -58,7 +56,6 @@ def create_app(
         queue,
         engine,
         cache,
-        writer=writer,
         preview_interval_s=config.preview_interval_s,
         preview_max_side=config.preview_max_side,
         shutdown_timeout_s=config.shutdown_timeout_s,

@@ -19,10 +19,6 @@ class ModelCatalog(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
-    def plan(
-        self, model: str | None, mode: str, control: str = ..., controlnet: str | None = ...
-    ) -> Any: ...
-
 
 CONFIG = web.AppKey("config", ServerConfig)
 ENGINE = web.AppKey("engine", GenerationEngine)

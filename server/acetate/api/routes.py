@@ -63,13 +63,11 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def submit_job(request: web.Request) -> web.Response:
     upload = await read_upload(request, request.app[CONFIG].max_body_bytes)
-    params = upload.params
     # Unknown model, missing layer file, unsupported mode: a 4xx now rather than an error event.
-    await asyncio.to_thread(
-        request.app[MODELS].plan, params.model, params.mode, params.control, params.controlnet
-    )
+    # The request is resolved once, here; the worker runs exactly what was resolved.
+    prepared = await asyncio.to_thread(request.app[ENGINE].prepare, upload.params, upload.images)
     owner = upload.params.client_id or request.remote or "unknown"
-    job = new_job(upload.params, upload.images, owner)
+    job = new_job(prepared, upload.images, owner)
     position = await request.app[QUEUE].submit(job)
     return json_model(JobCreated(id=job.id, position=position), status=202)
 

@@ -21,7 +21,8 @@ from acetate.api.errors import ApiError, validation_error
 from acetate.checks import check_request
 from acetate.errors import InputError
 from acetate.images import decode_image_value, decode_png, decode_raw
-from acetate.protocol import IMAGE_FIELDS, GenerateParameters, GenerateRequest
+from acetate.modes import IMAGE_FIELDS
+from acetate.protocol import GenerateParameters, GenerateRequest, request_parameters
 
 REQUEST_FIELDS: frozenset[str] = frozenset(GenerateRequest.model_fields)
 SIZE_FIELDS: frozenset[str] = frozenset(
@@ -70,7 +71,7 @@ def parse_request_object(data: Any) -> tuple[GenerateRequest, GenerateParameters
         raise InputError("the request must be a JSON object", field="body")
     try:
         request = GenerateRequest.model_validate(data)
-        return request, request.parameters()
+        return request, request_parameters(request)
     except ValidationError as error:
         raise validation_error(error, REQUEST_FIELDS) from None
 

@@ -16,9 +16,9 @@ from typing import Literal
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from acetate.jobs.job import JOB_ID, JobMessage
+from acetate.jobs.job import JOB_ID
 from acetate.jobs.queue import JobQueue
-from acetate.protocol import JobEvent
+from acetate.protocol import JobError, JobEvent, JobMessage
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Connection:
 
 def protocol_error(code: str, message: str, job_id: str | None = None) -> JobMessage:
     """An `error` event about the socket's own messages (not about a job's run)."""
-    return JobMessage(JobEvent.error, job_id, {"code": code, "message": message, "field": None})
+    return JobMessage.failed(job_id, JobError(code=code, message=message))
 
 
 class Hub:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import gc
 import logging
-import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,24 +20,27 @@ import numpy as np
 import torch
 
 from acetate.checks import check_request
-from acetate.engine.framing import Rect
 from acetate.engine.nets.attention_sharing import AttentionSharing
 from acetate.engine.nets.transparent_vae import load_transparent_decoder, load_transparent_encoder
 from acetate.engine.nets.unet_patch import load_unet_patch
 from acetate.engine.options import EngineOptions
-from acetate.engine.outputs import GenerationResult
-from acetate.engine.pipelines import MODE_PIPELINES, denoising_stages
-from acetate.engine.pipelines.context import LayerModels, ModeContext, Progress, Settings, StepInfo
+from acetate.engine.outputs import GenerationResult, LayerImage
+from acetate.engine.pipelines import pipeline
+from acetate.engine.pipelines.context import LayerModels, ModeContext, Progress, StepInfo
 from acetate.engine.pipelines.sampler import Sampler
-from acetate.engine.schedulers import sampling_defaults
-from acetate.engine.store.models import ModelStore, load_base_pipeline, load_controlnet
+from acetate.engine.resolve import Prepared, resolve_request
+from acetate.engine.store.models import (
+    LayerOverride,
+    ModelStore,
+    load_base_pipeline,
+    load_controlnet,
+)
 from acetate.errors import InputError, OutOfMemory
-from acetate.images import image_record
-from acetate.protocol import EDITOR_MODES, GenerateParameters
+from acetate.protocol import GenerateParameters
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Engine", "StepInfo"]
+__all__ = ["Engine", "Prepared", "StepInfo"]
 
 
 @dataclass
@@ -99,18 +101,31 @@ class Engine:
             return f"cuda:{self.device.index or 0} ({torch.cuda.get_device_name(self.device)})"
         return self.device.type
 
-    def generate(
+    def prepare(
         self,
         params: GenerateParameters,
         images: Mapping[str, np.ndarray],
+        overrides: Sequence[LayerOverride] = (),
+    ) -> Prepared:
+        """Check a request and resolve it (defaults, base, layer files) without loading
+        anything; `InputError`s name the field. The server does this when a job is submitted."""
+        check_request(params, images)
+        plan = self.store.plan(
+            params.model, params.mode, params.control, params.controlnet, overrides
+        )
+        return Prepared(resolve_request(params, images, plan), plan)
+
+    def stream(
+        self,
+        prepared: Prepared,
+        images: Mapping[str, np.ndarray],
         callback: Callable[[StepInfo], None] | None = None,
         cancel: threading.Event | None = None,
-        overrides: Sequence[Path] = (),
-    ) -> GenerationResult:
-        """Run one request. Input errors are raised before any model is loaded."""
+    ) -> Iterator[LayerImage]:
+        """Run a prepared request, yielding each layer as soon as it is final."""
         with self._lock:
             try:
-                return self._generate(params, dict(images), callback, cancel, overrides)
+                yield from self._run(prepared, dict(images), callback, cancel)
             except torch.cuda.OutOfMemoryError as error:
                 self.release()
                 raise OutOfMemory(f"out of device memory: {error}") from error
@@ -120,56 +135,46 @@ class Engine:
                 self.release()
                 raise OutOfMemory(f"out of memory: {error}") from error
 
-    def _generate(
+    def generate(
         self,
         params: GenerateParameters,
+        images: Mapping[str, np.ndarray],
+        callback: Callable[[StepInfo], None] | None = None,
+        cancel: threading.Event | None = None,
+        overrides: Sequence[LayerOverride] = (),
+    ) -> GenerationResult:
+        """Prepare and run one request, all layers at once (the CLI and tests).
+        Input errors are raised before any model is loaded."""
+        prepared = self.prepare(params, images, overrides)
+        layers = list(self.stream(prepared, images, callback, cancel))
+        return GenerationResult.of(prepared.request, layers)
+
+    def _run(
+        self,
+        prepared: Prepared,
         images: dict[str, np.ndarray],
         callback: Callable[[StepInfo], None] | None,
         cancel: threading.Event | None,
-        overrides: Sequence[Path],
-    ) -> GenerationResult:
-        # 1. Check inputs and resolve every file before loading anything
-        check_request(params, images)
-        plan = self.store.plan(
-            params.model, params.mode, params.control, params.controlnet, overrides
-        )
-        base, files, controlnet_info = plan.base, plan.files, plan.controlnet
-        settings = resolve_settings(params, base.family, base.tiny, images)
-        # 2. Load (or reuse) the base, the layer files and the ControlNet
-        loaded = self._load_base(base)
-        models = self._layer_models(loaded, files)
-        controlnet = self._controlnet(loaded, controlnet_info) if controlnet_info else None
-        # 3. Run the mode
-        progress = Progress(
-            settings.steps * denoising_stages(params.mode, base.family),
-            base.family,
-            callback,
-            cancel,
-        )
+    ) -> Iterator[LayerImage]:
+        request, plan = prepared
+        # 1. Load (or reuse) the base, the layer files and the ControlNet the plan names
+        loaded = self._load_base(plan.base)
+        models = self._layer_models(loaded, plan.files)
+        controlnet = self._controlnet(loaded, plan.controlnet) if plan.controlnet else None
+        # 2. Run the mode's pipeline, counting steps over all of its stages
+        params = request.parameters
+        total = (params.steps or 1) * len(request.stages)
+        progress = Progress(total, request.family, callback, cancel)
         progress.check_cancel()
         context = ModeContext(
             sampler=loaded.sampler,
-            settings=settings,
+            request=request,
             models=models,
             images=images,
             progress=progress,
-            native_size=sampling_defaults(base.family, params.mode, tiny=base.tiny).size,
             controlnet=controlnet,
-            selection_bounds=_rect(params),
         )
-        layers = MODE_PIPELINES[params.mode](context)
-        canvas_h, canvas_w = _canvas_size(params, settings, images)
-        return GenerationResult(
-            mode=params.mode,
-            model=base.name,
-            parameters=record_parameters(
-                params, settings, base.name, base.family, images, controlnet_info
-            ),
-            canvas_width=canvas_w,
-            canvas_height=canvas_h,
-            layers=layers,
-            warnings=plan.warnings,
-        )
+        yield from pipeline(params.mode)(context)
 
     # Loading ---------------------------------------------------------------------------------
 
@@ -237,85 +242,3 @@ def _quiet_library_progress() -> None:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-
-
-def resolve_settings(
-    params: GenerateParameters, family: str, tiny: bool, images: Mapping[str, np.ndarray]
-) -> Settings:
-    """Fill every default for this family and mode; the seed is drawn when absent."""
-    defaults = sampling_defaults(family, params.mode, tiny=tiny)
-    width = params.width or defaults.size
-    height = params.height or defaults.size
-    prompts = params.layer_prompts.model_dump() if params.layer_prompts else {}
-    return Settings(
-        mode=params.mode,
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
-        layer_prompts=prompts,
-        seed=params.seed if params.seed is not None else secrets.randbelow(2**32),
-        steps=params.steps or defaults.steps,
-        cfg=params.cfg if params.cfg is not None else defaults.cfg,
-        scheduler=params.scheduler,
-        width=width,
-        height=height,
-        batch=params.batch,
-        strength=params.strength,
-        layer_weight=params.layer_weight,
-        stop_at=params.stop_at,
-        decode=params.decode,
-        scale=params.scale,
-        margin=params.margin,
-        feather=params.feather,
-        control=params.control,
-        control_strength=params.control_strength,
-    )
-
-
-def record_parameters(
-    params: GenerateParameters,
-    settings: Settings,
-    model: str,
-    family: str,
-    images: Mapping[str, np.ndarray],
-    controlnet_info: Any,
-) -> dict[str, Any]:
-    """Every request field with defaults filled; images as {width, height, sha256}."""
-    record = params.model_dump(mode="json")
-    record.update(
-        model=model,
-        seed=settings.seed,
-        steps=settings.steps,
-        cfg=settings.cfg,
-        scheduler=settings.scheduler or sampling_defaults(family, params.mode).scheduler,
-        width=settings.width,
-        height=settings.height,
-    )
-    if params.mode in EDITOR_MODES:
-        record["width"] = record["height"] = None
-    if controlnet_info is not None:
-        record["controlnet"] = controlnet_info.name
-    for field, array in images.items():
-        record[field] = image_record(array)
-    return record
-
-
-def _rect(params: GenerateParameters) -> Rect | None:
-    bounds = params.selection_bounds
-    if bounds is None:
-        return None
-    return Rect(bounds.left, bounds.top, bounds.width, bounds.height)
-
-
-def _canvas_size(
-    params: GenerateParameters, settings: Settings, images: Mapping[str, np.ndarray]
-) -> tuple[int, int]:
-    """The input frame (scaled for upscale), else the generated size."""
-    from acetate.protocol import FRAME_IMAGE
-
-    field = FRAME_IMAGE.get(params.mode)
-    if field is None:
-        return settings.height, settings.width
-    height, width = images[field].shape[:2]
-    if params.mode == "upscale":
-        return max(1, round(height * settings.scale)), max(1, round(width * settings.scale))
-    return height, width

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from acetate.protocol import layer_file_name
+from acetate.protocol import ResolvedRequest, layer_file_name
 
 
 @dataclass
@@ -45,3 +45,16 @@ class GenerationResult:
     canvas_height: int
     layers: list[LayerImage]
     warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, request: ResolvedRequest, layers: list[LayerImage]) -> GenerationResult:
+        """The result of a resolved request (the record's parameters come from it)."""
+        return cls(
+            mode=request.mode,
+            model=request.parameters.model or "",
+            parameters=request.record_parameters(),
+            canvas_width=request.canvas.width,
+            canvas_height=request.canvas.height,
+            layers=layers,
+            warnings=list(request.warnings),
+        )

@@ -203,5 +203,6 @@ def result_groups(
             PsdLayer(layer.name, pixels(layer), layer.left, layer.top, layer.visible)
         )
     return [
-        PsdGroup(group_name(prompt, index), layers) for index, layers in sorted(by_batch.items())
+        PsdGroup(group_name(prompt, index, record.mode), layers)
+        for index, layers in sorted(by_batch.items())
     ]

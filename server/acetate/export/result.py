@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -52,6 +53,74 @@ def layer_record(layer: LayerImage, mode: str) -> LayerRecord:
     )
 
 
+class ResultWriter:
+    """A result folder written layer by layer, as the engine yields them.
+
+    `add` writes one layer's PNG atomically and returns its record (the server's `layer_ready`
+    follows); `finish` orders the records (by batch item, then bottom → top as the mode spec
+    stacks them), optionally writes the PSD, and writes `result.json` last.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        mode: str,
+        parameters: dict[str, Any],
+        compress_level: int = DEFAULT_COMPRESS_LEVEL,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.mode = mode
+        self.parameters = parameters
+        self.compress_level = compress_level
+        self.layers: list[LayerImage] = []
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # A previous record or PSD here would describe files that are about to change.
+        for stale in (RESULT_FILE, PSD_FILE):
+            with suppress(FileNotFoundError):
+                (self.out_dir / stale).unlink()
+
+    def add(self, layer: LayerImage) -> LayerRecord:
+        record = layer_record(layer, self.mode)
+        write_png(
+            self.out_dir / record.file,
+            layer.pixels,
+            parameters=self.parameters,
+            opaque=False if keeps_alpha(self.mode, layer.name) else None,
+            compress_level=self.compress_level,
+        )
+        self.layers.append(layer)
+        return record
+
+    def finish(
+        self,
+        *,
+        job_id: str,
+        model: str,
+        canvas: tuple[int, int],
+        warnings: list[str],
+        psd: bool,
+    ) -> ResultRecord:
+        layers = _ordered(self.mode, self.layers)
+        record = ResultRecord(
+            id=job_id,
+            mode=self.mode,
+            model=model,
+            parameters=self.parameters,
+            canvas=CanvasSize(width=canvas[0], height=canvas[1]),
+            layers=[layer_record(layer, self.mode) for layer in layers],
+            psd=None,
+            warnings=list(warnings),
+        )
+        if psd:
+            pixels = {(layer.name, layer.batch_index): layer.pixels for layer in layers}
+            groups = result_groups(record, lambda r: pixels[(r.name, r.batch_index)])
+            write_psd(self.out_dir / PSD_FILE, _canvas(record), groups)
+            record.psd = PSD_FILE
+        _write_record(self.out_dir, record)
+        return record
+
+
 def write_result(
     out_dir: Path,
     result: GenerationResult,
@@ -61,50 +130,24 @@ def write_result(
     on_layer: Callable[[LayerRecord], None] | None = None,
     compress_level: int = DEFAULT_COMPRESS_LEVEL,
 ) -> ResultRecord:
-    """Write a result folder and return its record.
+    """Write a whole result folder at once and return its record (see `ResultWriter`).
 
-    Layers go in record order: by batch item, then bottom → top as the mode spec stacks them.
-    `on_layer` is called after each PNG is complete (the server's `layer_ready`).
+    `on_layer` is called after each PNG is complete.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # A previous record or PSD here would describe files that are about to change.
-    for stale in (RESULT_FILE, PSD_FILE):
-        with suppress(FileNotFoundError):
-            (out_dir / stale).unlink()
-
-    layers = _ordered(result.mode, result.layers)
-    records: list[LayerRecord] = []
-    for layer in layers:
-        record = layer_record(layer, result.mode)
-        write_png(
-            out_dir / record.file,
-            layer.pixels,
-            parameters=result.parameters,
-            opaque=False if keeps_alpha(result.mode, layer.name) else None,
-            compress_level=compress_level,
-        )
-        records.append(record)
+    writer = ResultWriter(
+        out_dir, mode=result.mode, parameters=result.parameters, compress_level=compress_level
+    )
+    for layer in _ordered(result.mode, result.layers):
+        record = writer.add(layer)
         if on_layer is not None:
             on_layer(record)
-
-    result_record = ResultRecord(
-        id=job_id,
-        mode=result.mode,  # type: ignore[arg-type]
+    return writer.finish(
+        job_id=job_id,
         model=result.model,
-        parameters=result.parameters,
-        canvas=CanvasSize(width=result.canvas_width, height=result.canvas_height),
-        layers=records,
-        psd=None,
-        warnings=list(result.warnings),
+        canvas=(result.canvas_width, result.canvas_height),
+        warnings=result.warnings,
+        psd=psd,
     )
-    if psd:
-        pixels = {(layer.name, layer.batch_index): layer.pixels for layer in layers}
-        groups = result_groups(result_record, lambda r: pixels[(r.name, r.batch_index)])
-        write_psd(out_dir / PSD_FILE, _canvas(result_record), groups)
-        result_record.psd = PSD_FILE
-    _write_record(out_dir, result_record)
-    return result_record
 
 
 def stack_position(mode: str, name: str) -> tuple[int, int]:

@@ -8,20 +8,22 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from acetate.errors import InputError
 from acetate.protocol import (
-    GenerateParameters,
     JobError,
-    JobEvent,
+    JobMessage,
     JobRecord,
     JobStatus,
     LayerRecord,
     ResultRecord,
 )
+
+if TYPE_CHECKING:
+    from acetate.engine.resolve import Prepared
 
 JOB_ID = re.compile(r"j_[0-9a-f]{32}")
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "error", "cancelled"})
@@ -38,32 +40,14 @@ def check_job_id(value: str, field: str = "id") -> str:
     return value
 
 
-@dataclass
-class JobMessage:
-    """One WebSocket event: a JSON message, plus a binary frame for `preview`."""
-
-    type: JobEvent
-    job_id: str | None
-    fields: dict[str, Any] = field(default_factory=dict)
-    binary: bytes | None = None
-
-    def json(self) -> dict[str, Any]:
-        return {"type": self.type.value, "job_id": self.job_id, **self.fields}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], binary: bytes | None = None) -> JobMessage:
-        """A received message (the client side); unknown types raise ValueError."""
-        fields = {key: value for key, value in data.items() if key not in ("type", "job_id")}
-        return cls(JobEvent(data.get("type")), data.get("job_id"), fields, binary)
-
-
 @dataclass(eq=False)
 class Job:
-    """A job from submission to its final state. `params` and images are dropped once it has
-    run (the result record keeps the parameters), and are None/empty for restored jobs."""
+    """A job from submission to its final state. The resolved request and images are dropped
+    once it has run (the result record keeps the parameters), and are None/empty for restored
+    jobs."""
 
     id: str
-    params: GenerateParameters | None
+    prepared: Prepared | None
     images: dict[str, np.ndarray]
     owner: str
     client_id: str | None = None
@@ -106,10 +90,10 @@ class Job:
     def final_message(self) -> JobMessage:
         """The event that ends this job, re-sent to late subscribers."""
         if self.status == "done" and self.result is not None:
-            return JobMessage(JobEvent.done, self.id, {"result": self.result.model_dump()})
+            return JobMessage.done(self.id, self.result)
         if self.status == "error" and self.error is not None:
-            return JobMessage(JobEvent.error, self.id, self.error.model_dump())
-        return JobMessage(JobEvent.cancelled, self.id)
+            return JobMessage.failed(self.id, self.error)
+        return JobMessage.cancelled(self.id)
 
     def finish(self, status: JobStatus, *, error: JobError | None = None) -> None:
         self.status = status
@@ -117,7 +101,7 @@ class Job:
         self.finished = time.time()
         # Finished jobs stay in memory until they expire: keep only what the record needs.
         self.images = {}
-        self.params = None
+        self.prepared = None
         if self.result is not None:
             self.ready_layers = []
         self.file_written.set()

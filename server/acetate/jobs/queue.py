@@ -12,20 +12,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from acetate.errors import InputError
-from acetate.jobs.job import Job, JobMessage, check_job_id, new_job_id
+from acetate.jobs.job import Job, check_job_id, new_job_id
 from acetate.jobs.store import JobStore, StoredJob
-from acetate.protocol import (
-    GenerateParameters,
-    JobError,
-    JobEvent,
-    JobRecord,
-    LayerRecord,
-    ResultRecord,
-)
+from acetate.protocol import JobError, JobMessage, JobRecord, LayerRecord, ResultRecord
+
+if TYPE_CHECKING:
+    from acetate.engine.resolve import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -121,19 +118,16 @@ class JobQueue:
         """Re-send `queued` to the waiting jobs from `start` on (their positions changed)."""
         for index, job in enumerate(self._waiting):
             if index >= start:
-                self.emit(JobMessage(JobEvent.queued, job.id, {"position": index}))
+                self.emit(JobMessage.queued(job.id, index))
 
     def state_messages(self, job: Job) -> list[JobMessage]:
         """What a new subscriber needs to catch up: current state, or the final event."""
         if job.final:
             return [job.final_message()]
         if job.status == "queued":
-            return [JobMessage(JobEvent.queued, job.id, {"position": self.position(job)})]
-        messages = [JobMessage(JobEvent.started, job.id)]
-        messages += [
-            JobMessage(JobEvent.layer_ready, job.id, {"layer": layer.model_dump()})
-            for layer in job.ready_layers
-        ]
+            return [JobMessage.queued(job.id, self.position(job))]
+        messages = [JobMessage.started(job.id)]
+        messages += [JobMessage.layer_ready(job.id, layer) for layer in job.ready_layers]
         return messages
 
     # -- persistence ---------------------------------------------------------------------
@@ -167,7 +161,7 @@ class JobQueue:
         self._waiting.append(job)
         self._wakeup.set()
         position = len(self._waiting) - 1
-        self.emit(JobMessage(JobEvent.queued, job.id, {"position": position}))
+        self.emit(JobMessage.queued(job.id, position))
         return position
 
     async def next_job(self) -> Job:
@@ -178,14 +172,14 @@ class JobQueue:
         job = self._waiting.popleft()
         job.status = "started"
         self.running = job
-        self.emit(JobMessage(JobEvent.started, job.id))
+        self.emit(JobMessage.started(job.id))
         self._announce_positions()
         await self.persist(job)
         return job
 
     def layer_ready(self, job: Job, layer: LayerRecord) -> None:
         job.ready_layers.append(layer)
-        self.emit(JobMessage(JobEvent.layer_ready, job.id, {"layer": layer.model_dump()}))
+        self.emit(JobMessage.layer_ready(job.id, layer))
 
     async def finish(
         self, job: Job, *, result: ResultRecord | None = None, error: JobError | None = None
@@ -246,8 +240,7 @@ class JobQueue:
         return doomed
 
 
-def new_job(params: GenerateParameters, images: dict[str, np.ndarray], owner: str) -> Job:
-    """A fresh queued job for a validated request."""
-    return Job(
-        id=new_job_id(), params=params, images=images, owner=owner, client_id=params.client_id
-    )
+def new_job(prepared: Prepared, images: dict[str, np.ndarray], owner: str) -> Job:
+    """A fresh queued job for a resolved request."""
+    client_id = prepared.request.parameters.client_id
+    return Job(id=new_job_id(), prepared=prepared, images=images, owner=owner, client_id=client_id)

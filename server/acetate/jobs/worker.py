@@ -1,6 +1,6 @@
 """The single GPU worker: runs queued jobs one at a time on a dedicated thread.
 
-The event loop never waits on torch: `Engine.generate` and result writing run on one
+The event loop never waits on torch: `Engine.stream` and result writing run on one
 long-lived thread (so every torch call happens on the same thread), and progress comes back
 with `loop.call_soon_threadsafe`. Any failure ends only its own job.
 """
@@ -11,23 +11,26 @@ import asyncio
 import io
 import logging
 import shutil
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
 
-from acetate.engine.outputs import GenerationResult
+from acetate.engine.outputs import LayerImage
 from acetate.errors import GenerationCancelled, InputError, OutOfMemory
 from acetate.export.png import FAST_COMPRESS_LEVEL
-from acetate.export.result import layer_record, write_result
+from acetate.export.result import ResultWriter
 from acetate.jobs.cache import LayerCache
-from acetate.jobs.job import Job, JobMessage
+from acetate.jobs.job import Job
 from acetate.jobs.queue import JobQueue
-from acetate.protocol import GenerateParameters, JobError, JobEvent, LayerRecord, ResultRecord
+from acetate.protocol import GenerateParameters, JobError, JobMessage, LayerRecord, ResultRecord
+
+if TYPE_CHECKING:
+    from acetate.engine.resolve import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -45,37 +48,21 @@ class GenerationEngine(Protocol):
     @property
     def device_name(self) -> str: ...
 
-    def generate(
+    def prepare(self, params: GenerateParameters, images: Mapping[str, np.ndarray]) -> Prepared:
+        """Check and resolve a request (on submit): `InputError`s name the field."""
+        ...
+
+    def stream(
         self,
-        params: GenerateParameters,
+        prepared: Prepared,
         images: Mapping[str, np.ndarray],
         callback: Callable[[Any], None] | None = None,
-        cancel: Any = None,
-    ) -> GenerationResult: ...
+        cancel: threading.Event | None = None,
+    ) -> Iterator[LayerImage]:
+        """Run a prepared request, yielding each layer as soon as it is final."""
+        ...
 
     def release(self) -> None: ...
-
-
-#: Writes a result folder, calling back after each layer file: → the result record.
-ResultWriter = Callable[[Path, GenerationResult, str, Callable[[LayerRecord], None]], ResultRecord]
-
-
-def write_result_folder(
-    out_dir: Path,
-    result: GenerationResult,
-    job_id: str,
-    on_layer: Callable[[LayerRecord], None],
-) -> ResultRecord:
-    """`acetate.export.result.write_result` with fast PNG compression (files are for transfer);
-    the PSD is left for its first request."""
-    return write_result(
-        out_dir,
-        result,
-        job_id=job_id,
-        psd=False,
-        on_layer=on_layer,
-        compress_level=FAST_COMPRESS_LEVEL,
-    )
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:
@@ -93,7 +80,6 @@ class Worker:
         engine: GenerationEngine,
         cache: LayerCache,
         *,
-        writer: ResultWriter = write_result_folder,
         preview_interval_s: float = 0.25,
         preview_max_side: int = 256,
         shutdown_timeout_s: float = 30.0,
@@ -101,7 +87,6 @@ class Worker:
         self.queue = queue
         self.engine = engine
         self.cache = cache
-        self.writer = writer
         self.preview_interval_s = preview_interval_s
         self.preview_max_side = preview_max_side
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -161,7 +146,9 @@ class Worker:
     # -- on the engine thread ------------------------------------------------------------
 
     def _execute(self, job: Job, loop: asyncio.AbstractEventLoop) -> ResultRecord:
-        assert job.params is not None
+        prepared = job.prepared
+        if prepared is None:
+            raise GenerationCancelled("the job's request is gone")
         if job.cancel.is_set():
             raise GenerationCancelled("cancelled before it started")
         emit = self._emitter(loop)
@@ -169,41 +156,45 @@ class Worker:
 
         def on_step(info: StepInfoLike) -> None:
             nonlocal last_preview
-            eta = None if info.eta_s is None else round(float(info.eta_s), 2)
-            emit(
-                JobMessage(
-                    JobEvent.progress,
-                    job.id,
-                    {"step": info.step, "total": info.total, "eta_s": eta},
-                )
-            )
+            emit(JobMessage.progress(job.id, info.step, info.total, info.eta_s))
             now = time.monotonic()
             if now - last_preview >= self.preview_interval_s:
                 last_preview = now
                 rgb = info.preview(self.preview_max_side)
                 if rgb is not None:
-                    fields = {
-                        "width": int(rgb.shape[1]),
-                        "height": int(rgb.shape[0]),
-                        "format": "jpeg",
-                    }
-                    emit(JobMessage(JobEvent.preview, job.id, fields, encode_jpeg(rgb)))
+                    height, width = rgb.shape[:2]
+                    emit(JobMessage.preview(job.id, int(width), int(height), encode_jpeg(rgb)))
 
-        result = self.engine.generate(job.params, job.images, callback=on_step, cancel=job.cancel)
-        # Raw pixels are served from memory at once; PNG downloads wait for their file.
-        for layer in result.layers:
-            self.cache.put(job.id, layer.file, layer.pixels)
-            loop.call_soon_threadsafe(self.queue.layer_ready, job, layer_record(layer, result.mode))
-
-        def on_layer(record: LayerRecord) -> None:
-            loop.call_soon_threadsafe(job.mark_written, record.file)
-
+        request = prepared.request
         out_dir = self.queue.store.result_dir(job.id)
         try:
-            return self.writer(out_dir, result, job.id, on_layer)
+            # Each layer is written and announced as soon as the engine yields it, before the
+            # next stage starts; raw pixels are served from memory, PNG downloads from the file.
+            writer = ResultWriter(
+                out_dir,
+                mode=request.mode,
+                parameters=request.record_parameters(),
+                compress_level=FAST_COMPRESS_LEVEL,
+            )
+            for layer in self.engine.stream(prepared, job.images, on_step, job.cancel):
+                record = writer.add(layer)
+                self.cache.put(job.id, record.file, layer.pixels)
+                loop.call_soon_threadsafe(self._layer_written, job, record)
+            # The PSD is left for its first request.
+            return writer.finish(
+                job_id=job.id,
+                model=request.parameters.model or "",
+                canvas=(request.canvas.width, request.canvas.height),
+                warnings=list(request.warnings),
+                psd=False,
+            )
         except BaseException:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise
+
+    def _layer_written(self, job: Job, record: LayerRecord) -> None:
+        job.mark_written(record.file)
+        self.queue.layer_ready(job, record)
 
     def _emitter(self, loop: asyncio.AbstractEventLoop) -> Callable[[JobMessage], None]:
         def emit(message: JobMessage) -> None:

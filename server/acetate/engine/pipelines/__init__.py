@@ -1,29 +1,25 @@
-"""One pipeline per mode; each takes a `ModeContext` and returns `LayerImage`s."""
+"""One pipeline function per mode, named by its spec (`acetate.modes.ModeSpec.pipeline`).
+
+A pipeline takes a `ModeContext` and yields each `LayerImage` as soon as it is final, so the
+worker can write and announce it before the next stage starts.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterator
+from functools import cache
 
 from acetate.engine.outputs import LayerImage
-from acetate.engine.pipelines.artwork import run_layer_on_artwork
 from acetate.engine.pipelines.context import ModeContext
-from acetate.engine.pipelines.layered import run_bg2fg, run_fg2bg, run_joint
-from acetate.engine.pipelines.transparent import run_fg, run_img2img, run_upscale
+from acetate.modes import MODES
 
-MODE_PIPELINES: dict[str, Callable[[ModeContext], list[LayerImage]]] = {
-    "fg": run_fg,
-    "fg2bg": run_fg2bg,
-    "bg2fg": run_bg2fg,
-    "joint": run_joint,
-    "img2img": run_img2img,
-    "inpaint": run_img2img,
-    "layer_on_artwork": run_layer_on_artwork,
-    "upscale": run_upscale,
-}
+Pipeline = Callable[[ModeContext], Iterator[LayerImage]]
 
 
-def denoising_stages(mode: str, family: str) -> int:
-    """How many full denoising runs a mode makes (SDXL conditional modes run two)."""
-    if family == "sdxl" and mode in ("fg2bg", "bg2fg", "layer_on_artwork"):
-        return 2
-    return 1
+@cache
+def pipeline(mode: str) -> Pipeline:
+    """The pipeline function of `mode`, imported from its spec's `module:function`."""
+    module_name, _, function = MODES[mode].pipeline.partition(":")
+    found: Pipeline = getattr(importlib.import_module(module_name), function)
+    return found

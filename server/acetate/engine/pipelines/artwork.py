@@ -8,6 +8,8 @@ lands exactly on the selection, in canvas coordinates.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from acetate.engine import framing
@@ -17,8 +19,8 @@ from acetate.engine.pipelines.layered import generate_conditional
 from acetate.errors import InputError
 
 
-def run_layer_on_artwork(ctx: ModeContext) -> list[LayerImage]:
-    settings = ctx.settings
+def run_layer_on_artwork(ctx: ModeContext) -> Iterator[LayerImage]:
+    params = ctx.params
     canvas = ctx.images["canvas"]
     canvas_h, canvas_w = canvas.shape[:2]
     # 1. The selection as a canvas-sized mask and its bounds (no selection: the whole canvas)
@@ -31,31 +33,25 @@ def run_layer_on_artwork(ctx: ModeContext) -> list[LayerImage]:
     if bounds is None:
         raise InputError("the selection is empty", field="selection")
     # 2. The context crop around it, at a model size
-    crop = framing.expand_rect(bounds, settings.margin, canvas_w, canvas_h)
+    crop = framing.expand_rect(bounds, params.margin, canvas_w, canvas_h)
     width, height = framing.model_size(crop.width, crop.height, ctx.native_size)
     background = framing.resize_rgba(canvas[crop.slices()], width, height)
     background[..., 3] = 255  # the artwork is the background, whatever its own alpha
     # 3. Background → foreground on the crop
-    generated = generate_conditional(ctx, background, "bg", width, height)
+    generated = generate_conditional(ctx, background, "bg", width, height, blended=False)
     # 4. Back to canvas pixels: scale, limit to the feathered selection, crop to its bounds
-    soft = framing.feather_mask(mask, settings.feather)[crop.slices()]
+    soft = framing.feather_mask(mask, params.feather)[crop.slices()]
     inner = framing.Rect(
         bounds.left - crop.left, bounds.top - crop.top, bounds.width, bounds.height
     )
-    layers = []
     for layer in generated:
-        if layer.name != "foreground":
-            continue
         pixels = framing.resize_rgba(layer.pixels, crop.width, crop.height)
         alpha = pixels[..., 3].astype(np.uint16) * soft.astype(np.uint16)
         pixels[..., 3] = ((alpha + 127) // 255).astype(np.uint8)
-        layers.append(
-            LayerImage(
-                "foreground",
-                layer.batch_index,
-                np.ascontiguousarray(pixels[inner.slices()]),
-                left=bounds.left,
-                top=bounds.top,
-            )
+        yield LayerImage(
+            "foreground",
+            layer.batch_index,
+            np.ascontiguousarray(pixels[inner.slices()]),
+            left=bounds.left,
+            top=bounds.top,
         )
-    return layers

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
 import torch
@@ -13,8 +13,11 @@ from acetate.engine.nets.attention_sharing import AttentionSharing
 from acetate.engine.nets.transparency_codec import decode_rgba, rgba_tensor_to_uint8
 from acetate.engine.nets.unet_patch import apply_unet_patch
 from acetate.engine.pipelines.context import ModeContext
-from acetate.engine.pipelines.sampler import ControlInput, PromptEmbeds
+from acetate.engine.pipelines.sampler import ControlInput, DenoiseSpec, InpaintInput, PromptEmbeds
 from acetate.errors import InputError
+
+#: A layer model applied for one denoising run; it yields a function that removes it early.
+LayerModel = AbstractContextManager[Callable[[], None]]
 
 
 def switch_step(stop_at: float | None, steps: int) -> int | None:
@@ -24,10 +27,55 @@ def switch_step(stop_at: float | None, steps: int) -> int | None:
     return max(1, min(steps, round(stop_at * steps)))
 
 
+def denoise_stage(
+    ctx: ModeContext,
+    stage: int,
+    layer_model: LayerModel,
+    *,
+    prompt: PromptEmbeds,
+    generators: list[torch.Generator],
+    width: int,
+    height: int,
+    concat: torch.Tensor | None = None,
+    control: ControlInput | None = None,
+    init: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    strength: float = 1.0,
+) -> torch.Tensor:
+    """One denoising run of stage `stage` (its scheduler and stop-at from the resolved request):
+    noise (or `init` noised to `strength`), the layer model applied until stop-at, progress and
+    cancel after every step. `mask` keeps the unmasked latents on `init`'s trajectory."""
+    settings, sampler = ctx.stage(stage), ctx.sampler
+    scheduler, timesteps = sampler.timesteps(settings.scheduler, ctx.steps, strength)
+    noise = sampler.noise(generators, height, width)
+    rows = len(generators)
+    if init is not None:
+        init = init.expand(rows, -1, -1, -1).to(sampler.device)
+    latents = sampler.start_latents(scheduler, timesteps, noise, init)
+    inpaint = None
+    if mask is not None and init is not None:
+        inpaint = InpaintInput(init, noise, mask.expand(rows, -1, -1, -1).to(sampler.device))
+    with layer_model as remove:
+        spec = DenoiseSpec(
+            latents=latents,
+            scheduler=scheduler,
+            timesteps=timesteps,
+            prompt=prompt,
+            cfg=ctx.cfg,
+            concat=None if concat is None else concat.to(sampler.device),
+            control=control,
+            inpaint=inpaint,
+            switch_at=switch_step(settings.stop_at, len(timesteps)),
+            on_switch=remove,
+            generator=generators,
+        )
+        return sampler.denoise(spec, ctx.progress.hook)
+
+
 @contextmanager
 def patched_unet(ctx: ModeContext, patch: object) -> Iterator[Callable[[], None]]:
     """Merge an SDXL layer patch into the UNet; yields a function that removes it early."""
-    handle = apply_unet_patch(ctx.sampler.unet, patch, ctx.settings.layer_weight)
+    handle = apply_unet_patch(ctx.sampler.unet, patch, ctx.params.layer_weight)
     try:
         yield handle.remove
     finally:
@@ -53,7 +101,7 @@ def shared_attention(
         [torch.ones(rows_per_half * (cfg_rows - 1)), torch.zeros(rows_per_half)]
     ).to(device)
     handle = sharing.attach(
-        ctx.sampler.unet, strength=ctx.settings.layer_weight, device=ctx.sampler.device
+        ctx.sampler.unet, strength=ctx.params.layer_weight, device=ctx.sampler.device
     )
     try:
         if sharing.use_control:
@@ -82,42 +130,46 @@ def frame_generators(seed: int, batch: int, frames: int) -> list[torch.Generator
 
 
 def prompt_rows(ctx: ModeContext, rows: list[str], size: tuple[int, int]) -> PromptEmbeds:
-    negatives = [ctx.settings.negative_prompt] * len(rows)
-    return ctx.sampler.encode_prompt(rows, negatives, ctx.settings.cfg, size)
+    negatives = [ctx.params.negative_prompt] * len(rows)
+    return ctx.sampler.encode_prompt(rows, negatives, ctx.cfg, size)
 
 
 def control_input(
     ctx: ModeContext, source: np.ndarray | None, width: int, height: int
 ) -> ControlInput | None:
     """The ControlNet input at the generation size, from `control_image` or the mode's image."""
-    settings = ctx.settings
-    if settings.control == "none" or ctx.controlnet is None:
+    params = ctx.params
+    if params.control == "none" or ctx.controlnet is None:
         return None
     image = ctx.images.get("control_image", source)
     if image is None:
         raise InputError(
-            f"control={settings.control} needs a control_image in mode {settings.mode}",
+            f"control={params.control} needs a control_image in mode {params.mode}",
             field="control_image",
         )
-    if settings.control == "canny":
+    if params.control == "canny":
         image = framing.canny(image)
     rgb = framing.fit_resize(np.ascontiguousarray(image[..., :3]), width, height)
     tensor = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
-    return ControlInput(ctx.controlnet, tensor, settings.control_strength)
+    return ControlInput(ctx.controlnet, tensor, params.control_strength)
 
 
 def decode_transparent_layers(ctx: ModeContext, latents: torch.Tensor) -> np.ndarray:
     """Scaled latents → [B,H,W,4] uint8 straight RGBA via the transparency decoder."""
     ctx.progress.check_cancel()
     with torch.inference_mode():
-        rgba = decode_rgba(ctx.sampler.vae, ctx.models.decoder, latents, ctx.settings.decode)
+        rgba = decode_rgba(ctx.sampler.vae, ctx.models.decoder, latents, ctx.params.decode)
     return rgba_tensor_to_uint8(rgba)
 
 
 def decode_rgb_layers(ctx: ModeContext, latents: torch.Tensor) -> np.ndarray:
     """Scaled latents → [B,H,W,4] uint8 opaque RGBA via the plain VAE."""
     ctx.progress.check_cancel()
-    rgb = ctx.sampler.vae_decode(latents)
+    return rgb_to_layers(ctx.sampler.vae_decode(latents))
+
+
+def rgb_to_layers(rgb: torch.Tensor) -> np.ndarray:
+    """VAE output [B,3,H,W] in [0,1] → [B,H,W,4] uint8 opaque RGBA."""
     array = (rgb.permute(0, 2, 3, 1).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
     alpha = np.full((*array.shape[:3], 1), 255, dtype=np.uint8)
     return np.concatenate([array, alpha], axis=3)

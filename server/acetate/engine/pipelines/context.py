@@ -1,4 +1,4 @@
-"""What a mode pipeline is given: resolved settings, loaded layer models, progress."""
+"""What a mode pipeline is given: the resolved request, loaded layer models, progress."""
 
 from __future__ import annotations
 
@@ -6,50 +6,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from diffusers import ControlNetModel
 
+from acetate.engine.framing import Rect
 from acetate.engine.pipelines.sampler import Sampler
 from acetate.errors import GenerationCancelled
+from acetate.protocol import GenerateParameters, ResolvedRequest, StageSettings
 
-
-@dataclass(frozen=True)
-class Settings:
-    """A request with every default filled for its model family and mode."""
-
-    mode: str
-    prompt: str
-    negative_prompt: str
-    layer_prompts: dict[str, str | None]
-    seed: int
-    steps: int
-    cfg: float
-    scheduler: str | None  # None: each stage's own default
-    width: int
-    height: int
-    batch: int
-    strength: float
-    layer_weight: float
-    stop_at: float | None  # None: each stage's own default
-    decode: str
-    scale: float
-    margin: int
-    feather: int
-    control: str
-    control_strength: float
-
-    def prompt_for(self, layer: str) -> str:
-        """The main prompt with a layer's extra text in front (the official convention)."""
-        extra = (self.layer_prompts.get(layer) or "").strip()
-        return f"{extra}, {self.prompt}" if extra else self.prompt
+T = TypeVar("T")
 
 
 @dataclass
 class LayerModels:
-    """The loaded LayerDiffusion files one request uses, by role (see models.MODE_REQUIREMENTS)."""
+    """The loaded LayerDiffusion files one request uses, by role (`FamilySupport.files`)."""
 
     unet_patch: Any = None
     blend_patch: Any = None
@@ -114,13 +87,67 @@ class Progress:
 
 @dataclass
 class ModeContext:
-    """Everything a mode pipeline reads; pipelines return `LayerImage`s."""
+    """Everything a mode pipeline reads; pipelines yield `LayerImage`s as they finish."""
 
     sampler: Sampler
-    settings: Settings
+    request: ResolvedRequest
     models: LayerModels
     images: dict[str, np.ndarray]
     progress: Progress
-    native_size: int
     controlnet: ControlNetModel | None = None
-    selection_bounds: Any = None
+
+    @property
+    def params(self) -> GenerateParameters:
+        """The request's fields, every default filled (`acetate.engine.resolve`)."""
+        return self.request.parameters
+
+    @property
+    def mode(self) -> str:
+        return self.request.parameters.mode
+
+    @property
+    def native_size(self) -> int:
+        return self.request.native_size
+
+    @property
+    def seed(self) -> int:
+        return _filled(self.params.seed, "seed")
+
+    @property
+    def steps(self) -> int:
+        return _filled(self.params.steps, "steps")
+
+    @property
+    def cfg(self) -> float:
+        return _filled(self.params.cfg, "cfg")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of modes that generate at a requested size (fg, joint)."""
+        return _filled(self.params.width, "width"), _filled(self.params.height, "height")
+
+    def stage(self, index: int) -> StageSettings:
+        return self.request.stages[index]
+
+    def prompt_for(self, layer: str) -> str:
+        """The main prompt with a layer's extra text in front (the official convention)."""
+        prompts = self.params.layer_prompts
+        extra = (getattr(prompts, layer, None) or "").strip() if prompts is not None else ""
+        return f"{extra}, {self.params.prompt}" if extra else self.params.prompt
+
+    def has_layer_prompt(self, layer: str) -> bool:
+        prompts = self.params.layer_prompts
+        return prompts is not None and bool(getattr(prompts, layer, None))
+
+    @property
+    def selection_bounds(self) -> Rect | None:
+        bounds = self.params.selection_bounds
+        if bounds is None:
+            return None
+        return Rect(bounds.left, bounds.top, bounds.width, bounds.height)
+
+
+def _filled(value: T | None, name: str) -> T:
+    if value is None:
+        raise ValueError(f"{name} was not resolved")  # a bug: resolve_request fills it
+    return value

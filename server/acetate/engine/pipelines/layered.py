@@ -11,6 +11,8 @@ background, or `[foreground, background, blended]` jointly.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -20,16 +22,16 @@ from acetate.engine.pipelines.common import (
     control_input,
     decode_rgb_layers,
     decode_transparent_layers,
+    denoise_stage,
     encode_condition,
     frame_generators,
     patched_unet,
     prompt_rows,
+    rgb_to_layers,
     shared_attention,
-    switch_step,
 )
 from acetate.engine.pipelines.context import ModeContext
-from acetate.engine.pipelines.sampler import ControlInput, DenoiseSpec
-from acetate.engine.schedulers import sampling_defaults, second_stage_defaults
+from acetate.engine.pipelines.sampler import ControlInput
 
 #: Layers each SD1.5 attention-sharing model generates, in frame order.
 SD15_FRAMES: dict[str, tuple[str, ...]] = {
@@ -39,51 +41,51 @@ SD15_FRAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def run_fg2bg(ctx: ModeContext) -> list[LayerImage]:
+def run_fg2bg(ctx: ModeContext) -> Iterator[LayerImage]:
     """A background (and the blend) that fits the given transparent foreground."""
-    return _run_conditional(ctx, "fg", "background")
+    return _run_conditional(ctx, "fg")
 
 
-def run_bg2fg(ctx: ModeContext) -> list[LayerImage]:
+def run_bg2fg(ctx: ModeContext) -> Iterator[LayerImage]:
     """A transparent foreground (and the blend) that fits the given background."""
-    return _run_conditional(ctx, "bg", "foreground")
+    return _run_conditional(ctx, "bg")
 
 
-def _run_conditional(ctx: ModeContext, given: str, wanted: str) -> list[LayerImage]:
+def _run_conditional(ctx: ModeContext, given: str) -> Iterator[LayerImage]:
     image = ctx.images[given]
     frame_h, frame_w = image.shape[:2]
     width, height = framing.model_size(frame_w, frame_h, ctx.native_size)
     # Exact resize both ways (no crop) so the generated layer aligns with the given one.
     resized = framing.resize_rgba(image, width, height)
-    layers = generate_conditional(ctx, resized, given, width, height)
-    return [
-        LayerImage(
-            layer.name,
-            layer.batch_index,
-            framing.resize_rgba(layer.pixels, frame_w, frame_h),
-            visible=layer.visible,
-        )
-        for layer in layers
-    ]
+    for layer in generate_conditional(ctx, resized, given, width, height):
+        pixels = framing.resize_rgba(layer.pixels, frame_w, frame_h)
+        yield LayerImage(layer.name, layer.batch_index, pixels, visible=layer.visible)
 
 
 def generate_conditional(
-    ctx: ModeContext, image: np.ndarray, given: str, width: int, height: int
-) -> list[LayerImage]:
-    """fg2bg / bg2fg at model size `width`×`height` (`image` already at that size)."""
+    ctx: ModeContext,
+    image: np.ndarray,
+    given: str,
+    width: int,
+    height: int,
+    *,
+    blended: bool = True,
+) -> Iterator[LayerImage]:
+    """fg2bg / bg2fg at model size `width`×`height` (`image` already at that size); with
+    `blended=False` the blended image is not decoded into a layer."""
     control = control_input(ctx, image, width, height)
     if ctx.sampler.family == "sdxl":
-        return _sdxl_two_step(ctx, image, given, width, height, control)
+        return _sdxl_two_step(ctx, image, given, width, height, control, blended)
     mode = "fg2bg" if given == "fg" else "bg2fg"
     condition = framing.grey_composite(image)
-    return _sd15_frames(ctx, mode, width, height, condition, control)
+    return _sd15_frames(ctx, mode, width, height, condition, control, blended)
 
 
-def run_joint(ctx: ModeContext) -> list[LayerImage]:
+def run_joint(ctx: ModeContext) -> Iterator[LayerImage]:
     """Foreground, background and blend generated together (SD1.5)."""
-    settings = ctx.settings
-    control = control_input(ctx, None, settings.width, settings.height)
-    return _sd15_frames(ctx, "joint", settings.width, settings.height, None, control)
+    width, height = ctx.size
+    control = control_input(ctx, None, width, height)
+    return _sd15_frames(ctx, "joint", width, height, None, control, True)
 
 
 def _sdxl_two_step(
@@ -93,87 +95,44 @@ def _sdxl_two_step(
     width: int,
     height: int,
     control: ControlInput | None,
-) -> list[LayerImage]:
-    settings, sampler = ctx.settings, ctx.sampler
-    batch = settings.batch
+    blended: bool,
+) -> Iterator[LayerImage]:
+    sampler, batch = ctx.sampler, ctx.params.batch
     # 1. Encode the given layer (over grey) as the condition latent
     condition = encode_condition(ctx, image, width, height).expand(batch, -1, -1, -1)
-    embeds = prompt_rows(ctx, [settings.prompt] * batch, (width, height))
-    # 2. Stage one: the blended image from the given layer
-    first_scheduler = settings.scheduler or sampling_defaults("sdxl", settings.mode).scheduler
-    blend_latents = _sdxl_stage(
-        ctx,
-        ctx.models.blend_patch,
-        condition,
-        embeds,
-        first_scheduler,
-        None,
-        width,
-        height,
-        control,
-    )
+    embeds = prompt_rows(ctx, [ctx.params.prompt] * batch, (width, height))
+
+    def stage(index: int, patch: object, concat: torch.Tensor) -> torch.Tensor:
+        return denoise_stage(
+            ctx,
+            index,
+            patched_unet(ctx, patch),
+            prompt=embeds,
+            generators=frame_generators(ctx.seed, batch, 1),
+            width=width,
+            height=height,
+            concat=concat,
+            control=control,
+        )
+
+    # 2. Stage one: the blended image from the given layer; it is a layer as soon as it exists
+    blend_latents = stage(0, ctx.models.blend_patch, condition)
     blend_rgb = sampler.vae_decode(blend_latents)
+    if blended:
+        blend = rgb_to_layers(blend_rgb)
+        for b in range(batch):
+            yield LayerImage("blended", b, blend[b], visible=False)
     # 3. Stage two: the missing layer from the given layer + the blend (re-encoded, as the
     #    official two-step workflow feeds the blended image back in)
     blend_condition = sampler.vae_encode(blend_rgb)
-    kind = ctx.models.kinds.get("unet_patch", "")
-    second_scheduler, second_stop = second_stage_defaults(kind)
-    stop_at = settings.stop_at if settings.stop_at is not None else second_stop
-    result_latents = _sdxl_stage(
-        ctx,
-        ctx.models.unet_patch,
-        torch.cat([condition, blend_condition], dim=1),
-        embeds,
-        settings.scheduler or second_scheduler,
-        stop_at,
-        width,
-        height,
-        control,
-    )
+    result_latents = stage(1, ctx.models.unet_patch, torch.cat([condition, blend_condition], 1))
     # 4. Decode: a generated foreground is transparent, a background is plain RGB
     if given == "fg":
-        result = decode_rgb_layers(ctx, result_latents)
-        wanted = "background"
+        result, wanted = decode_rgb_layers(ctx, result_latents), "background"
     else:
-        result = decode_transparent_layers(ctx, result_latents)
-        wanted = "foreground"
-    blend = decode_rgb_layers(ctx, blend_latents)
-    layers = []
+        result, wanted = decode_transparent_layers(ctx, result_latents), "foreground"
     for b in range(batch):
-        layers.append(LayerImage(wanted, b, result[b]))
-        layers.append(LayerImage("blended", b, blend[b], visible=False))
-    return layers
-
-
-def _sdxl_stage(
-    ctx: ModeContext,
-    patch: object,
-    concat: torch.Tensor,
-    embeds,
-    scheduler_name: str,
-    stop_at: float | None,
-    width: int,
-    height: int,
-    control: ControlInput | None,
-) -> torch.Tensor:
-    settings, sampler = ctx.settings, ctx.sampler
-    scheduler, timesteps = sampler.timesteps(scheduler_name, settings.steps)
-    generators = frame_generators(settings.seed, settings.batch, 1)
-    latents = sampler.start_latents(scheduler, timesteps, sampler.noise(generators, height, width))
-    with patched_unet(ctx, patch) as remove:
-        spec = DenoiseSpec(
-            latents=latents,
-            scheduler=scheduler,
-            timesteps=timesteps,
-            prompt=embeds,
-            cfg=settings.cfg,
-            concat=concat.to(sampler.device),
-            control=control,
-            switch_at=switch_step(stop_at, len(timesteps)),
-            on_switch=remove,
-            generator=generators,
-        )
-        return sampler.denoise(spec, ctx.progress.hook)
+        yield LayerImage(wanted, b, result[b])
 
 
 def _sd15_frames(
@@ -183,47 +142,41 @@ def _sd15_frames(
     height: int,
     condition_rgb: np.ndarray | None,
     control: ControlInput | None,
-) -> list[LayerImage]:
-    settings, sampler = ctx.settings, ctx.sampler
+    blended: bool,
+) -> Iterator[LayerImage]:
+    sampler = ctx.sampler
     names = SD15_FRAMES[mode]
-    frames, batch = len(names), settings.batch
+    frames, batch = len(names), ctx.params.batch
     rows = frames * batch
     # 1. Prompts: the main prompt on every row; a layer's own prompt overrides its frame
-    embeds = prompt_rows(ctx, [settings.prompt] * rows, (width, height))
+    embeds = prompt_rows(ctx, [ctx.params.prompt] * rows, (width, height))
     frame_prompts = [
-        sampler.encode_texts([settings.prompt_for(name)])
-        if settings.layer_prompts.get(name)
-        else None
+        sampler.encode_texts([ctx.prompt_for(name)]) if ctx.has_layer_prompt(name) else None
         for name in names
     ]
-    # 2. Noise: one independent stream per frame of every result set
-    scheduler_name = settings.scheduler or sampling_defaults("sd15", mode).scheduler
-    scheduler, timesteps = sampler.timesteps(scheduler_name, settings.steps)
-    generators = frame_generators(settings.seed, batch, frames)
-    latents = sampler.start_latents(scheduler, timesteps, sampler.noise(generators, height, width))
-    # 3. Denoise with shared attention across the frames of each result set
-    cfg_rows = 2 if settings.cfg > 1.0 else 1
-    with shared_attention(ctx, frame_prompts, cfg_rows, rows, condition_rgb) as detach:
-        spec = DenoiseSpec(
-            latents=latents,
-            scheduler=scheduler,
-            timesteps=timesteps,
-            prompt=embeds,
-            cfg=settings.cfg,
-            control=control,
-            switch_at=switch_step(settings.stop_at, len(timesteps)),
-            on_switch=detach,
-            generator=generators,
-        )
-        latents = sampler.denoise(spec, ctx.progress.hook)
-    # 4. Decode: the foreground frame through the transparency decoder, the rest plain
-    layers = []
+    # 2. Denoise with shared attention across the frames of each result set, one independent
+    #    noise stream per frame
+    cfg_rows = 2 if ctx.cfg > 1.0 else 1
+    latents = denoise_stage(
+        ctx,
+        0,
+        shared_attention(ctx, frame_prompts, cfg_rows, rows, condition_rgb),
+        prompt=embeds,
+        generators=frame_generators(ctx.seed, batch, frames),
+        width=width,
+        height=height,
+        control=control,
+    )
+    # 3. Decode: the foreground frame through the transparency decoder, the rest plain
+    decoded: dict[str, np.ndarray] = {}
     for index, name in enumerate(names):
+        if name == "blended" and not blended:
+            continue
         frame_latents = latents[index::frames]
         if name == "foreground":
-            pixels = decode_transparent_layers(ctx, frame_latents)
+            decoded[name] = decode_transparent_layers(ctx, frame_latents)
         else:
-            pixels = decode_rgb_layers(ctx, frame_latents)
-        for b in range(batch):
-            layers.append(LayerImage(name, b, pixels[b], visible=name != "blended"))
-    return sorted(layers, key=lambda layer: layer.batch_index)
+            decoded[name] = decode_rgb_layers(ctx, frame_latents)
+    for b in range(batch):
+        for name, pixels in decoded.items():
+            yield LayerImage(name, b, pixels[b], visible=name != "blended")

@@ -9,7 +9,7 @@ an encoded layer enlarged in latent space (`upscale`).
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -19,17 +19,16 @@ from acetate.engine import framing
 from acetate.engine.nets.transparency_codec import encode_transparent, rgba_uint8_to_tensor
 from acetate.engine.outputs import LayerImage
 from acetate.engine.pipelines.common import (
+    LayerModel,
     control_input,
     decode_transparent_layers,
-    frame_generators,
+    denoise_stage,
     patched_unet,
     prompt_rows,
     shared_attention,
-    switch_step,
 )
 from acetate.engine.pipelines.context import ModeContext
-from acetate.engine.pipelines.sampler import ControlInput, DenoiseSpec, InpaintInput
-from acetate.engine.schedulers import sampling_defaults
+from acetate.engine.pipelines.sampler import ControlInput
 
 #: Upscale works at most at this multiple of the native pixel count; the rest is resampling.
 UPSCALE_MAX_AREA = 4.0
@@ -40,68 +39,58 @@ def transparent_latents(
     width: int,
     height: int,
     *,
+    stage: int = 0,
+    prompts: list[str] | None = None,
+    seeds: list[int] | None = None,
     init: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     strength: float = 1.0,
     control: ControlInput | None = None,
 ) -> torch.Tensor:
-    """Denoise `batch` foreground latents at `width`×`height` with the foreground layer model."""
-    settings, sampler = ctx.settings, ctx.sampler
-    batch = settings.batch
-    # 1. Prompt (the foreground layer prompt folds into the main prompt for one-frame models)
-    embeds = prompt_rows(ctx, [settings.prompt_for("foreground")] * batch, (width, height))
-    # 2. Timesteps and starting latents
-    scheduler_name = settings.scheduler or sampling_defaults(sampler.family, "fg").scheduler
-    scheduler, timesteps = sampler.timesteps(scheduler_name, settings.steps, strength)
-    generators = frame_generators(settings.seed, batch, 1)
-    noise = sampler.noise(generators, height, width)
-    if init is not None:
-        init = init.expand(batch, -1, -1, -1).to(sampler.device)
-    latents = sampler.start_latents(scheduler, timesteps, noise, init)
-    inpaint = None
-    if mask is not None and init is not None:
-        inpaint = InpaintInput(init, noise, mask.expand(batch, -1, -1, -1).to(sampler.device))
-    # 3. Denoise with the layer model applied (switched off after `stop_at`)
-    with _foreground_model(ctx, batch) as remove:
-        spec = DenoiseSpec(
-            latents=latents,
-            scheduler=scheduler,
-            timesteps=timesteps,
-            prompt=embeds,
-            cfg=settings.cfg,
-            control=control,
-            inpaint=inpaint,
-            switch_at=switch_step(settings.stop_at, len(timesteps)),
-            on_switch=remove,
-            generator=generators,
-        )
-        return sampler.denoise(spec, ctx.progress.hook)
+    """Denoise foreground latents at `width`×`height` with the foreground layer model: one row
+    per result set (the foreground prompt, seed + b), or one per entry of `prompts`/`seeds`."""
+    rows = prompts or [ctx.prompt_for("foreground")] * ctx.params.batch
+    seeds = seeds or [ctx.seed + b for b in range(len(rows))]
+    return denoise_stage(
+        ctx,
+        stage,
+        _foreground_model(ctx, len(rows)),
+        prompt=prompt_rows(ctx, rows, (width, height)),
+        generators=[torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+        width=width,
+        height=height,
+        control=control,
+        init=init,
+        mask=mask,
+        strength=strength,
+    )
 
 
-def _foreground_model(ctx: ModeContext, batch: int) -> AbstractContextManager:
+def _foreground_model(ctx: ModeContext, rows: int) -> LayerModel:
     if ctx.sampler.family == "sdxl":
         return patched_unet(ctx, ctx.models.unet_patch)
-    rows = 2 if ctx.settings.cfg > 1.0 else 1
-    return shared_attention(ctx, [None], rows, batch)
+    cfg_rows = 2 if ctx.cfg > 1.0 else 1
+    return shared_attention(ctx, [None], cfg_rows, rows)
 
 
-def run_fg(ctx: ModeContext) -> list[LayerImage]:
+def run_fg(ctx: ModeContext) -> Iterator[LayerImage]:
     """Text → transparent foreground layers."""
-    settings = ctx.settings
-    control = control_input(ctx, None, settings.width, settings.height)
-    latents = transparent_latents(ctx, settings.width, settings.height, control=control)
+    width, height = ctx.size
+    control = control_input(ctx, None, width, height)
+    latents = transparent_latents(ctx, width, height, control=control)
     rgba = decode_transparent_layers(ctx, latents)
-    return [LayerImage("foreground", b, rgba[b]) for b in range(settings.batch)]
+    for b in range(ctx.params.batch):
+        yield LayerImage("foreground", b, rgba[b])
 
 
-def run_img2img(ctx: ModeContext) -> list[LayerImage]:
+def run_img2img(ctx: ModeContext) -> Iterator[LayerImage]:
     """A transparent image (optionally masked) re-generated at `strength`, kept transparent."""
-    settings = ctx.settings
+    params = ctx.params
     image = ctx.images["image"]
     frame_h, frame_w = image.shape[:2]
     width, height = framing.model_size(frame_w, frame_h, ctx.native_size)
     init = _encode(ctx, framing.resize_rgba(image, width, height))
-    mask_pixels = ctx.images.get("mask") if settings.mode == "inpaint" else None
+    mask_pixels = ctx.images.get("mask") if params.mode == "inpaint" else None
     latent_mask = None
     if mask_pixels is not None:
         latent_mask = _latent_mask(framing.resize_mask(mask_pixels, width, height))
@@ -112,41 +101,37 @@ def run_img2img(ctx: ModeContext) -> list[LayerImage]:
         height,
         init=init,
         mask=latent_mask,
-        strength=settings.strength,
+        strength=params.strength,
         control=control,
     )
     rgba = decode_transparent_layers(ctx, latents)
-    layers = []
-    for b in range(settings.batch):
+    for b in range(params.batch):
         result = framing.resize_rgba(rgba[b], frame_w, frame_h)
         if mask_pixels is not None:
-            soft = framing.feather_mask(mask_pixels, settings.feather)
+            soft = framing.feather_mask(mask_pixels, params.feather)
             result = blend_rgba(image, result, soft)
-        layers.append(LayerImage("foreground", b, result))
-    return layers
+        yield LayerImage("foreground", b, result)
 
 
-def run_upscale(ctx: ModeContext) -> list[LayerImage]:
+def run_upscale(ctx: ModeContext) -> Iterator[LayerImage]:
     """A transparent layer enlarged by `scale`: latent upscale + a low-strength transparent pass."""
-    settings = ctx.settings
+    params = ctx.params
     image = ctx.images["image"]
     frame_h, frame_w = image.shape[:2]
-    out_w = max(1, round(frame_w * settings.scale))
-    out_h = max(1, round(frame_h * settings.scale))
+    out_w = max(1, round(frame_w * params.scale))
+    out_h = max(1, round(frame_h * params.scale))
     # Work at the output size (multiples of 64), capped in area; encode at that ÷ scale.
     width, height = framing.fit_area(out_w, out_h, ctx.native_size**2 * UPSCALE_MAX_AREA)
-    base_w, base_h = framing.fit_area(width / settings.scale, height / settings.scale)
+    base_w, base_h = framing.fit_area(width / params.scale, height / params.scale)
     small = _encode(ctx, framing.resize_rgba(image, base_w, base_h))
     init = F.interpolate(small, size=(height // 8, width // 8), mode="bicubic", align_corners=False)
     control = control_input(ctx, image, width, height)
     latents = transparent_latents(
-        ctx, width, height, init=init, strength=settings.strength, control=control
+        ctx, width, height, init=init, strength=params.strength, control=control
     )
     rgba = decode_transparent_layers(ctx, latents)
-    return [
-        LayerImage("foreground", b, framing.resize_rgba(rgba[b], out_w, out_h))
-        for b in range(settings.batch)
-    ]
+    for b in range(params.batch):
+        yield LayerImage("foreground", b, framing.resize_rgba(rgba[b], out_w, out_h))
 
 
 def _encode(ctx: ModeContext, rgba: np.ndarray) -> torch.Tensor:

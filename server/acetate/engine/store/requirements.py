@@ -1,9 +1,10 @@
-"""Which official LayerDiffusion files each mode needs, per base family: one table.
+"""Which official LayerDiffusion files each mode needs, per base family.
 
-`MODE_REQUIREMENTS[family][mode]` maps a role to the official kinds (file stems) that can fill
-it, preferred first. Roles: `unet_patch` (SDXL UNet patch applied while sampling the layer),
-`blend_patch` (SDXL first stage of a two-stage mode: the blended image), `attention_sharing`
-(SD1.5 multi-frame attention model), `decoder` / `encoder` (transparent VAE).
+`MODE_REQUIREMENTS[family][mode]` (from the mode specs' `FamilySupport.files`) maps a role to
+the official kinds (file stems) that can fill it, preferred first. Roles: `unet_patch` (SDXL
+UNet patch applied while sampling the layer), `blend_patch` (SDXL first stage of a two-stage
+mode: the blended image), `attention_sharing` (SD1.5 multi-frame attention model), `decoder` /
+`encoder` (transparent VAE).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Final
 from acetate.engine.store.discovery import BaseModel, LayerFile
 from acetate.engine.store.family import FAMILY_LABEL, Family
 from acetate.errors import InputError, ModelFileError
+from acetate.modes import FAMILIES, MODES
 
 Role = str
 Requirements = dict[Role, tuple[str, ...]]
@@ -22,66 +24,21 @@ Requirements = dict[Role, tuple[str, ...]]
 ROLES: Final = ("unet_patch", "blend_patch", "attention_sharing", "decoder", "encoder")
 LAYER_FOLDER: Final = "layer_model"
 
-_SDXL_DECODER = ("vae_transparent_decoder", "ld_diffusers_sdxl_vae_transparent_decoder")
-_SDXL_ENCODER = ("vae_transparent_encoder", "ld_diffusers_sdxl_vae_transparent_encoder")
-_SDXL_FG: Requirements = {
-    "unet_patch": (
-        "layer_xl_transparent_attn",
-        "ld_diffusers_sdxl_attn",
-        "layer_xl_transparent_conv",
-    ),
-    "decoder": _SDXL_DECODER,
-}
-_SDXL_BG2FG: Requirements = {
-    "blend_patch": ("layer_xl_bg2ble",),
-    "unet_patch": ("layer_xl_bgble2fg",),
-    "decoder": _SDXL_DECODER,
-}
-_SD15_FG: Requirements = {
-    "attention_sharing": ("layer_sd15_transparent_attn",),
-    "decoder": ("layer_sd15_vae_transparent_decoder",),
-}
-_SD15_BG2FG: Requirements = {
-    "attention_sharing": ("layer_sd15_bg2fg",),
-    "decoder": ("layer_sd15_vae_transparent_decoder",),
-}
-_SDXL_EDIT: Requirements = {**_SDXL_FG, "encoder": _SDXL_ENCODER}
-_SD15_EDIT: Requirements = {**_SD15_FG, "encoder": ("layer_sd15_vae_transparent_encoder",)}
 
-MODE_REQUIREMENTS: Final[dict[Family, dict[str, Requirements]]] = {
-    "sdxl": {
-        "fg": _SDXL_FG,
-        # the foreground is a condition image (plain VAE), the background comes out RGB
-        "fg2bg": {"blend_patch": ("layer_xl_fg2ble",), "unet_patch": ("layer_xl_fgble2bg",)},
-        "bg2fg": _SDXL_BG2FG,
-        "img2img": _SDXL_EDIT,
-        "inpaint": _SDXL_EDIT,
-        "upscale": _SDXL_EDIT,
-        "layer_on_artwork": _SDXL_BG2FG,
-    },
-    "sd15": {
-        "fg": _SD15_FG,
-        "fg2bg": {"attention_sharing": ("layer_sd15_fg2bg",)},
-        "bg2fg": _SD15_BG2FG,
-        "joint": {
-            "attention_sharing": ("layer_sd15_joint",),
-            "decoder": ("layer_sd15_vae_transparent_decoder",),
-        },
-        "img2img": _SD15_EDIT,
-        "inpaint": _SD15_EDIT,
-        "upscale": _SD15_EDIT,
-        "layer_on_artwork": _SD15_BG2FG,
-    },
-}
+def _tables() -> tuple[dict[Family, dict[str, Requirements]], dict[Family, dict[str, str]]]:
+    needs: dict[Family, dict[str, Requirements]] = {family: {} for family in FAMILIES}
+    unsupported: dict[Family, dict[str, str]] = {family: {} for family in FAMILIES}
+    for spec in MODES.values():
+        for family, support in spec.families.items():
+            needs.setdefault(family, {})[spec.name] = dict(support.files)
+        for family, reason in spec.unsupported.items():
+            unsupported.setdefault(family, {})[spec.name] = reason
+    return needs, unsupported
 
-#: Modes a family cannot run, whatever files are present, and why.
-UNSUPPORTED_MODES: Final[dict[Family, dict[str, str]]] = {
-    "sdxl": {
-        "joint": "no official SDXL joint model exists (LayerDiffusion released joint "
-        "foreground/background generation for SD1.5 only); use an SD1.5 base, or fg then fg2bg",
-    },
-    "sd15": {},
-}
+
+#: family → mode → role → official kinds, derived from the mode specs.
+#: Modes a family cannot run, whatever files are present, and why (also from the specs).
+MODE_REQUIREMENTS, UNSUPPORTED_MODES = _tables()
 
 
 def requirements(family: Family, mode: str) -> Requirements:
