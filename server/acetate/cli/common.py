@@ -21,7 +21,8 @@ def default_models_dir() -> Path:
     return Path.home() / ".acetate" / "models"
 
 
-def add_store_options(parser: argparse.ArgumentParser) -> None:
+def add_store_options(parser: argparse._ActionsContainer) -> None:
+    """`--models-dir`, `--extra-models-dir` (on a parser or an argument group)."""
     parser.add_argument(
         "--models-dir",
         type=Path,
@@ -38,7 +39,8 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
+def add_engine_options(parser: argparse._ActionsContainer) -> None:
+    """`--device`, `--dtype`, `--offload` (on a parser or an argument group)."""
     parser.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
     parser.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none")
