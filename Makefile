@@ -24,8 +24,9 @@ serve: $(STAMP)
 
 test: test-python test-node
 
+# CI (`CI` set) also lists the 15 slowest tests.
 test-python: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(if $(CI),--durations=15) tests
 
 photoshop_uxp/node_modules/.package-lock.json: photoshop_uxp/package-lock.json
 	cd photoshop_uxp && npm ci --no-audit --no-fund
@@ -36,6 +37,7 @@ test-node: $(STAMP) photoshop_uxp/node_modules/.package-lock.json
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server tests bench krita_plugin
 	$(VENV)/bin/ruff format --check server tests bench krita_plugin
+	$(VENV)/bin/mypy server/acetate
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/decoder.py

@@ -16,10 +16,13 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from .protocol import (
+    API_VERSION,
     Event,
     JobEvent,
+    JobRecord,
     LayerRecord,
     ModelsInfo,
+    ModesInfo,
     Parameters,
     WireImage,
     encode_multipart,
@@ -31,6 +34,7 @@ from .websocket import WebSocket, WebSocketError
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:7865"
+TOO_OLD = "Server too old — update Acetate (this plugin needs a server that publishes /api/modes)."
 
 
 @dataclass
@@ -166,10 +170,31 @@ class AcetateClient:
         data = await self._json("GET", "/api/health", timeout=10.0)
         if not isinstance(data, dict) or "version" not in data:
             raise ServerError(f"{self.url} is not an Acetate server", code="bad_response")
+        if not isinstance(data.get("api_version"), int) or data["api_version"] < API_VERSION:
+            raise ServerError(TOO_OLD, code="too_old")
         return data
 
     async def models(self) -> ModelsInfo:
         return ModelsInfo.from_json(await self._json("GET", "/api/models"))
+
+    async def modes(self) -> ModesInfo:
+        """GET /api/modes: every mode the server runs; a server without it is too old."""
+        try:
+            data = await self._json("GET", "/api/modes")
+        except ServerError as error:
+            if error.status in (404, 405):
+                raise ServerError(TOO_OLD, code="too_old", status=error.status) from None
+            raise
+        try:
+            modes = ModesInfo.from_json(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ServerError(
+                f"{self.url} sent a mode list this plugin cannot read ({error})",
+                code="bad_response",
+            ) from None
+        if modes.api_version < API_VERSION:
+            raise ServerError(TOO_OLD, code="too_old")
+        return modes
 
     async def submit(self, params: Parameters, images: Mapping[str, WireImage]) -> str:
         """POST /api/jobs (multipart, raw pixels); returns the job id."""
@@ -179,8 +204,8 @@ class AcetateClient:
         )
         return str(data["id"])
 
-    async def job(self, job_id: str) -> dict[str, Any]:
-        return dict(await self._json("GET", f"/api/jobs/{quote(job_id)}"))
+    async def job(self, job_id: str) -> JobRecord:
+        return JobRecord.from_json(await self._json("GET", f"/api/jobs/{quote(job_id)}"))
 
     async def cancel(self, job_id: str) -> None:
         """DELETE /api/jobs/{id}: a queued job stops at once, a running one at its next step."""

@@ -5,15 +5,15 @@ both in the canvas frame; the selection is Krita's global selection (8-bit mask)
 out as 8-bit straight sRGB RGBA: exact conversions in pixels.py for RGB documents in sRGB
 or linear sRGB, Krita's own colour engine for any other colour space.
 
-Writing: each result becomes new paint layers inside one group per batch item, assembled
-before the group is attached, so one undo step removes the whole insertion. Pixels are
-written over the full rectangle of the result record (transparent borders included) at its
-canvas offset.
+Writing: each result becomes new paint layers inside one group per batch item. Krita's
+`addChildNode` is one "Add Layer" undo step: a group is assembled detached and attached in one
+step; a later layer is added into it in one step. Pixels are written over the full rectangle
+of the layer record (transparent borders included) at its canvas offset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 from krita import Document as KritaDocument
 from krita import Krita, Node
@@ -21,7 +21,7 @@ from krita import Krita, Node
 from . import pixels
 from .inputs import UserError
 from .pixels import SRGB8, SRGB_PROFILE, PixelFormat, Rect
-from .protocol import ResultRecord, WireImage
+from .protocol import LayerRecord, WireImage
 
 
 def _format(item: KritaDocument | Node) -> PixelFormat | None:
@@ -137,25 +137,63 @@ class Document:
         node.setColorSpace(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
         return node
 
-    def insert(
-        self, record: ResultRecord, layer_pixels: Mapping[str, bytes], above: str | None
-    ) -> None:
-        """Add one group per batch item above the layer `above` (or at the top)."""
+    def top_layer_id(self) -> str | None:
+        children = self._doc.rootNode().childNodes()
+        return children[-1].uniqueId().toString() if children else None
+
+    def insert_group(
+        self, name: str, layers: Sequence[tuple[LayerRecord, bytes]], above: str | None
+    ) -> str:
+        """A group holding `layers` (bottom → top), attached above `above` in one undo step.
+
+        The group is assembled while detached, so attaching it is Krita's single "Add Layer".
+        """
         anchor = self._find(above)
         parent = anchor.parentNode() if anchor is not None else self._doc.rootNode()
-        if anchor is None:
-            children = parent.childNodes()
-            anchor = children[-1] if children else None
-        for name, layers in record.groups():
-            group = self._doc.createGroupLayer(name)
-            below = None
-            for layer in layers:
-                node = self._paint_layer(layer.name, layer_pixels[layer.file], layer.rect)
-                node.setVisible(layer.visible)
-                group.addChildNode(node, below)
-                below = node
-            parent.addChildNode(group, anchor)
-            anchor = group
+        group = self._doc.createGroupLayer(name)
+        below = None
+        for layer, rgba in layers:
+            node = self._layer_node(layer, rgba)
+            group.addChildNode(node, below)
+            below = node
+        parent.addChildNode(group, anchor)
+        self._changed()
+        return str(group.uniqueId().toString())
+
+    def insert_layer(self, group: str, layer: LayerRecord, rgba: bytes, above: str) -> str:
+        """One layer into `group` right above its child `above`: one "Add Layer" undo step."""
+        parent = self._find(group)
+        if parent is None:
+            raise UserError("The result's group was removed while the job was running.")
+        anchor = self._find(above)
+        node = self._layer_node(layer, rgba)
+        parent.addChildNode(node, anchor)
+        self._changed()
+        return str(node.uniqueId().toString())
+
+    def child_ids(self, group: str) -> list[str]:
+        node = self._find(group)
+        return [child.uniqueId().toString() for child in node.childNodes()] if node else []
+
+    def exists(self, node_id: str) -> bool:
+        return self._find(node_id) is not None
+
+    def remove(self, node_ids: Sequence[str]) -> int:
+        removed = 0
+        for node_id in node_ids:
+            node = self._find(node_id)
+            if node is not None and node.remove():
+                removed += 1
+        if removed:
+            self._changed()
+        return removed
+
+    def _layer_node(self, layer: LayerRecord, rgba: bytes) -> Node:
+        node = self._paint_layer(layer.name, rgba, layer.rect)
+        node.setVisible(layer.visible)
+        return node
+
+    def _changed(self) -> None:
         self._doc.setModified(True)
         self._doc.refreshProjection()
 

@@ -13,9 +13,9 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from . import pixels
 from .client import (
@@ -26,9 +26,19 @@ from .client import (
     ServerError,
     error_from_event,
 )
-from .inputs import Document, Documents, UserError, collect_images
+from .inputs import Document, Documents, Placement, UserError, collect_images
 from .observable import Observable, Property
-from .protocol import MODE_OPTIONS, SIZE, JobEvent, ModelsInfo, Parameters, ResultRecord
+from .protocol import (
+    JobEvent,
+    LayerRecord,
+    ModeInfo,
+    ModelsInfo,
+    ModesInfo,
+    OptionInfo,
+    Parameters,
+    ResultRecord,
+)
+from .settings import format_value
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,49 @@ class HistoryItem:
         return f"{self.record.prompt or self.record.mode} · {self.record.mode} · seed {seed}"
 
 
+class Store(Protocol):
+    """Where option values persist (Krita's settings; see settings.py)."""
+
+    def read(self, name: str) -> str: ...
+
+    def write(self, name: str, value: str) -> None: ...
+
+
+#: Options the docker does not offer yet (and never sends), with the ones depending on them.
+NOT_OFFERED = frozenset({"control"})
+
+
+def offered(mode: ModeInfo) -> tuple[OptionInfo, ...]:
+    """The options of `mode` the docker shows and sends."""
+    hidden = set(NOT_OFFERED)
+    return tuple(
+        option
+        for option in mode.options
+        if option.name not in hidden and (option.depends_on or "") not in hidden
+    )
+
+
+def parse_option(option: OptionInfo, text: str) -> Any:
+    """A value stored in the settings back as the option's type; None if unusable."""
+    try:
+        if option.type == "int":
+            value: Any = int(float(text))
+        elif option.type == "float":
+            value = float(text)
+        elif option.type == "bool":
+            value = text == "true"
+        elif option.type in ("enum", "text"):
+            value = text
+        else:
+            return None
+    except ValueError:
+        return None
+    # Versions before /api/modes stored 0 for "Auto" (steps, cfg): still "the default".
+    if option.type in ("int", "float") and option.default is None and value == 0:
+        return None
+    return value if option.valid(value) else None
+
+
 class Model(Observable):
     """Everything the Acetate docker shows and does."""
 
@@ -60,24 +113,20 @@ class Model(Observable):
     token = Property("", persist=True)
     connected = Property(False)
     connection_text = Property("Not connected")
+    #: The server answers but publishes no modes (older than this plugin).
+    server_too_old = Property(False)
     models = Property(ModelsInfo())
+    modes = Property(ModesInfo())
     model_name = Property("", persist=True)
     mode = Property("fg", persist=True)
     prompt = Property("")
-    negative_prompt = Property("", persist=True)
-    fg_prompt = Property("")
-    bg_prompt = Property("")
-    blend_prompt = Property("")
     seed = Property(0)
     random_seed = Property(True, persist=True)
-    steps = Property(0, persist=True)  # 0: the server's default for model and mode
-    cfg = Property(0.0, persist=True)  # 0: the server's default
-    width = Property(1024)
-    height = Property(1024)
-    strength = Property(0.7, persist=True)
-    scale = Property(2.0, persist=True)
     batch = Property(1, persist=True)
-    decode = Property("tta", persist=True)
+    #: Option values the user chose, by name (the rest follow the mode's defaults).
+    option_values: Property[dict[str, Any]] = Property({})
+    #: List inputs by field: the items, each a dict of its item options.
+    list_values: Property[dict[str, tuple[dict[str, Any], ...]]] = Property({})
     busy = Property(False)
     progress = Property(0.0)
     status = Property("")
@@ -85,25 +134,35 @@ class Model(Observable):
     error = Property("")
     mode_problem = Property("")
     history: Property[tuple[HistoryItem, ...]] = Property(())
+    #: The last result's groups can still be removed with `undo_result`.
+    can_undo_result = Property(False)
 
     def __init__(
         self,
         documents: Documents,
         http: Http,
         run: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+        store: Store | None = None,
     ) -> None:
         self.documents = documents
         self.http = http
         self._run = run
+        self.store = store
         self.client: AcetateClient | None = None
         self.stream: EventStream | None = None
         self._stream_task: asyncio.Task[None] | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self.job_id: str | None = None
         self._connected_text = ""
+        self._family: str | None = None
+        self._stored_loaded: set[str] = set()
+        self._last_result: tuple[Document, list[str]] | None = None
+        #: What the last job did, in order ("inserted <file>", "done"): for tests and logs.
+        self.timeline: list[str] = []
         self.changed("models").connect(lambda _: self._models_loaded())
+        self.changed("modes").connect(lambda _: self._modes_loaded())
         self.changed("model_name").connect(lambda _: self._model_chosen())
-        self.changed("mode").connect(lambda _: self._check_mode())
+        self.changed("mode").connect(lambda _: self._mode_chosen())
         self.changed("server_url").connect(lambda _: self.reconnect())
         self.changed("token").connect(lambda _: self.reconnect())
 
@@ -129,10 +188,14 @@ class Model(Observable):
         try:
             client = AcetateClient(self.http, self.server_url, self.token)
             health = await client.health()
+            modes = await client.modes()
             self.models = await client.models()
         except ServerError as error:
+            self.server_too_old = error.code == "too_old"
             self.connection_text = error.message
             return False
+        self.server_too_old = False
+        self.modes = modes
         self._connected_text = f"Connected: Acetate {health['version']} on {health['device']}"
         self.client, self.stream = client, EventStream(client, self._on_stream_status)
         self._stream_task = self._run(self.stream.run())
@@ -173,37 +236,155 @@ class Model(Observable):
         else:
             self._model_chosen()
 
+    def _modes_loaded(self) -> None:
+        self._load_stored_options()
+        if self.modes.modes and self.modes.get(self.mode) is None:
+            self.mode = self.modes.modes[0].name  # → _mode_chosen
+        else:
+            self._mode_chosen()
+
     def _model_chosen(self) -> None:
-        """A model's family decides the default size (SDXL 1024, SD1.5 512)."""
+        """Another model family: options with per-family defaults (size…) follow it."""
         base = self.models.base(self.model_name)
-        if base is not None:
-            self.width = self.height = base.native_size
+        family = base.family if base is not None else None
+        if family is not None and self._family is not None and family != self._family:
+            keep = {
+                name: value
+                for name, value in self.option_values.items()
+                if not self._has_family_defaults(name)
+            }
+            if keep != self.option_values:
+                self.option_values = keep
+        if family is not None:
+            self._family = family
+        self._check_mode()
+
+    def _mode_chosen(self) -> None:
+        mode = self.mode_info
+        if mode is not None:
+            lists = dict(self.list_values)
+            for item in mode.lists:
+                if item.field not in lists:
+                    lists[item.field] = tuple(item.new_item() for _ in range(item.min_items))
+            self.list_values = lists
         self._check_mode()
 
     def _check_mode(self) -> None:
-        self.mode_problem = self.models.mode_problem(self.model_name, self.mode) or ""
+        mode = self.mode_info
+        problem = self.models.mode_problem(self.model_name, self.mode) or ""
+        family = mode.family(self._family) if mode is not None and self._family else None
+        if not problem and family is not None and not family.supported:
+            problem = family.reason or f"{mode.label} does not run on {family.label} models"
+        self.mode_problem = problem
+
+    # -- modes and options ---------------------------------------------------------------
+
+    @property
+    def mode_info(self) -> ModeInfo | None:
+        return self.modes.get(self.mode)
+
+    @property
+    def family(self) -> str | None:
+        base = self.models.base(self.model_name)
+        return base.family if base is not None else None
+
+    def _has_family_defaults(self, name: str) -> bool:
+        return any(
+            option.name == name and option.family_defaults
+            for mode in self.modes.modes
+            for option in mode.options
+        )
+
+    def option_value(self, name: str) -> Any:
+        """The option's value: the user's choice, else the mode's default on this family."""
+        if name in self.option_values:
+            return self.option_values[name]
+        mode = self.mode_info
+        option = mode.option(name) if mode is not None else None
+        return option.default_for(self.family) if option is not None else None
+
+    def set_option(self, name: str, value: Any) -> None:
+        """The user chose a value (None: back to the default); persisted except prompts."""
+        self.option_values = {**self.option_values, name: value}
+        mode = self.mode_info
+        option = mode.option(name) if mode is not None else None
+        if self.store is not None and option is not None and option.type != "prompts":
+            self.store.write(name, "" if value is None else format_value(value))
+
+    def _load_stored_options(self) -> None:
+        if self.store is None:
+            return
+        values = dict(self.option_values)
+        for mode in self.modes.modes:
+            for option in mode.options:
+                if option.name in self._stored_loaded or option.type == "prompts":
+                    continue
+                self._stored_loaded.add(option.name)
+                text = self.store.read(option.name)
+                value = parse_option(option, text) if text else None
+                if value is not None and option.name not in values:
+                    values[option.name] = value
+        self.option_values = values
+
+    def list_items(self, name: str) -> tuple[dict[str, Any], ...]:
+        return self.list_values.get(name, ())
+
+    def set_list(self, name: str, items: Sequence[Mapping[str, Any]]) -> None:
+        self.list_values = {**self.list_values, name: tuple(dict(item) for item in items)}
+
+    def add_item(self, name: str) -> None:
+        mode = self.mode_info
+        spec = mode.list_input(name) if mode is not None else None
+        items = self.list_items(name)
+        if spec is not None and (spec.max_items is None or len(items) < spec.max_items):
+            self.set_list(name, (*items, spec.new_item()))
+
+    def remove_item(self, name: str, index: int) -> None:
+        mode = self.mode_info
+        spec = mode.list_input(name) if mode is not None else None
+        items = list(self.list_items(name))
+        if spec is not None and 0 <= index < len(items) and len(items) > spec.min_items:
+            del items[index]
+            self.set_list(name, items)
+
+    def set_item(self, name: str, index: int, key: str, value: Any) -> None:
+        items = [dict(item) for item in self.list_items(name)]
+        if 0 <= index < len(items):
+            items[index][key] = value
+            self.set_list(name, items)
+
+    def request_options(self, mode: ModeInfo) -> dict[str, Any]:
+        """The option and list fields of the request: only what `mode` lists, and of its
+        options only those the user set (the rest are the server's defaults, which the form
+        shows: sending them would not be neutral, e.g. one sampler forced on every stage)."""
+        data: dict[str, Any] = {}
+        for option in offered(mode):
+            value = self.option_values.get(option.name)
+            if option.type == "prompts":
+                value = {k: v.strip() for k, v in (value or {}).items() if v and v.strip()}
+                value = value or None
+            if value is not None:
+                data[option.name] = value
+        for spec in mode.lists:
+            items = [
+                {k: v for k, v in item.items() if v is not None}
+                for item in self.list_items(spec.field)
+            ]
+            if items or spec.min_items:
+                data[spec.field] = items
+        return data
 
     # -- generating -----------------------------------------------------------------------
 
-    def parameters(self) -> Parameters:
+    def parameters(self, mode: ModeInfo) -> Parameters:
         """The request fields from the form (images and selection bounds come later)."""
-        layer_prompts = {"foreground": self.fg_prompt, "background": self.bg_prompt}
-        layer_prompts["blended"] = self.blend_prompt
         return Parameters(
-            mode=self.mode,
+            mode=mode.name,
             prompt=self.prompt.strip(),
-            negative_prompt=self.negative_prompt.strip(),
             model=self.model_name or None,
             seed=None if self.random_seed else int(self.seed),
-            steps=int(self.steps) or None,
-            cfg=float(self.cfg) or None,
-            width=int(self.width) if SIZE in MODE_OPTIONS[self.mode] else None,
-            height=int(self.height) if SIZE in MODE_OPTIONS[self.mode] else None,
             batch=int(self.batch),
-            strength=float(self.strength),
-            scale=float(self.scale),
-            decode=self.decode,
-            layer_prompts=layer_prompts,
+            options=self.request_options(mode),
         )
 
     async def generate(self) -> ResultRecord | None:
@@ -229,31 +410,57 @@ class Model(Observable):
         document = self.documents.active()
         if document is None:
             raise UserError("Open or create a document first.")
-        if self.mode != "upscale" and not self.prompt.strip():
-            raise UserError("Type a prompt first.")
+        self._check_prompt(self.mode_info)
         if self.client is None or self.stream is None or not self.connected:
             await self._connect_now()
-        client, stream = self.client, self.stream
+        client, stream, mode = self.client, self.stream, self.mode_info
         assert client is not None and stream is not None
-        params = self.parameters()
-        images, params.selection_bounds = collect_images(self.mode, document)
-        above = document.active_layer_id()
+        if mode is None:
+            raise UserError(f"The server has no mode {self.mode!r}: pick another one.")
+        self._check_prompt(mode)
+        params = self.parameters(mode)
+        images, params.selection_bounds = collect_images(mode, document, params.options)
+        counts = {k: len(v) for k, v in params.options.items() if isinstance(v, list)}
+        anchor = document.active_layer_id() or document.top_layer_id()
+        placement = Placement(document, mode, params.prompt, counts, anchor)
+        self.timeline = []
+        self.can_undo_result, self._last_result = False, None
         self.status = "Sending…"
         job_id = await client.submit(params, images)
         self.job_id = job_id
         self.status = "Queued"
-        record = await self._follow(stream, job_id)
+        pixels_by_file: dict[str, bytes] = {}
+        try:
+            record = await self._follow(stream, job_id, client, placement, pixels_by_file)
+        finally:
+            if placement.groups:
+                self._last_result = (document, placement.group_ids)
         if record is None:
             return None
-        layer_pixels = await self._insert(client, record, document, above)
-        self.history = (self._history_item(client, record, layer_pixels), *self.history)[:50]
+        await self._insert_rest(client, record, placement, pixels_by_file)
+        self._last_result = (document, placement.group_ids)
+        self.can_undo_result = bool(placement.groups)
+        count = len(placement.inserted)
+        self.status = f"Done: {count} layer{'s' if count != 1 else ''} inserted in {document.name}"
+        self.history = (self._history_item(client, record, pixels_by_file), *self.history)[:50]
         self.progress = 1.0
         if self.random_seed and "seed" in record.parameters:
             self.seed = int(record.parameters["seed"])  # shown, so a result can be redone
         return record
 
-    async def _follow(self, stream: EventStream, job_id: str) -> ResultRecord | None:
-        """Wait for the job's final event; None when it was cancelled."""
+    def _check_prompt(self, mode: ModeInfo | None) -> None:
+        if mode is not None and mode.prompt_required and not self.prompt.strip():
+            raise UserError("Type a prompt first.")
+
+    async def _follow(
+        self,
+        stream: EventStream,
+        job_id: str,
+        client: AcetateClient,
+        placement: Placement,
+        pixels_by_file: dict[str, bytes],
+    ) -> ResultRecord | None:
+        """Follow the job, inserting each layer as it is ready; None when it was cancelled."""
         events = stream.subscribe(job_id)
         try:
             while True:
@@ -278,7 +485,11 @@ class Model(Observable):
                     self.status = f"Step {step} of {total}"
                 elif event.type is JobEvent.preview and event.binary:
                     self.preview = event.binary
+                elif event.type is JobEvent.layer_ready and isinstance(fields.get("layer"), dict):
+                    layer = LayerRecord.from_json(fields["layer"])
+                    await self._insert_layer(client, job_id, layer, placement, pixels_by_file)
                 elif event.type is JobEvent.done:
+                    self.timeline.append("done")
                     return ResultRecord.from_json(fields["result"])
                 elif event.type is JobEvent.cancelled:
                     self.status = "Cancelled"
@@ -288,31 +499,58 @@ class Model(Observable):
         finally:
             stream.unsubscribe(job_id)
 
-    async def _insert(
+    async def _insert_layer(
+        self,
+        client: AcetateClient,
+        job_id: str,
+        layer: LayerRecord,
+        placement: Placement,
+        pixels_by_file: dict[str, bytes],
+    ) -> None:
+        if layer.file not in pixels_by_file:
+            pixels_by_file[layer.file] = await client.layer_pixels(job_id, layer)
+        if not placement.document.alive():
+            raise UserError("The document was closed before the result arrived.")
+        before = len(placement.inserted)
+        placement.add(layer, pixels_by_file[layer.file])
+        for done in placement.inserted[before:]:
+            self.timeline.append(f"inserted {done.file}")
+        if len(placement.inserted) > before:
+            self.status = f"Inserted {layer.name}"
+
+    async def _insert_rest(
         self,
         client: AcetateClient,
         record: ResultRecord,
-        document: Document,
-        above: str | None,
-    ) -> dict[str, bytes]:
-        """Download every layer of `record` and insert them; returns the pixels by file."""
-        self.status = "Downloading layers…"
-        layer_pixels = {}
+        placement: Placement,
+        pixels_by_file: dict[str, bytes],
+    ) -> None:
+        """The record's layers that did not arrive as `layer_ready` (or still wait), in."""
         for layer in record.layers:
-            layer_pixels[layer.file] = await client.layer_pixels(record.id, layer)
-        if not document.alive():
-            raise UserError("The document was closed before the result arrived.")
-        document.insert(record, layer_pixels, above)
-        count = len(record.layers)
-        self.status = f"Done: {count} layer{'s' if count != 1 else ''} inserted in {document.name}"
-        return layer_pixels
+            if all(done.file != layer.file for done in placement.inserted):
+                await self._insert_layer(client, record.id, layer, placement, pixels_by_file)
+        before = len(placement.inserted)
+        placement.finish()
+        for done in placement.inserted[before:]:
+            self.timeline.append(f"inserted {done.file}")
+
+    def undo_result(self) -> int:
+        """Remove every group the last result inserted (one click); returns how many."""
+        last, self._last_result = self._last_result, None
+        self.can_undo_result = False
+        if last is None:
+            return 0
+        document, groups = last
+        removed = document.remove(groups) if document.alive() else 0
+        self.status = f"Removed {removed} group{'s' if removed != 1 else ''} of the last result"
+        return removed
 
     @staticmethod
     def _history_item(
         client: AcetateClient, record: ResultRecord, layer_pixels: dict[str, bytes]
     ) -> HistoryItem:
         thumb = None
-        if record.layers:
+        if record.layers and record.layers[0].file in layer_pixels:
             first = record.layers[0]
             data = layer_pixels[first.file]
             thumb = pixels.thumbnail(data, first.width, first.height, THUMBNAIL_SIDE)
@@ -343,7 +581,16 @@ class Model(Observable):
             if document is None:
                 raise UserError("Open or create a document first.")
             client = self._client_for(item)
-            await self._insert(client, item.record, document, document.active_layer_id())
+            record = item.record
+            mode = self.modes.get(record.mode) or ModeInfo(record.mode, record.mode)
+            anchor = document.active_layer_id() or document.top_layer_id()
+            placement = Placement(document, mode, record.prompt, record.counts(), anchor)
+            self.status = "Downloading layers…"
+            await self._insert_rest(client, record, placement, {})
+            self._last_result = (document, placement.group_ids)
+            self.can_undo_result = bool(placement.groups)
+            count = len(placement.inserted)
+            self.status = f"Done: {count} layer{'s' if count != 1 else ''} inserted again"
         except (ServerError, UserError) as error:
             self.error = str(error)
 

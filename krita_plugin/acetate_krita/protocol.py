@@ -1,132 +1,308 @@
 """The Acetate wire protocol as the plugin sees it: request fields, records, events.
 
-Mirrors `server/acetate/protocol.py` and docs/protocol.md by hand (Krita's Python has no
-pydantic). Qt-free and Krita-free, so it is unit-tested in the project's test suite.
+The modes themselves are not here: the server publishes them (`GET /api/modes`, parsed into
+`ModesInfo`) and the docker builds its mode list, controls and inputs from that. Records are
+parsed leniently (unknown keys are ignored), so a newer server does not break the plugin.
+Qt-free and Krita-free (Krita's Python has no pydantic), so it is unit-tested anywhere.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
 from .pixels import Rect
 
-MODES: tuple[str, ...] = (
-    "fg",
-    "fg2bg",
-    "bg2fg",
-    "joint",
-    "img2img",
-    "inpaint",
-    "layer_on_artwork",
-    "upscale",
-)
-MODE_LABELS: dict[str, str] = {
-    "fg": "Foreground (new transparent layer)",
-    "fg2bg": "Background behind the active layer",
-    "bg2fg": "Foreground over the canvas",
-    "joint": "Foreground + background together",
-    "img2img": "Vary the active layer",
-    "inpaint": "Inpaint the active layer",
-    "layer_on_artwork": "Layer on artwork (selection)",
-    "upscale": "Upscale the active layer",
-}
-#: Layers each mode returns per batch item, bottom to top as stacked in a document.
-MODE_LAYERS: dict[str, tuple[str, ...]] = {
-    "fg": ("foreground",),
-    "fg2bg": ("background", "blended"),
-    "bg2fg": ("foreground", "blended"),
-    "joint": ("background", "foreground", "blended"),
-    "img2img": ("foreground",),
-    "inpaint": ("foreground",),
-    "layer_on_artwork": ("foreground",),
-    "upscale": ("foreground",),
-}
-#: Where each image field comes from in the document: the composited canvas, the active
-#: layer, or the selection (a mask).
-CANVAS, LAYER, SELECTION = "canvas", "layer", "selection"
-MODE_IMAGES: dict[str, dict[str, str]] = {
-    "fg": {},
-    "fg2bg": {"fg": LAYER},
-    "bg2fg": {"bg": CANVAS},
-    "joint": {},
-    "img2img": {"image": LAYER, "mask": SELECTION},
-    "inpaint": {"image": LAYER, "mask": SELECTION},
-    "layer_on_artwork": {"canvas": CANVAS, "selection": SELECTION},
-    "upscale": {"image": LAYER},
-}
-#: Form inputs each mode uses besides prompt, negative prompt, seed, steps, cfg, batch, decode.
-SIZE, STRENGTH, SCALE, LAYER_PROMPTS = "size", "strength", "scale", "layer_prompts"
-MODE_OPTIONS: dict[str, frozenset[str]] = {
-    "fg": frozenset({SIZE}),
-    "fg2bg": frozenset(),
-    "bg2fg": frozenset(),
-    "joint": frozenset({SIZE, LAYER_PROMPTS}),
-    "img2img": frozenset({STRENGTH}),
-    "inpaint": frozenset({STRENGTH}),
-    "layer_on_artwork": frozenset(),
-    "upscale": frozenset({STRENGTH, SCALE}),
-}
-#: Native generation size per model family (DESIGN.md request fields).
-FAMILY_SIZE: dict[str, int] = {"sdxl": 1024, "sd15": 512}
-DECODES: tuple[str, ...] = ("tta", "fast")
 MAX_SEED = 2**32 - 1
+#: The protocol version this plugin speaks (`/api/health` and `/api/modes` report theirs).
+API_VERSION = 2
+#: Image sources a plugin knows how to read from a document.
+CANVAS, LAYER, SELECTION = "canvas", "layer", "selection"
 
 
-def group_name(prompt: str, batch_index: int) -> str:
-    """Group name for one batch item, the same in the PSD and in both editors."""
-    return f"{prompt[:60]} #{batch_index + 1}"
+def _known(cls: type, data: Any) -> dict[str, Any]:
+    """The keys of `data` that are fields of dataclass `cls` (unknown keys are ignored)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
+def group_name(prompt: str, batch_index: int, label: str = "") -> str:
+    """Group name for one batch item, the same in the PSD and in both editors: the prompt's
+    first 60 characters (the mode's label when the prompt is empty) and `#<batch_index + 1>`."""
+    return f"{prompt.strip()[:60] or label} #{batch_index + 1}"
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One option a mode reads (`GET /api/modes`): type, range, defaults, where it is shown."""
+
+    name: str
+    label: str = ""
+    help: str = ""
+    type: str = "text"  # int, float, bool, enum, text, prompts
+    default: Any = None
+    family_defaults: dict[str, Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool | None = None
+    multiple_of: int | None = None
+    choices: tuple[str, ...] | None = None
+    max_length: int | None = None
+    advanced: bool = False
+    depends_on: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> OptionInfo:
+        known = _known(cls, data)
+        if known.get("choices") is not None:
+            known["choices"] = tuple(str(c) for c in known["choices"])
+        if known.get("family_defaults") is not None:
+            known["family_defaults"] = dict(known["family_defaults"])
+        return cls(**known)
+
+    def default_for(self, family: str | None) -> Any:
+        """The default on `family` (the family's own default when it has one)."""
+        if family is not None and self.family_defaults and family in self.family_defaults:
+            return self.family_defaults[family]
+        return self.default
+
+    def valid(self, value: Any) -> bool:
+        """Whether `value` fits this option (used for values read back from settings)."""
+        if value is None:
+            return True
+        if self.type in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return False
+            if self.type == "int" and not float(value).is_integer():
+                return False
+            low, high = self.minimum, self.maximum
+            if low is not None and (value < low or (self.exclusive_minimum and value == low)):
+                return False
+            return high is None or value <= high
+        if self.type == "bool":
+            return isinstance(value, bool)
+        if self.type == "enum":
+            return value in (self.choices or ())
+        if self.type == "text":
+            return isinstance(value, str) and (
+                self.max_length is None or len(value) <= self.max_length
+            )
+        if self.type == "prompts":
+            return isinstance(value, dict)
+        return False
+
+
+@dataclass(frozen=True)
+class ImageInputInfo:
+    """An image or mask a mode takes, and where an editor reads it from."""
+
+    field: str
+    label: str = ""
+    help: str = ""
+    kind: str = "rgba"  # rgba, mask
+    source: str = LAYER  # canvas, layer, selection
+    required: bool = True
+    frame: bool = False
+    relative_to: str | None = None
+    #: Only sent when each named option has one of the listed values.
+    when: dict[str, tuple[str, ...]] | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ImageInputInfo:
+        known = _known(cls, data)
+        if known.get("when") is not None:
+            known["when"] = {str(k): tuple(v) for k, v in dict(known["when"]).items()}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class ListInputInfo:
+    """A list input: each item carries its own options (and images, unsupported here)."""
+
+    field: str
+    label: str = ""
+    help: str = ""
+    min_items: int = 0
+    max_items: int | None = None
+    item_options: tuple[OptionInfo, ...] = ()
+    item_images: tuple[Any, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any) -> ListInputInfo:
+        known = _known(cls, data)
+        known["item_options"] = tuple(
+            OptionInfo.from_json(o) for o in known.get("item_options") or ()
+        )
+        known["item_images"] = tuple(known.get("item_images") or ())
+        known["min_items"] = int(known.get("min_items") or 0)
+        return cls(**known)
+
+    def new_item(self) -> dict[str, Any]:
+        return {option.name: option.default for option in self.item_options}
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer (or a pattern of layers, `{i}` counted from a list) a mode returns."""
+
+    name: str
+    label: str = ""
+    visible: bool = True
+    keeps_alpha: bool = True
+    count_from: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> LayerInfo:
+        return cls(**_known(cls, data))
+
+    @property
+    def fixed(self) -> bool:
+        return "{i}" not in self.name
+
+    def number(self, name: str) -> int | None:
+        """The pattern's `i` for a layer called `name`; 0 for the fixed name; None: no match."""
+        if self.fixed:
+            return 0 if name == self.name else None
+        head, _, tail = self.name.partition("{i}")
+        middle = name[len(head) : len(name) - len(tail)] if len(name) > len(head + tail) else ""
+        if name.startswith(head) and name.endswith(tail) and middle.isdigit():
+            return int(middle)
+        return None
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    family: str
+    label: str = ""
+    supported: bool = True
+    stages: tuple[Any, ...] | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> FamilyInfo:
+        known = _known(cls, data)
+        if known.get("stages") is not None:
+            known["stages"] = tuple(known["stages"])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class ModeInfo:
+    """One mode as the server declares it (`GET /api/modes`)."""
+
+    name: str
+    label: str = ""
+    help: str = ""
+    prompt_required: bool = True
+    inputs: tuple[ImageInputInfo, ...] = ()
+    lists: tuple[ListInputInfo, ...] = ()
+    frame: str | None = None
+    frame_scale: str | None = None
+    layers: tuple[LayerInfo, ...] = ()
+    options: tuple[OptionInfo, ...] = ()
+    families: tuple[FamilyInfo, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any) -> ModeInfo:
+        known = _known(cls, data)
+        known["name"] = str(known["name"])
+        known["label"] = str(known.get("label") or known["name"])
+        parts = (
+            ("inputs", ImageInputInfo),
+            ("lists", ListInputInfo),
+            ("layers", LayerInfo),
+            ("options", OptionInfo),
+            ("families", FamilyInfo),
+        )
+        for key, kind in parts:
+            known[key] = tuple(kind.from_json(item) for item in known.get(key) or ())  # type: ignore[attr-defined]
+        return cls(**known)
+
+    def option(self, name: str) -> OptionInfo | None:
+        return next((option for option in self.options if option.name == name), None)
+
+    def list_input(self, name: str) -> ListInputInfo | None:
+        return next((item for item in self.lists if item.field == name), None)
+
+    def family(self, name: str) -> FamilyInfo | None:
+        return next((family for family in self.families if family.family == name), None)
+
+    @property
+    def fixed_layers(self) -> tuple[LayerInfo, ...]:
+        return tuple(layer for layer in self.layers if layer.fixed)
+
+    def layer_key(self, name: str) -> tuple[int, int]:
+        """Where a layer called `name` stacks in its group (sorts bottom → top)."""
+        for index, layer in enumerate(self.layers):
+            number = layer.number(name)
+            if number is not None:
+                return index, number
+        return len(self.layers), 0  # not declared: on top
+
+    def layer_names(self, counts: dict[str, int]) -> list[str]:
+        """Layer names of one batch item, bottom → top (patterns repeated `counts[...]` times)."""
+        names: list[str] = []
+        for layer in self.layers:
+            if layer.fixed:
+                names.append(layer.name)
+            else:
+                count = counts.get(layer.count_from or "", 0)
+                names += [layer.name.replace("{i}", str(i)) for i in range(count)]
+        return names
+
+
+@dataclass(frozen=True)
+class ModesInfo:
+    """GET /api/modes: every mode the server runs, in the order editors list them."""
+
+    api_version: int = 0
+    modes: tuple[ModeInfo, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any) -> ModesInfo:
+        known = _known(cls, data)
+        return cls(
+            api_version=int(known.get("api_version") or 0),
+            modes=tuple(ModeInfo.from_json(mode) for mode in known.get("modes") or ()),
+        )
+
+    def get(self, name: str | None) -> ModeInfo | None:
+        return next((mode for mode in self.modes if mode.name == name), None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(mode.name for mode in self.modes)
 
 
 @dataclass
 class Parameters:
-    """The non-image request fields the plugin sets; None means "the server's default"."""
+    """The non-image request fields: the fixed ones plus the options the chosen mode lists.
+
+    `options` holds option and list values by field name; None means "the server's default".
+    """
 
     mode: str = "fg"
     prompt: str = ""
-    negative_prompt: str = ""
     model: str | None = None
     seed: int | None = None
-    steps: int | None = None
-    cfg: float | None = None
-    width: int | None = None
-    height: int | None = None
     batch: int = 1
-    strength: float | None = None
-    scale: float | None = None
-    decode: str = "tta"
-    layer_prompts: dict[str, str] | None = None
-    selection_bounds: Rect | None = None
     client_id: str | None = None
+    selection_bounds: Rect | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The request object, without the fields this mode does not use."""
-        options = MODE_OPTIONS[self.mode]
-        data: dict[str, Any] = {
-            "mode": self.mode,
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "batch": self.batch,
-            "decode": self.decode,
-        }
+        data: dict[str, Any] = {"mode": self.mode, "prompt": self.prompt, "batch": self.batch}
         optional: dict[str, Any] = {
             "model": self.model,
             "seed": self.seed,
-            "steps": self.steps,
-            "cfg": self.cfg,
             "client_id": self.client_id,
+            **self.options,
         }
-        if SIZE in options:
-            optional.update(width=self.width, height=self.height)
-        if STRENGTH in options:
-            optional["strength"] = self.strength
-        if SCALE in options:
-            optional["scale"] = self.scale
-        if LAYER_PROMPTS in options and self.layer_prompts:
-            optional["layer_prompts"] = {k: v for k, v in self.layer_prompts.items() if v}
         if self.selection_bounds is not None:
             optional["selection_bounds"] = self.selection_bounds.to_json()
         data.update({key: value for key, value in optional.items() if value not in (None, {})})
@@ -249,12 +425,50 @@ class ResultRecord:
     def prompt(self) -> str:
         return str(self.parameters.get("prompt") or "")
 
-    def groups(self) -> list[tuple[str, list[LayerRecord]]]:
-        """(group name, layers bottom → top) per batch item, in batch order."""
+    def counts(self) -> dict[str, int]:
+        """List lengths of the request (what `{i}` layer patterns are counted from)."""
+        return {k: len(v) for k, v in self.parameters.items() if isinstance(v, list)}
+
+    def groups(self, mode: ModeInfo | None = None) -> list[tuple[str, list[LayerRecord]]]:
+        """(group name, layers bottom → top) per batch item, in batch order.
+
+        With the mode's declaration, layers stack in the order it declares them (patterns by
+        their number); without it, in the record's order.
+        """
         by_batch: dict[int, list[LayerRecord]] = {}
         for layer in self.layers:
             by_batch.setdefault(layer.batch_index, []).append(layer)
-        return [(group_name(self.prompt, index), by_batch[index]) for index in sorted(by_batch)]
+        label = mode.label if mode is not None else self.mode
+        groups = []
+        for index in sorted(by_batch):
+            layers = by_batch[index]
+            if mode is not None:
+                layers = sorted(layers, key=lambda layer: mode.layer_key(layer.name))
+            groups.append((group_name(self.prompt, index, label), layers))
+        return groups
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """GET /api/jobs/{id}: a job's status, queue position, result or error."""
+
+    id: str
+    status: str
+    position: int | None = None
+    result: ResultRecord | None = None
+    error: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobRecord:
+        result = data.get("result")
+        position = data.get("position")
+        return cls(
+            id=str(data["id"]),
+            status=str(data.get("status", "")),
+            position=None if position is None else int(position),
+            result=None if result is None else ResultRecord.from_json(result),
+            error=dict(data["error"]) if data.get("error") else None,
+        )
 
 
 class JobEvent(str, Enum):
@@ -323,10 +537,6 @@ class BaseModelInfo:
             missing={str(k): [str(f) for f in v] for k, v in (data.get("modes") or {}).items()},
             unsupported={str(k): str(v) for k, v in (data.get("unsupported_modes") or {}).items()},
         )
-
-    @property
-    def native_size(self) -> int:
-        return FAMILY_SIZE.get(self.family, 1024)
 
     @property
     def label(self) -> str:

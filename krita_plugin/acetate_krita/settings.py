@@ -27,11 +27,28 @@ def format_value(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+class KritaStore:
+    """Option values in Krita's settings, one key per option (the same keys as before the
+    options came from the server: steps, cfg, strength, scale, decode, negative_prompt…)."""
+
+    def read(self, name: str) -> str:
+        from krita import Krita
+
+        return str(Krita.instance().readSetting(GROUP, name, ""))
+
+    def write(self, name: str, value: str) -> None:
+        from krita import Krita
+
+        Krita.instance().writeSetting(GROUP, name, value)
+
+
 def bind(model: Observable) -> None:
     """Load the persisted properties, then save each one whenever it changes."""
     from krita import Krita
 
     app = Krita.instance()
+    if hasattr(model, "store"):
+        model.store = KritaStore()
     for name in model.persisted():
         default = getattr(type(model), name).default
         stored = app.readSetting(GROUP, name, "")

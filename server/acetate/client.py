@@ -154,6 +154,10 @@ class AcetateClient:
     async def models(self) -> dict[str, Any]:
         return dict(await self._json("GET", "/api/models"))
 
+    async def modes(self) -> dict[str, Any]:
+        """`GET /api/modes`: every mode's declaration (see docs/protocol.md, Modes)."""
+        return dict(await self._json("GET", "/api/modes"))
+
     async def submit(
         self,
         request: Mapping[str, Any] | GenerateParameters,

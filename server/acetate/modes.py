@@ -18,24 +18,21 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from dataclasses import field as default_field
+from typing import Any, Literal, get_args
 
-Family = str
+#: A base model family; `acetate.engine.store.family` identifies checkpoints as one of these.
+Family = Literal["sd15", "sdxl"]
 OptionType = Literal["int", "float", "bool", "enum", "text", "prompts"]
 ImageKind = Literal["rgba", "mask"]
 #: Where an editor reads an image input from: the visible composite of the document, one
 #: layer (the active one unless the user picks another), or the selection as a mask.
 ImageSource = Literal["canvas", "layer", "selection"]
 
-SCHEDULERS: tuple[str, ...] = (
-    "dpm++_2m_karras",
-    "dpm++_2m_sde_karras",
-    "euler_a",
-    "euler",
-    "unipc",
-    "ddim",
-)
+#: Sampler names (`acetate.engine.schedulers` maps each to a diffusers scheduler).
+Scheduler = Literal["dpm++_2m_karras", "dpm++_2m_sde_karras", "euler_a", "euler", "unipc", "ddim"]
+SCHEDULERS: tuple[Scheduler, ...] = get_args(Scheduler)
 FAMILIES: tuple[Family, ...] = ("sdxl", "sd15")
 FAMILY_LABELS: dict[Family, str] = {"sdxl": "SDXL", "sd15": "SD1.5"}
 #: Test models generate at this size so every mode runs on a CPU in seconds.
@@ -51,7 +48,7 @@ class Option:
     help: str
     type: OptionType
     default: Any = None
-    family_defaults: Mapping[Family, Any] = field(default_factory=dict)
+    family_defaults: Mapping[Family, Any] = default_field(default_factory=dict)
     minimum: float | None = None
     maximum: float | None = None
     #: True: `minimum` itself is not allowed (strength > 0).
@@ -107,7 +104,7 @@ class ImageInput:
     #: A mask's reference image: same size, or placed by `selection_bounds`.
     relative_to: str | None = None
     #: Only used when these options have one of these values (control_image with control).
-    when: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    when: Mapping[str, tuple[str, ...]] = default_field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -202,7 +199,7 @@ class Stage:
     name: str
     label: str
     #: This stage's default scheduler; None: the family's.
-    scheduler: str | None = None
+    scheduler: Scheduler | None = None
     #: Default fraction of the steps run with the layer model.
     stop_at: float = 1.0
     #: Whether the request's `stop_at` applies to this stage.
@@ -225,7 +222,7 @@ class FamilySupport:
     #: role → official kinds (file stems) that can fill it, preferred first.
     files: Mapping[str, tuple[str, ...]]
     stages: tuple[Stage, ...]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = default_field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -244,9 +241,9 @@ class ModeSpec:
     lists: tuple[ListInput, ...] = ()
     prompt_required: bool = True
     #: Families this mode can never run on, and why.
-    unsupported: Mapping[Family, str] = field(default_factory=dict)
+    unsupported: Mapping[Family, str] = default_field(default_factory=dict)
     #: Per-mode default overrides for options (family-independent).
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = default_field(default_factory=dict)
     #: The result frame is the frame image multiplied by this option (upscale).
     frame_scale: str | None = None
 
@@ -287,6 +284,15 @@ class ModeSpec:
 
     def layer_spec(self, name: str) -> LayerOut | None:
         return next((layer for layer in self.layers if layer.matches(name)), None)
+
+    def stack_position(self, name: str) -> tuple[int, int]:
+        """Where a layer stacks in its result set, bottom first: its declaration's index, then
+        its number within a counted pattern; undeclared names go on top."""
+        for index, layer in enumerate(self.layers):
+            number = layer.number(name)
+            if number is not None:
+                return index, number
+        return len(self.layers), 0
 
     def layer_names(self, counts: Mapping[str, int]) -> list[str]:
         """Layer names per result set, bottom → top, for the given `count_from` values."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
@@ -19,8 +19,8 @@ from acetate.modes import (
     MAX_PROMPT,
     MODE_NAMES,
     OPTIONS,
-    SCHEDULERS,
     ModeSpec,
+    Scheduler,
 )
 from acetate.modes import MODES as MODE_SPECS
 
@@ -28,10 +28,8 @@ Mode = str  # a name in `acetate.modes.MODES`
 MODES: tuple[str, ...] = MODE_NAMES
 #: Modes with an image input: their layers come back in that input's pixel frame.
 EDITOR_MODES: frozenset[str] = frozenset(m.name for m in MODE_SPECS.values() if m.is_editor_mode)
-Scheduler = Literal["dpm++_2m_karras", "dpm++_2m_sde_karras", "euler_a", "euler", "unipc", "ddim"]
 Decode = Literal["tta", "fast"]
 Control = Literal["none", "canny", "image"]
-assert get_args(Scheduler) == SCHEDULERS
 assert get_args(Decode) == OPTIONS["decode"].choices
 assert get_args(Control) == OPTIONS["control"].choices
 
@@ -216,7 +214,11 @@ def _extend_parameters(base: type[GenerateParameters]) -> type[GenerateParameter
     return create_model("GenerateParameters", __base__=base, __doc__=base.__doc__, **fields)
 
 
-GenerateParameters = _extend_parameters(GenerateParameters)  # type: ignore[misc]
+# The models are extended at import time with `create_model` (fields from `ACETATE_EXTRA_MODES`,
+# image fields), which mypy cannot follow: statically `GenerateParameters` stays the class above
+# and `GenerateRequest` is a subclass of it with no extra declared fields.
+if not TYPE_CHECKING:
+    GenerateParameters = _extend_parameters(GenerateParameters)
 
 
 def _request_model() -> type[GenerateParameters]:
@@ -229,8 +231,14 @@ def _request_model() -> type[GenerateParameters]:
     )
 
 
-#: The JSON body of POST /api/jobs: parameters plus every image field any mode declares.
-GenerateRequest = _request_model()
+if TYPE_CHECKING:
+
+    class GenerateRequest(GenerateParameters):
+        """The JSON body of POST /api/jobs: parameters plus images (`IMAGE_FIELDS`)."""
+
+else:
+    #: The JSON body of POST /api/jobs: parameters plus every image field any mode declares.
+    GenerateRequest = _request_model()
 
 
 def request_parameters(request: GenerateParameters) -> GenerateParameters:
@@ -346,7 +354,7 @@ class JobMessage:
         return cls(JobEvent(data.get("type")), data.get("job_id"), fields, binary)
 
     @classmethod
-    def queued(cls, job_id: str, position: int) -> JobMessage:
+    def queued(cls, job_id: str, position: int | None) -> JobMessage:
         return cls(JobEvent.queued, job_id, {"position": position})
 
     @classmethod

@@ -13,8 +13,7 @@ from acetate.api.app import create_app
 from acetate.api.config import ServerConfig
 from acetate.api.middlewares import RedactingAccessLogger
 from acetate.client import AcetateClient
-from acetate.jobs.job import JobMessage
-from acetate.protocol import FINAL_EVENTS
+from acetate.protocol import FINAL_EVENTS, JobMessage
 
 #: Small, fast request fields for the tiny models.
 FAST = {"steps": 2, "decode": "fast", "seed": 3}

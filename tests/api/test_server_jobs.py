@@ -18,8 +18,7 @@ from server_helpers import FAST, LiveServer, final, follow, start_server
 from acetate.api.config import ServerConfig
 from acetate.api.keys import HUB, QUEUE
 from acetate.client import ServerError
-from acetate.jobs.job import JobMessage
-from acetate.protocol import JobEvent
+from acetate.protocol import JobEvent, JobMessage
 
 pytestmark = pytest.mark.asyncio
 

@@ -13,7 +13,8 @@ from sample_images import rgba
 from server_helpers import FAST, LiveServer, final, follow, mask
 
 from acetate.client import AcetateClient, ServerError, run_job
-from acetate.protocol import MODE_LAYERS, JobEvent, ResultRecord
+from acetate.modes import MODES
+from acetate.protocol import JobEvent, ResultRecord
 
 pytestmark = pytest.mark.asyncio
 
@@ -81,7 +82,7 @@ async def test_mode_end_to_end(server: LiveServer, mode: str) -> None:
     assert result["model"].startswith("tiny-")
     width, height = frame(mode, fields, images)
     assert result["canvas"] == {"width": width, "height": height}
-    assert {layer["name"] for layer in result["layers"]} == set(MODE_LAYERS[mode])
+    assert [layer["name"] for layer in result["layers"]] == MODES[mode].layer_names({})
     ready = [m.fields["layer"] for m in messages if m.type is JobEvent.layer_ready]
     assert sorted(ready, key=lambda x: x["file"]) == sorted(
         result["layers"], key=lambda x: x["file"]

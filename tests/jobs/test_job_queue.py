@@ -8,15 +8,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from acetate.engine.resolve import Prepared
 from acetate.jobs.cache import LayerCache
-from acetate.jobs.job import JobMessage
 from acetate.jobs.queue import JobQueue, TooManyJobs, new_job
 from acetate.jobs.store import JobStore
-from acetate.protocol import GenerateParameters, JobEvent
+from acetate.protocol import (
+    CanvasSize,
+    GenerateParameters,
+    JobEvent,
+    JobMessage,
+    ResolvedRequest,
+)
 
 
-def params(client_id: str | None = None) -> GenerateParameters:
-    return GenerateParameters(prompt="x", client_id=client_id)
+def params(client_id: str | None = None) -> Prepared:
+    """A resolved request as the server makes at submit; the queue never reads its plan."""
+    request = ResolvedRequest(
+        parameters=GenerateParameters(prompt="x", client_id=client_id),
+        family="sdxl",
+        tiny=True,
+        stages=(),
+        native_size=256,
+        canvas=CanvasSize(width=64, height=64),
+        images={},
+        files={},
+    )
+    return Prepared(request, None)  # type: ignore[arg-type]
 
 
 def make_queue(tmp_path: Path, limit: int = 3) -> tuple[JobQueue, list[JobMessage]]:

@@ -50,11 +50,16 @@ class ServerProcess:
 
 
 def start_server(
-    models_dir: Path, work: Path, *extra: str, timeout: float = 120.0
+    models_dir: Path,
+    work: Path,
+    *extra: str,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Start `acetate serve` on the tiny models and wait until /api/health answers.
 
-    `extra` are more `acetate serve` options; with `--token`, health is asked with it.
+    `extra` are more `acetate serve` options; with `--token`, health is asked with it. `env`
+    adds environment variables (e.g. `ACETATE_EXTRA_MODES` for the test-only dummy mode).
     """
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -65,9 +70,9 @@ def start_server(
     headers = {}
     if "--token" in extra:
         headers["Authorization"] = f"Bearer {extra[extra.index('--token') + 1]}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     server = ServerProcess(process, port, output_dir, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

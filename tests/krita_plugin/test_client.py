@@ -27,7 +27,7 @@ from acetate_krita.client import AcetateClient, EventStream, ServerError
 from acetate_krita.pixels import Rect
 from acetate_krita.protocol import Event, JobEvent, Parameters, ResultRecord, WireImage
 
-FAST: dict[str, Any] = {"model": "tiny-sdxl", "steps": 1, "seed": 11, "decode": "fast"}
+FAST: dict[str, Any] = {"model": "tiny-sdxl", "seed": 11, "options": {"steps": 1, "decode": "fast"}}
 
 
 @pytest_asyncio.fixture
@@ -70,9 +70,13 @@ async def test_health_and_models(acetate_server: ServerProcess, http: AiohttpTra
     assert (await client.health())["version"]
     models = await client.models()
     xl = models.base("tiny-sdxl")
-    assert xl is not None and xl.tiny and xl.family == "sdxl" and xl.native_size == 1024
+    assert xl is not None and xl.tiny and xl.family == "sdxl"
     assert models.mode_problem("tiny-sdxl", "fg") is None
     assert "SD1.5" in (models.mode_problem("tiny-sdxl", "joint") or "")
+    modes = await client.modes()
+    assert modes.api_version >= 2 and {"fg", "layer_on_artwork"} <= set(modes.names)
+    loa = modes.get("layer_on_artwork")
+    assert loa is not None and [i.field for i in loa.inputs][:2] == ["canvas", "selection"]
 
 
 @pytest.mark.asyncio
@@ -133,7 +137,8 @@ async def test_errors_in_plain_words(stream: EventStream, http: AiohttpTransport
 @pytest.mark.asyncio
 async def test_cancel_a_running_job(stream: EventStream) -> None:
     client = stream.client
-    params = Parameters(mode="fg", prompt="x", width=64, height=64, **{**FAST, "steps": 60})
+    options = {"steps": 60, "decode": "fast", "width": 64, "height": 64}
+    params = Parameters(mode="fg", prompt="x", model="tiny-sdxl", options=options)
     job_id = await client.submit(params, {})
     queue = stream.subscribe(job_id)
     while (event := await asyncio.wait_for(queue.get(), 120)).type is not JobEvent.progress:
@@ -226,3 +231,29 @@ async def test_token_goes_with_every_request(
 async def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_a_server_without_modes_is_too_old(http: AiohttpTransport) -> None:
+    """Health without api_version, or no /api/modes (404): "Server too old"."""
+    versions: list[dict[str, Any]] = [{"version": "0.1.0", "device": "cpu"}]
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response(versions[-1])
+
+    app = web.Application()
+    app.router.add_get("/api/health", health)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    client = AcetateClient(http, f"http://127.0.0.1:{server.port}")
+    try:
+        with pytest.raises(ServerError) as old_health:
+            await client.health()
+        versions.append({"version": "0.2.0", "device": "cpu", "api_version": 2})
+        assert (await client.health())["api_version"] == 2
+        with pytest.raises(ServerError) as no_modes:
+            await client.modes()
+    finally:
+        await server.close()
+    for error in (old_health.value, no_modes.value):
+        assert error.code == "too_old" and error.message.startswith("Server too old — update")

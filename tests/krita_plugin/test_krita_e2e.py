@@ -49,6 +49,7 @@ class E2E:
     server: ServerProcess
     dead_url: str
     kill_url: str
+    dummy: ServerProcess
 
     def scenario(self, name: str) -> dict[str, Any]:
         assert self.run.results.get("status") == "ok", self.run.describe()
@@ -79,15 +80,23 @@ def e2e(
     profile = Profile(work / "krita").create(template())
     assert install_plugin_zip(profile, zip_path) == ["acetate_krita"]
     doomed = start_server(tiny_models_dir, work / "doomed-server")
+    # A server with a mode only the test suite knows (tests/support/dummy_mode.py).
+    pythonpath = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    dummy_env = {"ACETATE_EXTRA_MODES": "tests.support.dummy_mode", "PYTHONPATH": pythonpath}
+    dummy = start_server(tiny_models_dir, work / "dummy-server", env=dummy_env)
     dead_url = f"http://127.0.0.1:{free_port()}"
     params = {
         "url": acetate_server.url,
         "dead_url": dead_url,
         "kill_url": doomed.url,
         "kill_pid": doomed.process.pid,
+        "dummy_url": dummy.url,
     }
     try:
-        run = run_krita(profile, SCENARIOS / "e2e.py", params, timeout=480, start_timeout=90)
+        run = run_krita(profile, SCENARIOS / "e2e.py", params, timeout=540, start_timeout=90)
+    except BaseException:
+        dummy.stop()
+        raise
     finally:
         doomed.stop()
     print(f"\nKrita run: {run.wall_s:.1f} s wall; " + "; ".join(run.results.get("log", [])))
@@ -96,7 +105,8 @@ def e2e(
         for name in ("window.png", "docker.png"):
             if (profile.root / name).exists():
                 shutil.copy(profile.root / name, Path(shots) / f"krita-{name}")
-    yield E2E(run, profile, acetate_server, dead_url, doomed.url)
+    yield E2E(run, profile, acetate_server, dead_url, doomed.url, dummy)
+    dummy.stop()
 
 
 def server_png(server: ServerProcess, job_id: str, file: str) -> np.ndarray:
@@ -110,12 +120,18 @@ def sha256(array: np.ndarray | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_pixels(e2e: E2E, outcome: dict[str, Any], depth: str, linear: bool) -> None:
+def check_pixels(
+    e2e: E2E,
+    outcome: dict[str, Any],
+    depth: str,
+    linear: bool,
+    server: ServerProcess | None = None,
+) -> None:
     """Each inserted layer, read back from Krita at its record rectangle, is the server's PNG."""
     job_id = outcome["record"]["id"]
     assert outcome["layers"], outcome
     for layer in outcome["layers"]:
-        png = server_png(e2e.server, job_id, layer["file"])
+        png = server_png(server or e2e.server, job_id, layer["file"])
         left, top, width, height = layer["rect"]
         assert png.shape == (height, width, 4)
         raw = Path(layer["dump"]).read_bytes()
@@ -177,7 +193,10 @@ def test_layer_on_artwork_lands_on_the_selection(e2e: E2E) -> None:
     docker = outcome["docker"]
     assert docker["status"].startswith("Done") and docker["error"] == ""
     assert docker["progress"] == 1000 and docker["history"] == 1 and docker["preview"]
-    # One undo step removes the whole insertion; "Insert again" brings it back.
+    assert outcome["timeline"] == ["inserted foreground.png", "done"]
+    # One layer: its group went in as one "Add Layer" step, so one undo removes it all;
+    # "Insert again" brings it back.
+    assert outcome["undo_text"] == "Undo Add Layer"
     assert top_level(outcome["after_undo"]) == ["Background", "artwork", "top"]
     assert top_level(outcome["after_insert_again"]) == top_level(outcome["tree"])
 
@@ -205,6 +224,21 @@ def test_fg_batch_of_two_makes_two_groups(e2e: E2E) -> None:
     ]
     assert [layer["file"] for layer in outcome["layers"]] == ["foreground.png", "foreground_1.png"]
     check_pixels(e2e, outcome, "U8", linear=False)
+
+
+def test_one_undo_removes_the_last_insertion_and_the_button_the_whole_result(e2e: E2E) -> None:
+    outcome = e2e.scenario("fg_batch")
+    before = top_level(outcome["tree"])
+    # Ctrl+Z undoes Krita's last step: the last "Add Layer", here the group of batch item #2.
+    assert outcome["undo_text"] == "Undo Add Layer"
+    assert top_level(outcome["after_one_undo"]) == [n for n in before if n != "a tiny star #2"]
+    assert top_level(outcome["after_redo"]) == before
+    assert outcome["undo_button_visible"]
+    assert top_level(outcome["after_undo_result"]) == [
+        n for n in before if not n.startswith("a tiny star")
+    ]
+    assert outcome["undo_text_after_undo_result"] == "Undo Remove Layer"
+    assert not outcome["docker_after"]["undo_result_visible"]
 
 
 def test_bg2fg_inserts_foreground_and_hidden_blended(e2e: E2E) -> None:
@@ -290,3 +324,33 @@ def test_screenshot_of_the_docker(e2e: E2E) -> None:
     e2e.scenario("screenshot")
     image = Image.open(e2e.profile.root / "window.png")
     assert image.width >= 800 and image.height >= 600
+
+
+def test_a_mode_the_plugin_never_heard_of(e2e: E2E) -> None:
+    """dummy_parts comes only from the server: list input, counted layers, two stages."""
+    outcome = e2e.scenario("dummy_parts")
+    assert "dummy_parts" in outcome["modes"]
+    controls = outcome["controls"]
+    assert controls["lists"] == ["parts"] and controls["list_rows"] == 2
+    assert {"steps", "cfg", "decode", "negative_prompt"} <= set(controls["options"])
+    record = outcome["record"]
+    sent = record["parameters"]
+    assert [(p["prompt"], p["seed"]) for p in sent["parts"]] == [("a hat", 1), ("a scarf", 2)]
+    assert sent["canvas"]["sha256"] == sha256(krita_to_rgba8(artwork(96, 64, "U8"), "U8", False))
+    name = f"{outcome['mode_label']} #1"  # no prompt: the mode's label
+    children = group(outcome["tree"], name)["children"]
+    assert [(c["name"], c["visible"]) for c in children] == [
+        ("part_0", True),
+        ("part_1", True),
+        ("blended", False),
+    ]
+    by_name = {layer["name"]: layer for layer in outcome["layers"]}
+    for layer in record["layers"]:
+        placed = by_name[layer["name"]]
+        assert placed["group"] == name
+        assert placed["rect"] == [layer["left"], layer["top"], layer["width"], layer["height"]]
+    assert by_name["blended"]["rect"] == [0, 0, 96, 64]
+    timeline = outcome["timeline"]
+    assert timeline[0] == "inserted part_0.png", timeline  # stage one's layer came first
+    assert timeline.index("inserted part_0.png") < timeline.index("done"), timeline
+    check_pixels(e2e, outcome, "U8", linear=False, server=e2e.dummy)

@@ -7,27 +7,51 @@ the same paths run on real Krita documents in test_krita_e2e.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import itertools
+import json
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from aiohttp_transport import AiohttpTransport
 from server_process import ServerProcess, free_port
 
-from acetate_krita.inputs import collect_images
+from acetate_krita.client import TOO_OLD
+from acetate_krita.inputs import Placement, collect_images
 from acetate_krita.model import Model
 from acetate_krita.pixels import Rect
-from acetate_krita.protocol import MODES, ModelsInfo, ResultRecord, WireImage
+from acetate_krita.protocol import LayerRecord, ModeInfo, ModelsInfo, ModesInfo, WireImage
 
 WIDTH, HEIGHT = 80, 48
+MODES_JSON = Path(__file__).resolve().parents[1] / "data" / "modes.json"
+
+
+MODES = ModesInfo.from_json(json.loads(MODES_JSON.read_text()))
+
+
+@dataclass
+class Node:
+    id: str
+    name: str
+    children: list[Node] = field(default_factory=list)
+    layer: LayerRecord | None = None
+    rgba: bytes = b""
 
 
 @dataclass
 class FakeDocument:
+    """Top-level nodes bottom → top; groups hold layers bottom → top; one "undo step" each."""
+
     selection: Rect | None = None
-    inserted: list[tuple[ResultRecord, dict[str, bytes], str | None]] = field(default_factory=list)
     name: str = "fake"
+    nodes: list[Node] = field(default_factory=lambda: [Node("layer-1", "artwork")])
+    steps: list[str] = field(default_factory=list)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(2))
 
     def alive(self) -> bool:
         return True
@@ -54,10 +78,43 @@ class FakeDocument:
     def active_layer_id(self) -> str | None:
         return "layer-1"
 
-    def insert(
-        self, record: ResultRecord, layer_pixels: Mapping[str, bytes], above: str | None
-    ) -> None:
-        self.inserted.append((record, dict(layer_pixels), above))
+    def top_layer_id(self) -> str | None:
+        return self.nodes[-1].id if self.nodes else None
+
+    def _new(self, name: str, layer: LayerRecord | None = None, rgba: bytes = b"") -> Node:
+        return Node(f"n{next(self._ids)}", name, layer=layer, rgba=rgba)
+
+    def insert_group(
+        self, name: str, layers: Sequence[tuple[LayerRecord, bytes]], above: str | None
+    ) -> str:
+        group = self._new(name)
+        group.children = [self._new(layer.name, layer, rgba) for layer, rgba in layers]
+        index = next((i for i, n in enumerate(self.nodes) if n.id == above), len(self.nodes) - 1)
+        self.nodes.insert(index + 1, group)
+        self.steps.append(f"add group {name}")
+        return group.id
+
+    def insert_layer(self, group: str, layer: LayerRecord, rgba: bytes, above: str) -> str:
+        parent = next(n for n in self.nodes if n.id == group)
+        index = next(i for i, n in enumerate(parent.children) if n.id == above)
+        node = self._new(layer.name, layer, rgba)
+        parent.children.insert(index + 1, node)
+        self.steps.append(f"add {layer.name}")
+        return node.id
+
+    def child_ids(self, group: str) -> list[str]:
+        return [c.id for c in next(n for n in self.nodes if n.id == group).children]
+
+    def exists(self, node_id: str) -> bool:
+        return any(n.id == node_id for n in self.nodes)
+
+    def remove(self, node_ids: Sequence[str]) -> int:
+        before = len(self.nodes)
+        self.nodes = [n for n in self.nodes if n.id not in node_ids]
+        return before - len(self.nodes)
+
+    def tree(self) -> list[tuple[str, list[str]]]:
+        return [(n.name, [c.name for c in n.children]) for n in self.nodes]
 
 
 @dataclass
@@ -72,10 +129,12 @@ class FakeDocuments:
         self.opened.append(path)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES.names)
 def test_each_mode_reads_only_what_it_needs(mode: str) -> None:
     document = FakeDocument(selection=Rect(8, 4, 16, 12))
-    images, bounds = collect_images(mode, document)
+    info = MODES.get(mode)
+    assert info is not None
+    images, bounds = collect_images(info, document, {"control": "none"})
     expected = {
         "fg": set(),
         "joint": set(),
@@ -94,20 +153,73 @@ def test_each_mode_reads_only_what_it_needs(mode: str) -> None:
         assert bounds is None
     if "mask" in images:
         assert (images["mask"].width, images["mask"].height) == (WIDTH, HEIGHT)
+    # control_image only goes with control (which the docker does not offer yet).
+    with_control, _ = collect_images(info, document, {"control": "canny"})
+    assert set(with_control) == expected | {"control_image"}
 
 
 def test_no_selection_means_the_whole_canvas() -> None:
     document = FakeDocument(selection=None)
-    images, bounds = collect_images("layer_on_artwork", document)
+    mode = MODES.get
+    images, bounds = collect_images(mode("layer_on_artwork"), document)  # type: ignore[arg-type]
     assert set(images) == {"canvas"} and bounds is None
-    images, _ = collect_images("inpaint", document)
+    images, _ = collect_images(mode("inpaint"), document)  # type: ignore[arg-type]
     assert images["mask"].data == b"\xff" * (WIDTH * HEIGHT)
-    images, _ = collect_images("img2img", document)
+    images, _ = collect_images(mode("img2img"), document)  # type: ignore[arg-type]
     assert "mask" not in images
 
 
-def make_model(documents: FakeDocuments, http: AiohttpTransport) -> Model:
-    return Model(documents, http, asyncio.ensure_future)
+DUMMY = ModeInfo.from_json(
+    {
+        "name": "dummy_parts",
+        "label": "Parts",
+        "layers": [
+            {"name": "part_{i}", "count_from": "parts"},
+            {"name": "blended", "visible": False},
+        ],
+    }
+)
+
+
+def layer(name: str, batch_index: int = 0) -> LayerRecord:
+    suffix = "" if batch_index == 0 else f"_{batch_index}"
+    return LayerRecord(name, batch_index, f"{name}{suffix}.png", 1, 2, 3, 4, name != "blended")
+
+
+def test_layers_stack_in_declared_order_whatever_the_arrival_order() -> None:
+    document = FakeDocument()
+    placement = Placement(document, DUMMY, "", {"parts": 3}, "layer-1")
+    assert placement.add(layer("part_0", 1), b"")  # item 1 first: its group goes in at once
+    assert not placement.add(layer("blended"), b"")  # item 0: waits for its lowest layer
+    assert not placement.add(layer("part_2"), b"")
+    assert placement.add(layer("part_0"), b"")  # the group, with everything that waited
+    assert placement.add(layer("part_1"), b"")
+    assert placement.add(layer("blended", 1), b"") and placement.add(layer("part_2", 1), b"")
+    assert not placement.add(layer("part_1"), b"")  # already in
+    placement.finish()
+    assert document.tree() == [
+        ("artwork", []),
+        ("Parts #1", ["part_0", "part_1", "part_2", "blended"]),
+        ("Parts #2", ["part_0", "part_2", "blended"]),
+    ]
+    assert document.steps == [
+        "add group Parts #2", "add group Parts #1", "add part_1", "add blended", "add part_2",
+    ]  # fmt: skip
+    blended = document.nodes[1].children[-1].layer
+    assert blended is not None and not blended.visible
+    assert placement.group_ids == [document.nodes[1].id, document.nodes[2].id]
+
+
+def test_a_group_whose_lowest_layer_never_came_goes_in_at_the_end() -> None:
+    document = FakeDocument()
+    placement = Placement(document, DUMMY, "a cat", {"parts": 1}, None)
+    assert not placement.add(layer("blended"), b"")
+    placement.finish()
+    assert document.tree() == [("artwork", []), ("a cat #1", ["blended"])]
+
+
+def make_model(documents: FakeDocuments, http: AiohttpTransport, store: Any = None) -> Model:
+    return Model(documents, http, asyncio.ensure_future, store)
 
 
 @pytest_asyncio.fixture
@@ -117,36 +229,151 @@ async def http() -> AsyncIterator[AiohttpTransport]:
     await transport.close()
 
 
+BASES = [
+    {"name": "xl", "family": "sdxl", "modes": {"fg": []}, "unsupported_modes": {"joint": "no"}},
+    {"name": "sd", "family": "sd15", "modes": {"fg": [], "joint": []}},
+]
+
+
+def connected_model(http: AiohttpTransport, store: Any = None) -> Model:
+    """A model that has the server's answers (modes.json, two bases) without a server."""
+    model = make_model(FakeDocuments(), http, store)
+    model.modes = MODES
+    model.models = ModelsInfo.from_json({"default_base": "xl", "bases": BASES})
+    return model
+
+
 @pytest.mark.asyncio
 async def test_form_to_request_fields(http: AiohttpTransport) -> None:
-    model = make_model(FakeDocuments(), http)
-    model.mode, model.prompt, model.steps, model.cfg = "fg", "  a cat  ", 0, 0.0
-    params = model.parameters()
+    model = connected_model(http)
+    model.mode, model.prompt = "fg", "  a cat  "
+    fg = MODES.get("fg")
+    assert fg is not None
+    params = model.parameters(fg)
     assert params.prompt == "a cat" and params.seed is None
-    assert params.steps is None and params.cfg is None  # "Auto": the server's defaults
-    model.random_seed, model.seed, model.steps, model.cfg = False, 2**32 - 1, 7, 4.5
-    params = model.parameters()
-    assert (params.seed, params.steps, params.cfg) == (2**32 - 1, 7, 4.5)
-    assert params.to_json()["width"] == 1024
+    data = params.to_json()
+    # Only what the user set is sent; the form shows the server's defaults for the rest.
+    assert data == {"mode": "fg", "prompt": "a cat", "batch": 1, "model": "xl"}
+    assert (model.option_value("width"), model.option_value("steps")) == (1024, 20)
+    assert model.option_value("scheduler") == "dpm++_2m_sde_karras"
+    model.set_option("width", 512)
+    model.set_option("control_strength", 0.5)
+    data = model.parameters(fg).to_json()
+    assert data["width"] == 512 and "control_strength" not in data  # control: not offered yet
+    model.random_seed, model.seed = False, 2**32 - 1
+    model.set_option("steps", 7)
+    model.set_option("cfg", 4.5)
+    model.set_option("layer_prompts", {"foreground": " glass ", "background": ""})
+    data = model.parameters(fg).to_json()
+    assert (data["seed"], data["steps"], data["cfg"]) == (2**32 - 1, 7, 4.5)
+    assert data["layer_prompts"] == {"foreground": "glass"}
+    bg2fg = MODES.get("bg2fg")
+    assert bg2fg is not None
     model.mode = "bg2fg"
-    assert "width" not in model.parameters().to_json()
+    data = model.parameters(bg2fg).to_json()
+    assert "width" not in data and data["steps"] == 7 and data["cfg"] == 4.5
+    assert set(data) - {"mode", "prompt", "batch", "model", "seed"} <= {
+        option.name for option in bg2fg.options
+    }
 
 
 @pytest.mark.asyncio
-async def test_choosing_a_model_sets_its_native_size(http: AiohttpTransport) -> None:
-    model = make_model(FakeDocuments(), http)
-    bases = [
-        {"name": "xl", "family": "sdxl", "modes": {"fg": []}, "unsupported_modes": {"joint": "no"}},
-        {"name": "sd", "family": "sd15", "modes": {"fg": [], "joint": []}},
-    ]
-    model.models = ModelsInfo.from_json({"default_base": "sd", "bases": bases})
-    assert model.model_name == "sd" and (model.width, model.height) == (512, 512)
-    model.model_name = "xl"
-    assert (model.width, model.height) == (1024, 1024)
-    model.mode = "joint"
-    assert model.mode_problem == "no"
+async def test_model_family_sets_the_default_size(http: AiohttpTransport) -> None:
+    model = connected_model(http)
+    assert model.model_name == "xl" and model.option_value("width") == 1024
+    model.set_option("width", 640)
+    model.set_option("strength", 0.5)
+    assert model.option_value("width") == 640
     model.model_name = "sd"
+    assert model.option_value("width") == 512  # the family changed: size follows it
+    assert model.option_value("strength") == 0.5
+    model.mode = "joint"
     assert model.mode_problem == ""
+    model.model_name = "xl"
+    assert model.mode_problem == "no"
+
+
+@pytest.mark.asyncio
+async def test_option_values_persist_in_the_store(http: AiohttpTransport) -> None:
+    stored = {"steps": "0", "cfg": "6.5", "strength": "0.3", "decode": "fast", "scale": "99"}
+    written: dict[str, str] = {}
+
+    class Store:
+        def read(self, name: str) -> str:
+            return stored.get(name, "")
+
+        def write(self, name: str, value: str) -> None:
+            written[name] = value
+
+    model = connected_model(http, Store())
+    assert model.option_value("steps") == 20  # "0" was "Auto" before /api/modes
+    assert model.option_value("cfg") == 6.5 and model.option_value("decode") == "fast"
+    model.mode = "upscale"
+    assert model.option_value("strength") == 0.3 and model.option_value("scale") == 2.0
+    model.set_option("steps", 9)
+    model.set_option("scheduler", None)
+    assert written == {"steps": "9", "scheduler": ""}
+
+
+@pytest.mark.asyncio
+async def test_list_inputs_stay_within_their_limits(http: AiohttpTransport) -> None:
+    parts = {
+        "name": "dummy_parts",
+        "label": "Parts",
+        "prompt_required": False,
+        "lists": [
+            {
+                "field": "parts",
+                "label": "Parts",
+                "min_items": 1,
+                "max_items": 2,
+                "item_options": [
+                    {"name": "prompt", "type": "text", "default": ""},
+                    {"name": "seed", "type": "int", "minimum": 0},
+                ],
+            }
+        ],
+        "layers": [{"name": "part_{i}", "count_from": "parts"}],
+    }
+    model = make_model(FakeDocuments(), http)
+    model.modes = ModesInfo.from_json({"api_version": 2, "modes": [parts]})
+    assert model.mode == "dummy_parts"
+    assert model.list_items("parts") == ({"prompt": "", "seed": None},)
+    model.remove_item("parts", 0)
+    assert len(model.list_items("parts")) == 1  # min_items
+    model.add_item("parts")
+    model.add_item("parts")
+    assert len(model.list_items("parts")) == 2  # max_items
+    model.set_item("parts", 1, "prompt", "a hat")
+    model.set_item("parts", 1, "seed", 4)
+    mode = model.mode_info
+    assert mode is not None
+    assert model.parameters(mode).to_json()["parts"] == [
+        {"prompt": ""},
+        {"prompt": "a hat", "seed": 4},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_server_without_modes_is_too_old(http: AiohttpTransport) -> None:
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"version": "0.1.0", "device": "cpu"})
+
+    app = web.Application()
+    app.router.add_get("/api/health", health)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    documents = FakeDocuments(FakeDocument())
+    model = make_model(documents, http)
+    try:
+        model.server_url = f"http://127.0.0.1:{server.port}"
+        model.prompt = "x"
+        await model.generate()
+    finally:
+        model.close()
+        await server.close()
+    assert model.server_too_old and model.connection_text == TOO_OLD
+    assert model.error == TOO_OLD and TOO_OLD.startswith("Server too old — update Acetate")
 
 
 @pytest.mark.asyncio
@@ -157,16 +384,21 @@ async def test_generate_inserts_the_servers_layers(
     documents = FakeDocuments(document)
     model = make_model(documents, http)
     model.server_url = acetate_server.url
-    model.mode, model.prompt, model.steps, model.decode = "layer_on_artwork", "a ball", 1, "fast"
-    model.model_name = "tiny-sdxl"
+    assert await model.connect()
+    model.mode, model.prompt, model.model_name = "layer_on_artwork", "a ball", "tiny-sdxl"
+    model.set_option("steps", 1)
+    model.set_option("decode", "fast")
     record = await asyncio.wait_for(model.generate(), 120)
     assert model.error == "" and record is not None and not model.busy
     assert model.status.startswith("Done") and model.progress == 1.0
-    ((inserted, layer_pixels, above),) = document.inserted
-    assert inserted == record and above == "layer-1"
+    assert document.tree() == [("artwork", []), ("a ball #1", ["foreground"])]
+    assert model.timeline == ["inserted foreground.png", "done"]  # as soon as it was ready
     (layer,) = record.layers
     assert layer.rect == Rect(30, 10, 24, 16)
-    assert len(layer_pixels[layer.file]) == 4 * 24 * 16
+    inserted = document.nodes[1].children[0]
+    assert inserted.layer == layer and len(inserted.rgba) == 4 * 24 * 16
+    sent = record.parameters
+    assert sent["steps"] == 1 and sent["decode"] == "fast" and sent["margin"] == 64
     assert model.seed == record.parameters["seed"]  # random seed shown after the job
     (item,) = model.history
     assert item.thumbnail is not None and item.record == record
@@ -175,8 +407,10 @@ async def test_generate_inserts_the_servers_layers(
     with open(path, "rb") as file:
         assert file.read(4) == b"8BPS"
     await model.insert_again(item)
-    assert len(document.inserted) == 2 and model.error == ""
+    assert model.error == "" and len(document.nodes) == 3
     assert model.history == (item,)  # inserting again is not a new result
+    assert model.can_undo_result and model.undo_result() == 1
+    assert len(document.nodes) == 2 and not model.can_undo_result
     model.close()
 
 
@@ -187,8 +421,10 @@ async def test_cancel_ends_the_job_without_inserting(
     document = FakeDocument()
     model = make_model(FakeDocuments(document), http)
     model.server_url = acetate_server.url
-    model.mode, model.prompt, model.steps, model.decode = "fg", "x", 60, "fast"
-    model.model_name, model.width, model.height = "tiny-sdxl", 64, 64
+    assert await model.connect()
+    model.mode, model.prompt, model.model_name = "fg", "x", "tiny-sdxl"
+    for name, value in (("steps", 60), ("decode", "fast"), ("width", 64), ("height", 64)):
+        model.set_option(name, value)
     task = asyncio.ensure_future(model.generate())
     for _ in range(600):
         if model.status.startswith("Step"):
@@ -199,14 +435,16 @@ async def test_cancel_ends_the_job_without_inserting(
     assert cancelling is not None
     await cancelling
     assert await asyncio.wait_for(task, 60) is None
-    assert model.status == "Cancelled" and model.error == "" and not document.inserted
+    assert model.status == "Cancelled" and model.error == ""
+    assert document.tree() == [("artwork", [])]
     model.close()
 
 
 @pytest.mark.asyncio
 async def test_user_and_server_problems_end_up_in_error(http: AiohttpTransport) -> None:
     documents = FakeDocuments()
-    model = make_model(documents, http)
+    model = connected_model(http)
+    model.documents = documents
     model.prompt = "x"
     await model.generate()
     assert model.error == "Open or create a document first."

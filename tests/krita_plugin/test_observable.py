@@ -40,5 +40,6 @@ def test_unknown_properties_are_refused() -> None:
 def test_persisted_properties_of_the_model() -> None:
     assert Form.persisted() == ["name"]
     persisted = set(Model.persisted())
-    assert {"server_url", "token", "model_name", "mode", "steps", "decode"} <= persisted
+    assert {"server_url", "token", "model_name", "mode", "batch", "random_seed"} <= persisted
+    # Option values (steps, decode…) persist through the model's store, one key per option.
     assert not {"prompt", "busy", "error", "history", "connected"} & persisted

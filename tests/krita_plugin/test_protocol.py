@@ -1,76 +1,145 @@
-"""The plugin's hand-written protocol mirror agrees with the server's schema."""
+"""The plugin's protocol: modes from the server's declaration, lenient records, requests."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from acetate import protocol as server
-from acetate_krita import protocol
 from acetate_krita.pixels import Rect
 from acetate_krita.protocol import (
     Event,
     JobEvent,
+    JobRecord,
+    LayerRecord,
+    ModeInfo,
     ModelsInfo,
+    ModesInfo,
     Parameters,
     ResultRecord,
     WireImage,
     encode_multipart,
+    group_name,
 )
 
-
-def test_modes_layers_and_group_names_match_the_server() -> None:
-    assert protocol.MODES == server.MODES
-    assert protocol.MODE_LAYERS == server.MODE_LAYERS
-    for prompt in ("", "a cat", "x" * 100, "ünïcode ✓"):
-        assert protocol.group_name(prompt, 0) == server.group_name(prompt, 0)
-        assert protocol.group_name(prompt, 3) == server.group_name(prompt, 3)
+MODES_JSON = Path(__file__).resolve().parents[1] / "data" / "modes.json"
 
 
-@pytest.mark.parametrize("mode", protocol.MODES)
-def test_each_mode_sends_what_the_server_requires_and_allows(mode: str) -> None:
-    fields = set(protocol.MODE_IMAGES[mode])
-    assert set(server.REQUIRED_IMAGES[mode]) <= fields
-    assert fields <= set(server.ALLOWED_IMAGES[mode])
+def _layer_fields() -> dict:
+    return {"name": "foreground", "batch_index": 0, "file": "foreground.png",
+            "left": 1, "top": 2, "width": 3, "height": 4, "visible": True}  # fmt: skip
 
 
-@pytest.mark.parametrize("mode", protocol.MODES)
-def test_parameters_validate_against_the_server_schema(mode: str) -> None:
+def load_modes() -> ModesInfo:
+    return ModesInfo.from_json(json.loads(MODES_JSON.read_text()))
+
+
+def test_modes_parse_from_the_servers_declaration() -> None:
+    modes = load_modes()
+    assert modes.api_version == 2
+    assert modes.names == tuple(m["name"] for m in json.loads(MODES_JSON.read_text())["modes"])
+    loa = modes.get("layer_on_artwork")
+    assert loa is not None and loa.label == "Layer on artwork (selection)" and loa.help
+    canvas, selection = loa.inputs[0], loa.inputs[1]
+    assert (canvas.field, canvas.source, canvas.required, canvas.frame) == (
+        "canvas", "canvas", True, True,
+    )  # fmt: skip
+    assert (selection.kind, selection.source, selection.relative_to) == (
+        "mask", "selection", "canvas",
+    )  # fmt: skip
+    fg = modes.get("fg")
+    assert fg is not None
+    width = fg.option("width")
+    assert width is not None and width.type == "int" and width.multiple_of == 64
+    assert (width.default_for("sdxl"), width.default_for("sd15"), width.default_for(None)) == (
+        1024, 512, None,
+    )  # fmt: skip
+    assert fg.inputs[0].when == {"control": ("canny", "image")}
+    joint = modes.get("joint")
+    assert joint is not None and [layer.name for layer in joint.fixed_layers] == [
+        "background", "foreground", "blended",
+    ]  # fmt: skip
+    family = joint.family("sdxl")
+    assert family is not None and not family.supported and "SD1.5" in (family.reason or "")
+
+
+def test_modes_ignore_unknown_keys_and_absent_ones_are_null() -> None:
+    data = {
+        "api_version": 3,
+        "future": {"x": 1},
+        "modes": [
+            {
+                "name": "new_mode",
+                "label": "New",
+                "sparkle": True,
+                "inputs": [{"field": "canvas", "source": "canvas", "glitter": 1}],
+                "options": [{"name": "steps", "type": "int", "unit": "steps"}],
+                "layers": [{"name": "part_{i}", "count_from": "parts", "z": 0}],
+                "lists": [{"field": "parts", "item_options": [{"name": "prompt"}], "q": 1}],
+                "families": [{"family": "sdxl", "supported": True, "new": 1}],
+            }
+        ],
+    }
+    (mode,) = ModesInfo.from_json(data).modes
+    assert mode.frame is None and mode.frame_scale is None and mode.prompt_required
+    assert mode.options[0].minimum is None and mode.options[0].default is None
+    assert mode.lists[0].item_options[0].name == "prompt" and mode.lists[0].min_items == 0
+    assert mode.layer_names({"parts": 3}) == ["part_0", "part_1", "part_2"]
+
+
+def test_layer_order_follows_the_declaration_patterns_by_number() -> None:
+    mode = ModeInfo.from_json(
+        {
+            "name": "dummy_parts",
+            "layers": [
+                {"name": "part_{i}", "count_from": "parts"},
+                {"name": "blended", "visible": False},
+            ],
+        }
+    )
+    names = ["blended", "part_10", "part_2", "part_0", "unknown"]
+    assert sorted(names, key=mode.layer_key) == [
+        "part_0",
+        "part_2",
+        "part_10",
+        "blended",
+        "unknown",
+    ]
+    assert mode.layer_names({"parts": 2}) == ["part_0", "part_1", "blended"]
+
+
+def test_group_names() -> None:
+    assert group_name("  a cat  ", 0, "Foreground") == "a cat #1"
+    assert group_name("x" * 100, 3, "Foreground") == "x" * 60 + " #4"
+    assert group_name("   ", 1, "Upscale the active layer") == "Upscale the active layer #2"
+
+
+def test_parameters_send_only_what_is_given() -> None:
+    data = Parameters(mode="fg", prompt="x").to_json()
+    assert data == {"mode": "fg", "prompt": "x", "batch": 1}
     params = Parameters(
-        mode=mode,
-        prompt="a glass bottle",
-        negative_prompt="ugly",
+        mode="layer_on_artwork",
+        prompt="a ball",
         model="tiny-sdxl",
         seed=2**32 - 1,
-        steps=3,
-        cfg=5.5,
-        width=512,
-        height=768,
         batch=2,
-        strength=0.5,
-        scale=2.5,
-        decode="fast",
-        layer_prompts={"foreground": "a cat", "background": "", "blended": ""},
         client_id="krita-1",
+        selection_bounds=Rect(4, 5, 6, 7),
+        options={"steps": 3, "cfg": None, "layer_prompts": {}, "parts": [{"prompt": "a"}]},
     )
-    if mode == "layer_on_artwork":
-        params.selection_bounds = Rect(4, 5, 6, 7)
-    data = params.to_json()
-    parsed = server.GenerateParameters.model_validate(data)
-    assert parsed.mode == mode and parsed.seed == 2**32 - 1 and parsed.batch == 2
-    options = protocol.MODE_OPTIONS[mode]
-    assert ("width" in data) == (protocol.SIZE in options)
-    assert ("strength" in data) == (protocol.STRENGTH in options)
-    assert ("scale" in data) == (protocol.SCALE in options)
-    assert ("layer_prompts" in data) == (mode == "joint")
-    if mode == "joint":
-        assert data["layer_prompts"] == {"foreground": "a cat"}  # empty ones are not sent
-
-
-def test_server_defaults_are_left_to_the_server() -> None:
-    data = Parameters(mode="fg", prompt="x").to_json()
-    assert data == {"mode": "fg", "prompt": "x", "negative_prompt": "", "batch": 1, "decode": "tta"}
+    assert params.to_json() == {
+        "mode": "layer_on_artwork",
+        "prompt": "a ball",
+        "batch": 2,
+        "model": "tiny-sdxl",
+        "seed": 2**32 - 1,
+        "client_id": "krita-1",
+        "steps": 3,
+        "parts": [{"prompt": "a"}],
+        "selection_bounds": {"left": 4, "top": 5, "width": 6, "height": 7},
+    }
 
 
 def test_wire_image_checks_its_size() -> None:
@@ -99,31 +168,34 @@ def test_multipart_body_has_the_request_and_raw_parts() -> None:
     assert named["canvas_width"][1] == b"3" and named["selection_height"][1] == b"2"
 
 
-def _server_record() -> dict:
+def _record(**extra: object) -> dict:
     layers = [
-        server.LayerRecord(
-            name=name, batch_index=index, file=server.layer_file_name(name, index),
-            left=10, top=20, width=30, height=40, visible=name != "blended",
-        )
+        {
+            "name": name, "batch_index": index,
+            "file": name + ("" if index == 0 else f"_{index}") + ".png",
+            "left": 10, "top": 20, "width": 30, "height": 40, "visible": name != "blended",
+            "opacity": 0.5,  # a field this plugin does not know
+        }
         for index in (0, 1)
-        for name in server.MODE_LAYERS["fg2bg"]
+        for name in ("blended", "background")
     ]  # fmt: skip
-    record = server.ResultRecord(
-        id="j_" + "0" * 32,
-        mode="fg2bg",
-        model="tiny-sdxl",
-        parameters={"prompt": "p" * 70, "seed": 5},
-        canvas=server.CanvasSize(width=100, height=80),
-        layers=layers,
-        psd="layers.psd",
-    )
-    return record.model_dump(mode="json")
+    return {
+        "id": "j_" + "0" * 32,
+        "mode": "fg2bg",
+        "model": "tiny-sdxl",
+        "parameters": {"prompt": "p" * 70, "seed": 5},
+        "canvas": {"width": 100, "height": 80, "dpi": 72},
+        "layers": layers,
+        "psd": "layers.psd",
+        "ora": None,
+        **extra,
+    }
 
 
 def test_result_record_groups_one_per_batch_item_bottom_to_top() -> None:
-    record = ResultRecord.from_json(_server_record())
+    record = ResultRecord.from_json(_record(timings={"total": 1.0}))
     assert (record.canvas_width, record.canvas_height, record.psd) == (100, 80, "layers.psd")
-    groups = record.groups()
+    groups = record.groups(load_modes().get("fg2bg"))
     assert [name for name, _ in groups] == ["p" * 60 + " #1", "p" * 60 + " #2"]
     for index, (_, layers) in enumerate(groups):
         assert [layer.name for layer in layers] == ["background", "blended"]
@@ -133,15 +205,37 @@ def test_result_record_groups_one_per_batch_item_bottom_to_top() -> None:
     assert groups[0][1][0].rect == Rect(10, 20, 30, 40)
 
 
+def test_job_record_with_an_extra_field() -> None:
+    job = JobRecord.from_json(
+        {
+            "id": "j_1",
+            "status": "done",
+            "position": None,
+            "result": _record(),
+            "error": None,
+            "owner": "someone",  # unknown
+        }
+    )
+    assert job.status == "done" and job.result is not None and len(job.result.layers) == 4
+    failed = JobRecord.from_json({"id": "j_2", "status": "error", "error": {"code": "x"}, "n": 1})
+    assert failed.result is None and failed.error == {"code": "x"}
+
+
 def test_events_parse_including_unknown_fields() -> None:
-    message = server.event_message(server.JobEvent.progress, "j_1", step=2, total=4, eta_s=1.0)
-    event = Event.from_json(json.loads(json.dumps(message)))
+    message = {"type": "progress", "job_id": "j_1", "step": 2, "total": 4, "eta_s": 1.0, "x": 1}
+    event = Event.from_json(message)
     assert event.type is JobEvent.progress and event.job_id == "j_1"
-    assert event.fields == {"step": 2, "total": 4, "eta_s": 1.0} and not event.final
+    assert event.fields == {"step": 2, "total": 4, "eta_s": 1.0, "x": 1} and not event.final
+    ready = Event.from_json(
+        {"type": "layer_ready", "job_id": "j_1", "layer": _record()["layers"][0]}
+    )
+    assert LayerRecord.from_json(ready.fields["layer"]).name == "blended"
     assert Event.from_json({"type": "cancelled", "job_id": "j_1"}).final
     with pytest.raises(ValueError):
         Event.from_json({"type": "no-such-event", "job_id": "j_1"})
     assert {e.value for e in JobEvent} == {e.value for e in server.JobEvent}
+    sent = server.JobMessage.layer_ready("j_1", server.LayerRecord(**_layer_fields()))
+    assert LayerRecord.from_json(sent.fields["layer"]).rect == Rect(1, 2, 3, 4)
 
 
 def test_models_info_says_which_file_a_mode_needs() -> None:
@@ -167,6 +261,5 @@ def test_models_info_says_which_file_a_mode_needs() -> None:
     assert info.mode_problem("real-xl", "joint") == "no official SDXL joint model exists"
     sd15, xl = info.base("tiny-sd15"), info.base("real-xl")
     assert sd15 is not None and xl is not None
-    assert (sd15.native_size, xl.native_size) == (512, 1024)
     assert (sd15.label, xl.label) == ("tiny-sd15 (test model)", "real-xl")
     assert info.mode_problem("unknown", "fg") is None

@@ -8,23 +8,13 @@ from typing import Any
 from krita import DockWidget
 
 from .. import eventloop
-from ..model import HistoryItem, Model
-from ..protocol import (
-    DECODES,
-    LAYER_PROMPTS,
-    MAX_SEED,
-    MODE_LABELS,
-    MODE_OPTIONS,
-    MODES,
-    SCALE,
-    SIZE,
-    STRENGTH,
-)
+from ..model import HistoryItem, Model, offered
+from ..protocol import MAX_SEED, ListInputInfo
 from ..qt import QtCore, QtGui, QtWidgets
 from .bind import bind_check, bind_combo, bind_line, bind_spin, bind_text, watch
+from .options import OptionEditor, option_editor
 
 Qt = QtCore.Qt
-DECODE_LABELS = {"tta": "Best (TTA)", "fast": "Fast"}
 PREVIEW_SIDE = 160
 THUMBNAIL_SIDE = 64
 
@@ -90,8 +80,12 @@ class AcetateDocker(DockWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         self.setWidget(scroll)
-        watch(model, "mode", self, lambda _: self._show_mode_inputs())
-        self._show_mode_inputs()
+        watch(model, "mode", self, lambda _: self._build_mode_controls())
+        watch(model, "modes", self, lambda _: self._build_mode_controls())
+        watch(model, "option_values", self, lambda _: self._show_option_values())
+        watch(model, "model_name", self, lambda _: self._show_option_values())
+        watch(model, "list_values", self, lambda _: self._show_lists())
+        self._build_mode_controls()
 
     # -- building -------------------------------------------------------------------------
 
@@ -126,10 +120,10 @@ class AcetateDocker(DockWidget):
         model = self.model
         self.model_combo = QtWidgets.QComboBox()
         self.mode_combo = QtWidgets.QComboBox()
-        for mode in MODES:
-            self.mode_combo.addItem(MODE_LABELS[mode], mode)
         watch(model, "models", self, lambda _: self._fill_models())
+        watch(model, "modes", self, lambda _: self._fill_modes())
         self._fill_models()
+        self._fill_modes()
         bind_combo(model, "model_name", self.model_combo)
         bind_combo(model, "mode", self.mode_combo)
         self.problem_label = _wrapping_label("color: #d08000;")
@@ -137,31 +131,18 @@ class AcetateDocker(DockWidget):
         self.prompt_edit = QtWidgets.QPlainTextEdit()
         self.prompt_edit.setPlaceholderText("Describe the layer, e.g. a glass bottle, high quality")
         self.prompt_edit.setFixedHeight(64)
-        self.negative_edit = QtWidgets.QPlainTextEdit()
-        self.negative_edit.setPlaceholderText("Negative prompt (optional)")
-        self.negative_edit.setFixedHeight(40)
         bind_text(model, "prompt", self.prompt_edit)
-        bind_text(model, "negative_prompt", self.negative_edit)
-        self.layer_prompt_rows = []
-        for name, label in (("fg_prompt", "Foreground"), ("bg_prompt", "Background")):
-            edit = QtWidgets.QLineEdit()
-            bind_line(model, name, edit)
-            self.layer_prompt_rows.append(_row(label, edit))
-        blend = QtWidgets.QLineEdit()
-        bind_line(model, "blend_prompt", blend)
-        self.layer_prompt_rows.append(_row("Blended", blend))
         for widget in (
             _row("Model", self.model_combo),
             _row("Mode", self.mode_combo),
             self.problem_label,
             self.prompt_edit,
-            self.negative_edit,
-            *self.layer_prompt_rows,
         ):
             self.layout_.addWidget(widget)
         self._show_problem(model.mode_problem)
 
     def _build_options(self) -> None:
+        """Seed and batch (every mode); the mode's own options are built from its declaration."""
         model = self.model
         # QSpinBox stops at 2**31 - 1; seeds go to 2**32 - 1.
         self.seed_spin = _double(0, MAX_SEED, 1)
@@ -171,39 +152,75 @@ class AcetateDocker(DockWidget):
         bind_check(model, "random_seed", self.random_check)
         self.random_check.toggled.connect(lambda on: self.seed_spin.setEnabled(not on))
         self.seed_spin.setEnabled(not model.random_seed)
-        self.steps_spin = _spin(0, 150, auto=True)
-        self.cfg_spin = _double(0.0, 30.0, 0.5, auto=True)
-        self.width_spin = _spin(64, 4096, 64)
-        self.height_spin = _spin(64, 4096, 64)
-        self.strength_spin = _double(0.05, 1.0, 0.05)
-        self.scale_spin = _double(1.25, 4.0, 0.25)
         self.batch_spin = _spin(1, 16)
-        self.decode_combo = QtWidgets.QComboBox()
-        for decode in DECODES:
-            self.decode_combo.addItem(DECODE_LABELS[decode], decode)
-        for name, spin in (
-            ("steps", self.steps_spin),
-            ("cfg", self.cfg_spin),
-            ("width", self.width_spin),
-            ("height", self.height_spin),
-            ("strength", self.strength_spin),
-            ("scale", self.scale_spin),
-            ("batch", self.batch_spin),
-        ):
-            bind_spin(model, name, spin, type(getattr(model, name)))
-        bind_combo(model, "decode", self.decode_combo)
-        self.option_rows = {
-            SIZE: _row("Size", self.width_spin, QtWidgets.QLabel("×"), self.height_spin),
-            STRENGTH: _row("Strength", self.strength_spin),
-            SCALE: _row("Scale", self.scale_spin),
-        }
+        bind_spin(model, "batch", self.batch_spin, int)
+        #: The mode's controls live here, rebuilt when the mode changes.
+        self.mode_box = QtWidgets.QWidget()
+        self.mode_layout = QtWidgets.QVBoxLayout(self.mode_box)
+        self.mode_layout.setContentsMargins(0, 0, 0, 0)
+        self.option_editors: dict[str, OptionEditor] = {}
+        self.list_boxes: dict[str, ListEditor] = {}
+        self.advanced_box: QtWidgets.QGroupBox | None = None
         for widget in (
+            self.mode_box,
             _row("Seed", self.seed_spin, self.random_check),
-            _row("Steps", self.steps_spin, QtWidgets.QLabel("CFG"), self.cfg_spin),
-            *self.option_rows.values(),
-            _row("Batch", self.batch_spin, QtWidgets.QLabel("Quality"), self.decode_combo),
+            _row("Batch", self.batch_spin),
         ):
             self.layout_.addWidget(widget)
+
+    def _build_mode_controls(self) -> None:
+        """One control per option the mode lists (advanced ones folded), one editor per list."""
+        while self.mode_layout.count():
+            item = self.mode_layout.takeAt(0)
+            if item.widget() is not None:
+                item.widget().hide()
+                item.widget().deleteLater()
+        self.option_editors, self.list_boxes, self.advanced_box = {}, {}, None
+        mode = self.model.mode_info
+        if mode is None:
+            return
+        self.mode_combo.setToolTip(mode.help)
+        optional = "" if mode.prompt_required else " (optional)"
+        self.prompt_edit.setPlaceholderText(f"Describe the layer{optional}")
+        basic, advanced = [], []
+        for option in offered(mode):
+            editor = option_editor(option, mode, self._option_changed)
+            self.option_editors[option.name] = editor
+            (advanced if option.advanced else basic).append(editor)
+        for editor in basic:
+            self.mode_layout.addWidget(editor.row)
+        for spec in mode.lists:
+            box = ListEditor(self.model, spec)
+            self.list_boxes[spec.field] = box
+            self.mode_layout.addWidget(box)
+        if advanced:
+            self.advanced_box = QtWidgets.QGroupBox("Advanced")
+            self.advanced_box.setCheckable(True)
+            self.advanced_box.setChecked(False)
+            inner = QtWidgets.QWidget()
+            layout = QtWidgets.QVBoxLayout(self.advanced_box)
+            layout.setContentsMargins(4, 0, 4, 0)
+            layout.addWidget(inner)
+            inner_layout = QtWidgets.QVBoxLayout(inner)
+            inner_layout.setContentsMargins(0, 0, 0, 0)
+            for editor in advanced:
+                inner_layout.addWidget(editor.row)
+            inner.setVisible(False)
+            self.advanced_box.toggled.connect(inner.setVisible)
+            self.mode_layout.addWidget(self.advanced_box)
+        self._show_option_values()
+        self._show_lists()
+
+    def _option_changed(self, name: str, value: Any) -> None:
+        self.model.set_option(name, value)
+
+    def _show_option_values(self) -> None:
+        for name, editor in self.option_editors.items():
+            editor.show_value(self.model.option_value(name))
+
+    def _show_lists(self) -> None:
+        for box in self.list_boxes.values():
+            box.refresh()
 
     def _build_run(self) -> None:
         model = self.model
@@ -211,6 +228,9 @@ class AcetateDocker(DockWidget):
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button = QtWidgets.QPushButton("Cancel")
         self.cancel_button.clicked.connect(lambda: model.cancel())
+        self.undo_result_button = QtWidgets.QPushButton("Undo whole result")
+        self.undo_result_button.setToolTip("Remove every group the last result inserted")
+        self.undo_result_button.clicked.connect(lambda: model.undo_result())
         buttons = QtWidgets.QWidget()
         layout = QtWidgets.QHBoxLayout(buttons)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -224,6 +244,7 @@ class AcetateDocker(DockWidget):
         self.error_label = _wrapping_label("color: #e04040;")
         for widget in (
             buttons,
+            self.undo_result_button,
             self.progress_bar,
             self.status_label,
             self.preview_label,
@@ -231,6 +252,8 @@ class AcetateDocker(DockWidget):
         ):
             self.layout_.addWidget(widget)
         watch(model, "busy", self, lambda _: self._show_busy())
+        watch(model, "server_too_old", self, lambda _: self._show_buttons())
+        watch(model, "can_undo_result", self, lambda _: self._show_buttons())
         watch(model, "progress", self, lambda v: self.progress_bar.setValue(int(v * 1000)))
         watch(model, "status", self, self.status_label.setText)
         watch(model, "error", self, self._show_error)
@@ -295,25 +318,30 @@ class AcetateDocker(DockWidget):
         self.model_combo.setCurrentIndex(max(index, 0))
         self.model_combo.blockSignals(False)
 
-    def _show_mode_inputs(self) -> None:
-        options = MODE_OPTIONS[self.model.mode]
-        for option, row in self.option_rows.items():
-            row.setVisible(option in options)
-        for row in self.layer_prompt_rows:
-            row.setVisible(LAYER_PROMPTS in options)
-        optional = " (optional)" if self.model.mode == "upscale" else ""
-        self.prompt_edit.setPlaceholderText(f"Describe the layer{optional}")
+    def _fill_modes(self) -> None:
+        self.mode_combo.blockSignals(True)
+        self.mode_combo.clear()
+        for mode in self.model.modes.modes:
+            self.mode_combo.addItem(mode.label, mode.name)
+            self.mode_combo.setItemData(self.mode_combo.count() - 1, mode.help, Qt.ToolTipRole)
+        index = self.mode_combo.findData(self.model.mode)
+        self.mode_combo.setCurrentIndex(max(index, 0))
+        self.mode_combo.blockSignals(False)
 
     def _show_problem(self, text: str) -> None:
         self.problem_label.setText(text)
         self.problem_label.setVisible(bool(text))
 
     def _show_busy(self) -> None:
-        busy = self.model.busy
-        self.generate_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
-        if busy:
+        self._show_buttons()
+        if self.model.busy:
             self.progress_bar.setValue(0)
+
+    def _show_buttons(self) -> None:
+        busy = self.model.busy
+        self.generate_button.setEnabled(not busy and not self.model.server_too_old)
+        self.cancel_button.setEnabled(busy)
+        self.undo_result_button.setVisible(self.model.can_undo_result and not busy)
 
     def _show_error(self, text: str) -> None:
         self.error_label.setText(text)
@@ -348,3 +376,63 @@ class AcetateDocker(DockWidget):
 
     def canvasChanged(self, canvas: Any) -> None:
         pass
+
+
+class ListEditor(QtWidgets.QGroupBox):
+    """A list input: one row per item (its options), add and remove buttons within limits."""
+
+    def __init__(self, model: Model, spec: ListInputInfo) -> None:
+        super().__init__(spec.label or spec.field)
+        self.setToolTip(spec.help)
+        self.model, self.spec = model, spec
+        self.rows: list[tuple[QtWidgets.QWidget, dict[str, OptionEditor]]] = []
+        self.layout_ = QtWidgets.QVBoxLayout(self)
+        self.layout_.setContentsMargins(4, 4, 4, 4)
+        self.rows_box = QtWidgets.QWidget()
+        self.rows_layout = QtWidgets.QVBoxLayout(self.rows_box)
+        self.rows_layout.setContentsMargins(0, 0, 0, 0)
+        self.add_button = QtWidgets.QPushButton(f"Add {spec.label.lower() or 'item'}")
+        self.add_button.clicked.connect(lambda: model.add_item(spec.field))
+        self.layout_.addWidget(self.rows_box)
+        self.layout_.addWidget(self.add_button)
+        self.refresh()
+
+    def refresh(self) -> None:
+        items = self.model.list_items(self.spec.field)
+        if len(items) != len(self.rows):
+            self._rebuild(len(items))
+        for (_, editors), item in zip(self.rows, items, strict=True):
+            for name, editor in editors.items():
+                editor.show_value(item.get(name))
+        full = self.spec.max_items is not None and len(items) >= self.spec.max_items
+        self.add_button.setEnabled(not full)
+        for row, _ in self.rows:
+            row.findChild(QtWidgets.QToolButton).setEnabled(len(items) > self.spec.min_items)
+
+    def _rebuild(self, count: int) -> None:
+        for row, _ in self.rows:
+            row.hide()
+            row.deleteLater()
+        self.rows = []
+        for index in range(count):
+            row = QtWidgets.QWidget()
+            layout = QtWidgets.QHBoxLayout(row)
+            layout.setContentsMargins(0, 0, 0, 0)
+            layout.addWidget(QtWidgets.QLabel(f"{index + 1}."))
+            editors: dict[str, OptionEditor] = {}
+            for option in self.spec.item_options:
+                editor = option_editor(option, None, self._changer(index), compact=True)
+                editors[option.name] = editor
+                layout.addWidget(editor.row, 1)
+            remove = QtWidgets.QToolButton()
+            remove.setText("−")
+            remove.setToolTip("Remove this item")
+            remove.clicked.connect(
+                lambda _=False, i=index: self.model.remove_item(self.spec.field, i)
+            )
+            layout.addWidget(remove)
+            self.rows_layout.addWidget(row)
+            self.rows.append((row, editors))
+
+    def _changer(self, index: int) -> Any:
+        return lambda name, value: self.model.set_item(self.spec.field, index, name, value)

@@ -14,22 +14,30 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from acetate.checks import check_request
 from acetate.engine.nets.attention_sharing import AttentionSharing
-from acetate.engine.nets.transparent_vae import load_transparent_decoder, load_transparent_encoder
-from acetate.engine.nets.unet_patch import load_unet_patch
+from acetate.engine.nets.transparent_vae import (
+    TransparentDecoder,
+    TransparentEncoder,
+    load_transparent_decoder,
+    load_transparent_encoder,
+)
+from acetate.engine.nets.unet_patch import UNetPatch, load_unet_patch
 from acetate.engine.options import EngineOptions
-from acetate.engine.outputs import GenerationResult, LayerImage
+from acetate.engine.outputs import GenerationResult, LayerImage, stacked
 from acetate.engine.pipelines import pipeline
 from acetate.engine.pipelines.context import LayerModels, ModeContext, Progress, StepInfo
 from acetate.engine.pipelines.sampler import Sampler
 from acetate.engine.resolve import Prepared, resolve_request
 from acetate.engine.store.models import (
+    BaseCheckpoint,
+    ControlNetInfo,
+    LayerFile,
     LayerOverride,
     ModelStore,
     load_base_pipeline,
@@ -37,6 +45,9 @@ from acetate.engine.store.models import (
 )
 from acetate.errors import InputError, OutOfMemory
 from acetate.protocol import GenerateParameters
+
+if TYPE_CHECKING:
+    from diffusers.models.controlnets.controlnet import ControlNetModel
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +59,8 @@ class _LoadedBase:
     name: str
     family: str
     sampler: Sampler
-    layer_files: dict[tuple[str, Path], Any]
-    controlnets: dict[Path, Any]
+    layer_files: dict[tuple[str, Path], UNetPatch | AttentionSharing]
+    controlnets: dict[Path, ControlNetModel]
 
 
 def resolve_device(options: EngineOptions) -> tuple[torch.device, torch.dtype]:
@@ -92,7 +103,7 @@ class Engine:
                 field="offload",
             )
         self._base: _LoadedBase | None = None
-        self._transparency: dict[tuple[str, Path], Any] = {}
+        self._transparency: dict[tuple[str, Path], TransparentDecoder | TransparentEncoder] = {}
         self._lock = threading.Lock()
 
     @property
@@ -147,7 +158,7 @@ class Engine:
         Input errors are raised before any model is loaded."""
         prepared = self.prepare(params, images, overrides)
         layers = list(self.stream(prepared, images, callback, cancel))
-        return GenerationResult.of(prepared.request, layers)
+        return GenerationResult.of(prepared.request, stacked(prepared.request.spec, layers))
 
     def _run(
         self,
@@ -178,7 +189,7 @@ class Engine:
 
     # Loading ---------------------------------------------------------------------------------
 
-    def _load_base(self, base: Any) -> _LoadedBase:
+    def _load_base(self, base: BaseCheckpoint) -> _LoadedBase:
         if self._base is not None and self._base.name == base.name:
             return self._base
         self.release()
@@ -193,7 +204,7 @@ class Engine:
         self._base = _LoadedBase(base.name, base.family, sampler, {}, {})
         return self._base
 
-    def _layer_models(self, loaded: _LoadedBase, files: Mapping[str, Any]) -> LayerModels:
+    def _layer_models(self, loaded: _LoadedBase, files: Mapping[str, LayerFile]) -> LayerModels:
         models = LayerModels()
         for role, info in files.items():
             models.kinds[role] = info.kind
@@ -219,7 +230,7 @@ class Engine:
             setattr(models, role, loaded.layer_files[key])
         return models
 
-    def _controlnet(self, loaded: _LoadedBase, info: Any) -> Any:
+    def _controlnet(self, loaded: _LoadedBase, info: ControlNetInfo) -> ControlNetModel:
         path = Path(info.path)
         if path not in loaded.controlnets:
             model = load_controlnet(info, self.dtype)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from acetate.modes import ModeSpec
 from acetate.protocol import ResolvedRequest, layer_file_name
 
 
@@ -58,3 +59,9 @@ class GenerationResult:
             layers=layers,
             warnings=list(request.warnings),
         )
+
+
+def stacked(spec: ModeSpec, layers: list[LayerImage]) -> list[LayerImage]:
+    """Layers in record order: by result set, then bottom → top as the mode declares them
+    (stable: undeclared names keep the engine's order, on top)."""
+    return sorted(layers, key=lambda layer: (layer.batch_index, spec.stack_position(layer.name)))

@@ -16,7 +16,7 @@ import numpy as np
 
 from acetate.engine.store.models import Plan
 from acetate.images import image_record
-from acetate.modes import MODES, TINY_SIZE, ModeSpec
+from acetate.modes import MODES, TINY_SIZE, Family, ModeSpec
 from acetate.protocol import (
     CanvasSize,
     GenerateParameters,
@@ -78,7 +78,9 @@ def resolve_request(
     )
 
 
-def _stages(spec: ModeSpec, family: str, params: GenerateParameters) -> tuple[StageSettings, ...]:
+def _stages(
+    spec: ModeSpec, family: Family, params: GenerateParameters
+) -> tuple[StageSettings, ...]:
     """Each stage's scheduler and stop-at: the request's when given, else the stage's own."""
     family_scheduler = spec.default("scheduler", family)
     return tuple(

@@ -3,16 +3,19 @@ spec (`acetate.modes`: the family's sampler, UniPC for the SDXL second-stage mod
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, Protocol, cast
 
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
+import torch
+
+# The concrete modules: mypy resolves `diffusers.<Name>` to the torch-less dummy classes.
+from diffusers.configuration_utils import ConfigMixin
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_euler_ancestral_discrete import (
     EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    UniPCMultistepScheduler,
 )
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
+from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepScheduler
 
 from acetate.errors import InputError
 from acetate.modes import SCHEDULERS
@@ -26,7 +29,44 @@ SD_SCHEDULE: dict[str, Any] = {
     "prediction_type": "epsilon",
 }
 
-_FACTORIES: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
+
+class NoiseScheduler(Protocol):
+    """What the denoising loop (`Sampler`) uses of a diffusers scheduler.
+
+    diffusers' `SchedulerMixin` declares none of this (each scheduler class defines its own
+    methods), so `make_scheduler` returns this interface instead.
+    """
+
+    order: int
+    timesteps: torch.Tensor
+
+    @property
+    def init_noise_sigma(self) -> float | torch.Tensor: ...
+
+    def set_timesteps(
+        self, num_inference_steps: int, device: torch.device | str | None = None
+    ) -> None: ...
+
+    def scale_model_input(
+        self, sample: torch.Tensor, timestep: float | torch.Tensor
+    ) -> torch.Tensor: ...
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
+        sample: torch.Tensor,
+        *,
+        return_dict: Literal[False],
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, ...]: ...
+
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor: ...
+
+
+_FACTORIES: dict[str, tuple[type[ConfigMixin], dict[str, Any]]] = {
     "dpm++_2m_karras": (
         DPMSolverMultistepScheduler,
         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
@@ -43,7 +83,7 @@ _FACTORIES: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
 assert set(_FACTORIES) == set(SCHEDULERS)
 
 
-def make_scheduler(name: str, base_config: dict[str, Any] | None = None) -> SchedulerMixin:
+def make_scheduler(name: str, base_config: dict[str, Any] | None = None) -> NoiseScheduler:
     """A fresh scheduler (schedulers are stateful: one per denoising run)."""
     if name not in _FACTORIES:
         raise InputError(
@@ -51,4 +91,6 @@ def make_scheduler(name: str, base_config: dict[str, Any] | None = None) -> Sche
         )
     cls, options = _FACTORIES[name]
     config = {**(base_config or {}), **SD_SCHEDULE, **options}
-    return cls.from_config(config)
+    # `from_config` is typed `Self | tuple[Self, dict]` (the tuple only with
+    # `return_unused_kwargs=True`) on `ConfigMixin`, which knows nothing of the scheduler methods.
+    return cast(NoiseScheduler, cls.from_config(config))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from acetate.engine.outputs import GenerationResult, LayerImage
+from acetate.engine.outputs import GenerationResult, LayerImage, stacked
 from acetate.errors import InputError
 from acetate.export.atomic import write_bytes_atomic
 from acetate.export.png import DEFAULT_COMPRESS_LEVEL, write_png
@@ -150,23 +150,8 @@ def write_result(
     )
 
 
-def stack_position(mode: str, name: str) -> tuple[int, int]:
-    """Where a layer stacks in its result set, bottom first: its declaration's index in the
-    mode spec, then its number within a counted pattern (`object_{i}`)."""
-    spec = MODES.get(mode)
-    declared = spec.layers if spec is not None else ()
-    for index, layer in enumerate(declared):
-        number = layer.number(name)
-        if number is not None:
-            return index, number
-    return len(declared), 0
-
-
 def _ordered(mode: str, layers: list[LayerImage]) -> list[LayerImage]:
-    def key(layer: LayerImage) -> tuple[int, tuple[int, int]]:
-        return layer.batch_index, stack_position(mode, layer.name)
-
-    return sorted(layers, key=key)  # stable: unknown names keep the engine's order
+    return stacked(MODES[mode], layers) if mode in MODES else list(layers)
 
 
 def _canvas(record: ResultRecord) -> tuple[int, int]:

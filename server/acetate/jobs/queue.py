@@ -57,7 +57,7 @@ class JobQueue:
             record = stored.record
             job = Job(
                 id=record.id,
-                params=None,
+                prepared=None,
                 images={},
                 owner=stored.owner,
                 client_id=stored.client_id,

@@ -42,17 +42,16 @@ def set_url(url: str) -> None:
 
 
 def fill_form(**values: Any) -> None:
-    """Set docker widgets the way a user would (bindings carry the values to the model)."""
+    """Set docker widgets the way a user would (bindings carry the values to the model).
+
+    Mode and model first: the mode's controls are built from its declaration, and a model of
+    another family resets the size. Options go through the controls built for them.
+    """
     d = docker()
-    combos = {"mode": d.mode_combo, "model": d.model_combo, "decode": d.decode_combo}
-    spins = {
-        "steps": d.steps_spin,
-        "width": d.width_spin,
-        "height": d.height_spin,
-        "batch": d.batch_spin,
-        "seed": d.seed_spin,
-    }
-    for name, value in values.items():
+    combos = {"mode": d.mode_combo, "model": d.model_combo}
+    spins = {"batch": d.batch_spin, "seed": d.seed_spin}
+    ordered = sorted(values.items(), key=lambda item: (item[0] not in combos, item[0] != "mode"))
+    for name, value in ordered:
         if name in combos:
             index = combos[name].findData(value)
             assert index >= 0, (name, value)
@@ -63,6 +62,18 @@ def fill_form(**values: Any) -> None:
             d.prompt_edit.setPlainText(value)
         elif name == "random_seed":
             d.random_check.setChecked(value)
+        elif d.model.mode_info is not None and d.model.mode_info.option(name) is None:
+            continue  # the mode does not read it (FAST sets decode, which fg2bg lacks)
+        elif name in d.option_editors:
+            editor = d.option_editors[name]
+            if hasattr(editor, "spin"):
+                editor.spin.setValue(value)
+            elif hasattr(editor, "combo"):
+                index = editor.combo.findData(value)
+                assert index >= 0, (name, value)
+                editor.combo.setCurrentIndex(index)
+            else:
+                raise KeyError(name)
         else:
             raise KeyError(name)
 
@@ -130,7 +141,7 @@ def dump_result(ctx: Any, scenario: str, doc: Any, record: Any) -> list[dict[str
     """Each inserted layer of `record`: where it is, what it looks like, its raw pixels."""
     groups = {node.name(): node for node in doc.topLevelNodes() if node.type() == "grouplayer"}
     layers = []
-    for group_name, records in record.groups():
+    for group_name, records in record.groups(docker().model.modes.get(record.mode)):
         group = groups[group_name]
         nodes = group.childNodes()
         for index, layer in enumerate(records):
@@ -180,6 +191,7 @@ def docker_state() -> dict[str, Any]:
         "history": d.history_list.count(),
         "preview": d.preview_label.pixmap() is not None and not d.preview_label.pixmap().isNull(),
         "busy": d.model.busy,
+        "undo_result_visible": d.undo_result_button.isVisible(),
     }
 
 
@@ -207,7 +219,7 @@ async def server_down(ctx: Any) -> dict[str, Any]:
     model = docker().model
     await until(lambda: "Cannot reach" in model.connection_text, 20, "the status to say so")
     await make_document("down", 64, 48, "U8")
-    fill_form(prompt="anything", mode="fg")
+    fill_form(prompt="anything")
     await click_and_wait(docker().generate_button)
     return {"docker": docker_state(), "dot": docker().status_dot.styleSheet()}
 
@@ -231,6 +243,8 @@ async def layer_on_artwork(ctx: Any) -> dict[str, Any]:
     select(doc, *SELECTION)
     result = await generate(ctx, "loa", doc, mode="layer_on_artwork", prompt="a red ball", **FAST)
     ctx.state["loa_item"] = docker().model.history[0]
+    result["undo_text"] = Krita.instance().action("edit_undo").text()
+    result["timeline"] = list(docker().model.timeline)
     Krita.instance().action("edit_undo").trigger()
     doc.waitForDone()
     result["after_undo"] = tree(doc)
@@ -262,14 +276,33 @@ async def open_psd(ctx: Any) -> dict[str, Any]:
 
 
 async def fg_batch(ctx: Any) -> dict[str, Any]:
+    """Two groups; then what one Ctrl+Z does, and the docker's "Undo whole result"."""
     doc = ctx.state["doc_a"]
-    Krita.instance().setActiveDocument(doc)
-    Krita.instance().action("deselect").trigger()
+    app = Krita.instance()
+    app.setActiveDocument(doc)
+    app.action("deselect").trigger()
     await activate(doc, "artwork")
     form = {**FAST, "batch": 2}
-    return await generate(
+    result = await generate(
         ctx, "fg", doc, mode="fg", prompt="a tiny star", width=64, height=64, **form
     )
+    result["undo_text"] = app.action("edit_undo").text()
+    app.action("edit_undo").trigger()
+    doc.waitForDone()
+    await asyncio.sleep(0.3)
+    result["after_one_undo"] = tree(doc)
+    app.action("edit_redo").trigger()
+    doc.waitForDone()
+    await asyncio.sleep(0.3)
+    result["after_redo"] = tree(doc)
+    result["undo_button_visible"] = docker().undo_result_button.isVisible()
+    docker().undo_result_button.click()
+    doc.waitForDone()
+    await asyncio.sleep(0.3)
+    result["after_undo_result"] = tree(doc)
+    result["undo_text_after_undo_result"] = app.action("edit_undo").text()
+    result["docker_after"] = docker_state()
+    return result
 
 
 async def bg2fg(ctx: Any) -> dict[str, Any]:
@@ -387,6 +420,36 @@ async def server_killed(ctx: Any) -> dict[str, Any]:
     }
 
 
+async def dummy_parts(ctx: Any) -> dict[str, Any]:
+    """A mode this plugin has never heard of (loaded into the server from the test suite):
+    its controls, list input and layers all come from the server's declaration."""
+    url = ctx.params["dummy_url"]
+    set_url(url)
+    d = docker()
+    model = d.model
+    await until(
+        lambda: model.connected and model.client is not None and model.client.url == url,
+        60,
+        "the dummy-mode server",
+    )
+    await until(lambda: model.modes.get("dummy_parts") is not None, 10, "the dummy mode")
+    doc = await make_document("parts", 96, 64, "U8")
+    fill_form(mode="dummy_parts", prompt="", **FAST)
+    combo_modes = [d.mode_combo.itemData(i) for i in range(d.mode_combo.count())]
+    model.set_list("parts", [{"prompt": "a hat", "seed": 1}, {"prompt": "a scarf", "seed": 2}])
+    controls = {
+        "options": sorted(d.option_editors),
+        "lists": sorted(d.list_boxes),
+        "list_rows": len(d.list_boxes["parts"].rows) if "parts" in d.list_boxes else None,
+    }
+    result = await generate(ctx, "dummy", doc, **{})
+    result["timeline"] = list(model.timeline)
+    result["modes"] = combo_modes
+    result["controls"] = controls
+    result["mode_label"] = model.modes.get("dummy_parts").label
+    return result
+
+
 SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
     server_down,
     connect,
@@ -399,6 +462,7 @@ SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
     float_fg2bg,
     gray_document,
     cancel,
+    dummy_parts,
     server_killed,
 ]
 

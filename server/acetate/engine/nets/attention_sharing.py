@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import torch
-from diffusers import UNet2DConditionModel
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import Attention, AttnProcessor
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from safetensors.torch import load_file
 from torch import nn
 
@@ -84,7 +84,8 @@ class AttentionSharingConfig:
         """The config of a model shaped for `unet`'s attention modules."""
         layers = []
         for name in attention_module_names(unet.config):
-            attn = unet.get_submodule(name)
+            # `get_submodule` is typed `nn.Module`; these names are the UNet's Attention modules.
+            attn = cast(Attention, unet.get_submodule(name))
             layers.append((attn.to_q.out_features, attn.to_k.in_features))
         return cls(frames, use_control, rank, tuple(layers), control_widths)
 
@@ -197,7 +198,7 @@ class AttentionSharing(nn.Module):
         self._state.strength = value
 
     def _clear_merged(self) -> None:
-        for layer in self.hookers.layers:
+        for layer in self.hookers.units():
             layer.clear_merged()
 
     @torch.no_grad()
@@ -217,7 +218,7 @@ class AttentionSharing(nn.Module):
                 f"got {list(image.shape)}",
                 field="image",
             )
-        weight = self.kwargs_encoder.blocks_0[0].weight
+        weight = self.kwargs_encoder.input_weight()
         self._state.signals = self.kwargs_encoder(image.to(weight))
 
     def set_frame_prompts(
@@ -250,19 +251,23 @@ class AttentionSharing(nn.Module):
         if self._handle is not None:
             raise RuntimeError("this attention-sharing model is already attached to a UNet")
         names = attention_module_names(unet.config)
-        modules = [unet.get_submodule(name) for name in names]
-        for index, (attn, (width, context)) in enumerate(
-            zip(modules, self.config.layers, strict=True)
-        ):
+        found = [unet.get_submodule(name) for name in names]
+        modules = [
             _check_module(index, names[index], attn, width, context)
+            for index, (attn, (width, context)) in enumerate(
+                zip(found, self.config.layers, strict=True)
+            )
+        ]
         self.strength = strength
         device = device if device is not None else unet.device
         self.hookers.to(device=device, dtype=unet.dtype)
         if self.kwargs_encoder is not None:
             self.kwargs_encoder.to(device=device)
         originals = [attn.processor for attn in modules]
-        for attn, layer in zip(modules, self.hookers.layers, strict=True):
-            attn.set_processor(SharingProcessor(layer, self._state))
+        for attn, layer in zip(modules, self.hookers.units(), strict=True):
+            # diffusers annotates `set_processor` with its default `AttnProcessor` class; any
+            # processor with the same call signature is accepted (custom processors).
+            attn.set_processor(cast(AttnProcessor, SharingProcessor(layer, self._state)))
         self._handle = AttentionSharingHandle(self, modules, originals)
         return self._handle
 
@@ -271,7 +276,8 @@ class AttentionSharing(nn.Module):
         self._clear_merged()
 
 
-def _check_module(index: int, name: str, attn: nn.Module, width: int, context: int) -> None:
+def _check_module(index: int, name: str, attn: nn.Module, width: int, context: int) -> Attention:
+    """`attn`, checked to be an Attention module of this model's layer `index`."""
     if not isinstance(attn, Attention):
         raise ModelFileError(f"attention-sharing layer {index}: {name} is not an attention module")
     if attn.to_k.in_features != context and attn.is_cross_attention:
@@ -285,6 +291,7 @@ def _check_module(index: int, name: str, attn: nn.Module, width: int, context: i
             f"attention-sharing layer {index} is {width} wide (context {context}); {name} is "
             f"{attn.to_q.out_features} wide (context {attn.to_k.in_features})"
         )
+    return attn
 
 
 class AttentionSharingHandle:

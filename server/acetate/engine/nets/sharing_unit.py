@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from torch import nn
 
 from acetate.errors import InputError
 
-CONTROL_WIDTHS = (32, 64, 128, 256)
+CONTROL_WIDTHS: tuple[int, ...] = (32, 64, 128, 256)
 LORA_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out")
 
 
@@ -114,7 +115,9 @@ class SharingLayer(nn.Module):
             k = self._linear(ctx, attn.to_k, k_lora, state.strength, ("to_k", f))
             v = self._linear(ctx, attn.to_v, v_lora, state.strength, ("to_v", f))
             attended = _attention(q, k, v, attn.heads)
-            out = self._linear(attended, attn.to_out[0], o_lora, state.strength, ("to_out", f))
+            # `to_out` is a ModuleList (typed `nn.Module` items): [0] is the output Linear.
+            to_out = cast(nn.Linear, attn.to_out[0])
+            out = self._linear(attended, to_out, o_lora, state.strength, ("to_out", f))
             outs.append(attn.to_out[1](out))
         hs = (hs + torch.stack(outs)).transpose(0, 1).flatten(0, 1)  # back to '(b f) d c'
 
@@ -147,6 +150,11 @@ class ControlEncoder(nn.Module):
                 nn.Sequential(*conv, nn.Conv2d(last, last, 3, padding=1), nn.SiLU()),
             )
 
+    def input_weight(self) -> torch.Tensor:
+        """The first conv's weight: its device and dtype are the encoder's."""
+        # `nn.Sequential` items are typed `nn.Module`; the first one is the input conv.
+        return cast(nn.Conv2d, self.blocks_0[0]).weight
+
     def forward(self, image: torch.Tensor) -> dict[int, torch.Tensor]:
         """Features keyed by their token count h·w, as the layers look them up."""
         features = {}
@@ -161,6 +169,10 @@ class HookerLayers(nn.Module):
     def __init__(self, layers: list[SharingLayer]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
+
+    def units(self) -> list[SharingLayer]:
+        """The layers, typed (`nn.ModuleList` is not generic: its items are `nn.Module`)."""
+        return cast(list[SharingLayer], list(self.layers))
 
 
 @dataclass

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from safetensors import safe_open
 from torch import nn
 
@@ -332,7 +332,7 @@ class PatchHandle:
             widened += self.strength * weight.delta(widened.shape, param.device)
             new = nn.Parameter(widened.to(param.dtype), requires_grad=param.requires_grad)
         self._conv_in = param
-        self._in_channels = int(self.unet.config.in_channels)
+        self._in_channels = int(self.unet.config["in_channels"])
         conv.weight = new
         conv.in_channels = widened.shape[1]
         self.unet.register_to_config(in_channels=widened.shape[1])

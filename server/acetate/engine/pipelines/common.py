@@ -11,8 +11,8 @@ import torch
 from acetate.engine import framing
 from acetate.engine.nets.attention_sharing import AttentionSharing
 from acetate.engine.nets.transparency_codec import decode_rgba, rgba_tensor_to_uint8
-from acetate.engine.nets.unet_patch import apply_unet_patch
-from acetate.engine.pipelines.context import ModeContext
+from acetate.engine.nets.unet_patch import UNetPatch, apply_unet_patch
+from acetate.engine.pipelines.context import ModeContext, loaded
 from acetate.engine.pipelines.sampler import ControlInput, DenoiseSpec, InpaintInput, PromptEmbeds
 from acetate.errors import InputError
 
@@ -73,9 +73,10 @@ def denoise_stage(
 
 
 @contextmanager
-def patched_unet(ctx: ModeContext, patch: object) -> Iterator[Callable[[], None]]:
+def patched_unet(ctx: ModeContext, patch: UNetPatch | None) -> Iterator[Callable[[], None]]:
     """Merge an SDXL layer patch into the UNet; yields a function that removes it early."""
-    handle = apply_unet_patch(ctx.sampler.unet, patch, ctx.params.layer_weight)
+    unet_patch = loaded(patch, "UNet patch")
+    handle = apply_unet_patch(ctx.sampler.unet, unet_patch, ctx.params.layer_weight)
     try:
         yield handle.remove
     finally:
@@ -95,7 +96,7 @@ def shared_attention(
     `cond_mark` marks the unconditional CFG rows (1) so per-layer prompts reach only the
     positive rows, as in the official implementation.
     """
-    sharing: AttentionSharing = ctx.models.attention_sharing
+    sharing: AttentionSharing = loaded(ctx.models.attention_sharing, "attention sharing")
     device = ctx.sampler.device
     cond_mark = torch.cat(
         [torch.ones(rows_per_half * (cfg_rows - 1)), torch.zeros(rows_per_half)]
@@ -158,7 +159,8 @@ def decode_transparent_layers(ctx: ModeContext, latents: torch.Tensor) -> np.nda
     """Scaled latents → [B,H,W,4] uint8 straight RGBA via the transparency decoder."""
     ctx.progress.check_cancel()
     with torch.inference_mode():
-        rgba = decode_rgba(ctx.sampler.vae, ctx.models.decoder, latents, ctx.params.decode)
+        decoder = loaded(ctx.models.decoder, "transparency decoder")
+        rgba = decode_rgba(ctx.sampler.vae, decoder, latents, ctx.params.decode)
     return rgba_tensor_to_uint8(rgba)
 
 

@@ -6,16 +6,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
-from diffusers import ControlNetModel
+from diffusers.models.controlnets.controlnet import ControlNetModel
 
 from acetate.engine.framing import Rect
 from acetate.engine.pipelines.sampler import Sampler
 from acetate.errors import GenerationCancelled
 from acetate.protocol import GenerateParameters, ResolvedRequest, StageSettings
+
+if TYPE_CHECKING:
+    from acetate.engine.nets.attention_sharing import AttentionSharing
+    from acetate.engine.nets.transparent_vae import TransparentDecoder, TransparentEncoder
+    from acetate.engine.nets.unet_patch import UNetPatch
 
 T = TypeVar("T")
 
@@ -24,11 +29,11 @@ T = TypeVar("T")
 class LayerModels:
     """The loaded LayerDiffusion files one request uses, by role (`FamilySupport.files`)."""
 
-    unet_patch: Any = None
-    blend_patch: Any = None
-    attention_sharing: Any = None
-    decoder: Any = None
-    encoder: Any = None
+    unet_patch: UNetPatch | None = None
+    blend_patch: UNetPatch | None = None
+    attention_sharing: AttentionSharing | None = None
+    decoder: TransparentDecoder | None = None
+    encoder: TransparentEncoder | None = None
     encoder_offset_scale: float = 1.0
     kinds: dict[str, str] = field(default_factory=dict)
 
@@ -145,6 +150,13 @@ class ModeContext:
         if bounds is None:
             return None
         return Rect(bounds.left, bounds.top, bounds.width, bounds.height)
+
+
+def loaded(model: T | None, role: str) -> T:
+    """A layer model the mode needs; the plan names every file a mode's roles need."""
+    if model is None:
+        raise RuntimeError(f"{role} not loaded")  # a bug: the plan lists the mode's files
+    return model
 
 
 def _filled(value: T | None, name: str) -> T:

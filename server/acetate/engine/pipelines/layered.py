@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from acetate.engine import framing
+from acetate.engine.nets.unet_patch import UNetPatch
 from acetate.engine.outputs import LayerImage
 from acetate.engine.pipelines.common import (
     control_input,
@@ -102,7 +103,7 @@ def _sdxl_two_step(
     condition = encode_condition(ctx, image, width, height).expand(batch, -1, -1, -1)
     embeds = prompt_rows(ctx, [ctx.params.prompt] * batch, (width, height))
 
-    def stage(index: int, patch: object, concat: torch.Tensor) -> torch.Tensor:
+    def stage(index: int, patch: UNetPatch | None, concat: torch.Tensor) -> torch.Tensor:
         return denoise_stage(
             ctx,
             index,

@@ -12,14 +12,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
-from diffusers import ControlNetModel
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+# The concrete module: mypy resolves `diffusers.ControlNetModel` to the torch-less dummy class.
+from diffusers.models.controlnets.controlnet import ControlNetModel
 from diffusers.utils.torch_utils import randn_tensor
 
 from acetate.engine.nets.transparency_codec import vae_precision
-from acetate.engine.schedulers import make_scheduler
+from acetate.engine.schedulers import NoiseScheduler, make_scheduler
+
+if TYPE_CHECKING:
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
+        StableDiffusionPipeline,
+    )
+    from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
+        StableDiffusionXLPipeline,
+    )
+
+    #: The pipelines `acetate.engine.store.loading.load_base_pipeline` makes.
+    BasePipeline = StableDiffusionPipeline | StableDiffusionXLPipeline
 
 
 @dataclass
@@ -59,7 +74,7 @@ class DenoiseSpec:
     """Everything one denoising run needs besides the UNet itself."""
 
     latents: torch.Tensor
-    scheduler: SchedulerMixin
+    scheduler: NoiseScheduler
     timesteps: torch.Tensor
     prompt: PromptEmbeds
     cfg: float
@@ -78,23 +93,25 @@ StepHook = Callable[[int, torch.Tensor], None]
 class Sampler:
     """Stages of an SD1.5 / SDXL generation over one loaded diffusers pipeline."""
 
-    def __init__(self, pipe, family: str, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, pipe: BasePipeline, family: str, device: torch.device, dtype: torch.dtype
+    ) -> None:
         self.pipe = pipe
         self.family = family
         self.device = device
         self.dtype = dtype
 
     @property
-    def unet(self):
+    def unet(self) -> UNet2DConditionModel:
         return self.pipe.unet
 
     @property
-    def vae(self):
+    def vae(self) -> AutoencoderKL:
         return self.pipe.vae
 
     @property
     def scaling_factor(self) -> float:
-        return float(self.vae.config.scaling_factor)
+        return float(self.vae.config["scaling_factor"])
 
     # 1. Prompt -------------------------------------------------------------------------------
 
@@ -104,7 +121,10 @@ class Sampler:
         """One embedding row per prompt; with CFG the negatives come first (diffusers order)."""
         use_cfg = cfg > 1.0
         if self.family == "sdxl":
-            embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
+            # Untyped on purpose: diffusers annotates the SDXL `encode_prompt(prompt: str, ...)`,
+            # though it takes lists like SD1.5's.
+            xl: Any = self.pipe
+            embeds, negative, pooled, negative_pooled = xl.encode_prompt(
                 prompt=prompts,
                 device=self.device,
                 num_images_per_prompt=1,
@@ -112,8 +132,8 @@ class Sampler:
                 negative_prompt=negatives,
             )
             width, height = size
-            projection = self.pipe.text_encoder_2.config.projection_dim
-            time_ids = self.pipe._get_add_time_ids(
+            projection = xl.text_encoder_2.config.projection_dim
+            time_ids = xl._get_add_time_ids(
                 (height, width), (0, 0), (height, width), embeds.dtype, projection
             ).to(self.device)
             time_ids = time_ids.repeat(len(prompts), 1)
@@ -122,7 +142,7 @@ class Sampler:
                 pooled = torch.cat([negative_pooled, pooled])
                 time_ids = torch.cat([time_ids, time_ids])
             return PromptEmbeds(embeds.to(self.dtype), pooled.to(self.dtype), time_ids)
-        embeds, negative = self.pipe.encode_prompt(
+        embeds, negative = self._sd15().encode_prompt(
             prompts, self.device, 1, use_cfg, negative_prompt=negatives
         )
         if use_cfg:
@@ -131,8 +151,12 @@ class Sampler:
 
     def encode_texts(self, prompts: list[str]) -> torch.Tensor:
         """Positive-only embeddings (per-layer prompts of the SD1.5 attention-sharing models)."""
-        embeds, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
+        embeds, _ = self._sd15().encode_prompt(prompts, self.device, 1, False)
         return embeds.to(self.dtype)
+
+    def _sd15(self) -> StableDiffusionPipeline:
+        # The family decides the pipeline class (`load_base_pipeline`): not SDXL → SD1.5.
+        return cast("StableDiffusionPipeline", self.pipe)
 
     # 2. Latents ------------------------------------------------------------------------------
 
@@ -147,7 +171,7 @@ class Sampler:
 
     def timesteps(
         self, scheduler_name: str, steps: int, strength: float = 1.0
-    ) -> tuple[SchedulerMixin, torch.Tensor]:
+    ) -> tuple[NoiseScheduler, torch.Tensor]:
         """A fresh scheduler and the timesteps of the last `strength` fraction of `steps`."""
         scheduler = make_scheduler(scheduler_name, dict(self.pipe.scheduler.config))
         if strength >= 1.0:
@@ -164,7 +188,7 @@ class Sampler:
 
     def start_latents(
         self,
-        scheduler: SchedulerMixin,
+        scheduler: NoiseScheduler,
         timesteps: torch.Tensor,
         noise: torch.Tensor,
         init: torch.Tensor | None = None,
@@ -267,7 +291,7 @@ class Sampler:
         return (image.float() * 0.5 + 0.5).clamp(0.0, 1.0)
 
 
-def _accepts_generator(scheduler: SchedulerMixin) -> bool:
+def _accepts_generator(scheduler: NoiseScheduler) -> bool:
     import inspect
 
     return "generator" in inspect.signature(scheduler.step).parameters

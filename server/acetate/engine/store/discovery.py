@@ -71,7 +71,7 @@ class _Checkpoint:
 
 
 @dataclass(frozen=True)
-class BaseModel(_Checkpoint):
+class BaseCheckpoint(_Checkpoint):
     """A base checkpoint the engine can load (`load_base_pipeline`)."""
 
     #: Single files: folders that may hold the CLIP tokenizer files, best first.
@@ -131,7 +131,7 @@ class RefusedFile:
 class Found:
     """What one root holds."""
 
-    bases: list[BaseModel] = field(default_factory=list)
+    bases: list[BaseCheckpoint] = field(default_factory=list)
     controlnets: list[ControlNetInfo] = field(default_factory=list)
     layers: list[LayerFile] = field(default_factory=list)
     refused: list[RefusedFile] = field(default_factory=list)
@@ -215,7 +215,7 @@ def scan_models_folder(
         fmt: Format = "diffusers" if path.is_dir() else "single_file"
         fields = (_name(path, folder), detection.family, fmt, path, source, detection.tiny)
         if category == "base":
-            found.bases.append(BaseModel(*fields, detection.variant))
+            found.bases.append(BaseCheckpoint(*fields, detection.variant))
         else:
             found.controlnets.append(ControlNetInfo(*fields, detection.variant))
     return found
@@ -309,7 +309,7 @@ def hf_snapshots(cache_dir: Path) -> dict[str, Path]:
     return dict(sorted(snapshots.items()))
 
 
-def _hf_single_files(repo_id: str, snapshot: Path, source: str) -> list[BaseModel]:
+def _hf_single_files(repo_id: str, snapshot: Path, source: str) -> list[BaseCheckpoint]:
     """Base checkpoints downloaded as single files (e.g. `sd_xl_base_1.0.safetensors`); other
     files in cached repos are not listed (the cache holds much else)."""
     bases = []
@@ -323,7 +323,7 @@ def _hf_single_files(repo_id: str, snapshot: Path, source: str) -> list[BaseMode
         if detection.family is not None:
             name = f"{repo_id}/{path.stem}"
             bases.append(
-                BaseModel(name, detection.family, "single_file", path, source, detection.tiny)
+                BaseCheckpoint(name, detection.family, "single_file", path, source, detection.tiny)
             )
     return bases
 
@@ -354,7 +354,7 @@ def scan_hf_cache(snapshots: dict[str, Path]) -> Found:
         fmt: Format = "diffusers"
         fields = (repo_id, detection.family, fmt, snapshot, source, detection.tiny)
         if category == "base":
-            found.bases.append(BaseModel(*fields, detection.variant))
+            found.bases.append(BaseCheckpoint(*fields, detection.variant))
         else:
             found.controlnets.append(ControlNetInfo(*fields, detection.variant))
     return found

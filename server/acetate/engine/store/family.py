@@ -14,11 +14,11 @@ import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from acetate.errors import ModelFileError
+from acetate.modes import Family
 
-Family = Literal["sd15", "sdxl"]
 FAMILIES: tuple[Family, ...] = ("sd15", "sdxl")
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl"})

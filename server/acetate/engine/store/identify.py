@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from torch import nn
 
 from acetate.engine.nets.attention_sharing import AttentionSharing, infer_config
@@ -31,8 +31,8 @@ from acetate.engine.nets.unet_patch import (
 from acetate.engine.nets.weights import Shapes, check_layout, read_shapes
 from acetate.engine.store.family import CONFIGS_DIR, load_json
 from acetate.errors import ModelFileError
+from acetate.modes import Family
 
-Family = Literal["sd15", "sdxl"]
 Role = Literal["unet_patch", "attention_sharing", "transparent_decoder", "transparent_encoder"]
 
 #: Every official kind (= file stem) → (family, role).

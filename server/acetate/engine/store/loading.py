@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from acetate.engine.store.discovery import BaseModel, ControlNetInfo
+from acetate.engine.store.discovery import BaseCheckpoint, ControlNetInfo
 from acetate.engine.store.family import CONFIGS_DIR, FAMILY_LABEL, load_json
 from acetate.errors import ModelFileError, ModelNotFoundError
 
@@ -46,7 +46,7 @@ def _load_tokenizer(folder: Path, settings: dict[str, Any], vocab_size: int) -> 
     return tokenizer if len(tokenizer) == vocab_size else None
 
 
-def load_tokenizers(base: BaseModel) -> dict[str, Any]:
+def load_tokenizers(base: BaseCheckpoint) -> dict[str, Any]:
     """`tokenizer` (and `tokenizer_2` for SDXL) for a single-file base, from its search folders.
 
     Every CLIP tokenizer shares one vocabulary; the bundled `tokenizer_config.json` of each slot
@@ -87,7 +87,7 @@ def _load_error(what: str, path: Path, error: Exception) -> ModelFileError:
     return ModelFileError(f"{path.name} could not be loaded as {what}: {first_line}")
 
 
-def load_base_pipeline(base: BaseModel, dtype: torch.dtype) -> Any:
+def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype) -> Any:
     """A `StableDiffusionPipeline` (SD1.5) or `StableDiffusionXLPipeline` on the CPU."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.loaders.single_file_utils import SingleFileComponentError

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from acetate.engine.store import discovery
 from acetate.engine.store.discovery import (
-    BaseModel,
+    BaseCheckpoint,
     ControlNetInfo,
     Found,
     LayerFile,
@@ -46,8 +46,8 @@ from acetate.errors import InputError, ModelFileError, ModelNotFoundError
 
 __all__ = [
     "MODE_REQUIREMENTS",
+    "BaseCheckpoint",
     "BaseChoice",
-    "BaseModel",
     "ControlNetInfo",
     "LayerFile",
     "ModelStore",
@@ -72,14 +72,14 @@ LayerOverride = Path | str | tuple[Path | str, str]
 class BaseChoice(NamedTuple):
     """`store.base()`'s answer: unpacks as `(model, warnings)`."""
 
-    model: BaseModel
+    model: BaseCheckpoint
     warnings: list[str]
 
 
 class Plan(NamedTuple):
     """Everything a request will use, resolved before any model is loaded."""
 
-    base: BaseModel
+    base: BaseCheckpoint
     warnings: list[str]
     files: dict[str, LayerFile]
     controlnet: ControlNetInfo | None
@@ -174,7 +174,7 @@ class ModelStore:
                     folders += sorted(forge.glob("*/*/tokenizer*"))
         return tuple(dict.fromkeys(f for f in folders if f.is_dir()))
 
-    def _complete(self, base: BaseModel, tokenizer_dirs: tuple[Path, ...]) -> BaseModel:
+    def _complete(self, base: BaseCheckpoint, tokenizer_dirs: tuple[Path, ...]) -> BaseCheckpoint:
         if base.format != "single_file":
             return base
         if base.tiny:
@@ -236,14 +236,14 @@ class ModelStore:
 
     # ---- queries -----------------------------------------------------------------------------
 
-    def tiny_bases(self) -> list[BaseModel]:
+    def tiny_bases(self) -> list[BaseCheckpoint]:
         root = tiny_root(self.models_dir) / "checkpoints"
         return [
-            BaseModel(name, family, "diffusers", root / name, "tiny", tiny=True)
+            BaseCheckpoint(name, family, "diffusers", root / name, "tiny", tiny=True)
             for name, family in zip(TINY_BASES, FAMILIES, strict=True)
         ]
 
-    def bases(self) -> list[BaseModel]:
+    def bases(self) -> list[BaseCheckpoint]:
         """Every usable base: real ones in discovery order, then the tiny test models."""
         return [*self._scan().bases, *self.tiny_bases()]
 
@@ -281,7 +281,7 @@ class ModelStore:
             "models/checkpoints/"
         )
 
-    def _named(self, bases: list[BaseModel], name: str) -> BaseModel:
+    def _named(self, bases: list[BaseCheckpoint], name: str) -> BaseCheckpoint:
         wanted = name.removesuffix(".safetensors")
         for base in bases:
             if wanted in (base.name, str(base.path)):
@@ -296,10 +296,10 @@ class ModelStore:
             field="model",
         )
 
-    def _candidates(self, base: BaseModel) -> list[LayerFile]:
+    def _candidates(self, base: BaseCheckpoint) -> list[LayerFile]:
         return [f for f in self.layer_files() if f.family == base.family and f.tiny == base.tiny]
 
-    def usable_modes(self, base: BaseModel) -> dict[str, list[str]]:
+    def usable_modes(self, base: BaseCheckpoint) -> dict[str, list[str]]:
         """mode → official file names still missing for it on `base` (empty: usable)."""
         if base.tiny and not tiny_root(self.models_dir).is_dir():
             return {mode: [] for mode in MODE_REQUIREMENTS[base.family]}  # built on first use
@@ -310,7 +310,7 @@ class ModelStore:
         }
 
     def resolve(
-        self, base: BaseModel, mode: str, overrides: Sequence[LayerOverride] = ()
+        self, base: BaseCheckpoint, mode: str, overrides: Sequence[LayerOverride] = ()
     ) -> dict[str, LayerFile]:
         """role → the layer file `mode` uses on `base`.
 
@@ -427,7 +427,7 @@ class ModelStore:
             + ([] if any(not b.tiny for b in bases) else [self.default_warning()]),
         }
 
-    def _describe_base(self, base: BaseModel) -> dict[str, Any]:
+    def _describe_base(self, base: BaseCheckpoint) -> dict[str, Any]:
         return {
             **base.to_dict(),
             "modes": self.usable_modes(base),

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from acetate.engine.store.discovery import BaseModel, LayerFile
+from acetate.engine.store.discovery import BaseCheckpoint, LayerFile
 from acetate.engine.store.family import FAMILY_LABEL, Family
 from acetate.errors import InputError, ModelFileError
 from acetate.modes import FAMILIES, MODES
@@ -77,7 +77,7 @@ def select(
     return missing
 
 
-def override_role(layer: LayerFile, base: BaseModel, mode: str, needs: Requirements) -> Role:
+def override_role(layer: LayerFile, base: BaseCheckpoint, mode: str, needs: Requirements) -> Role:
     """The role an explicitly given file fills for `mode` on `base`, or why it cannot."""
     label = FAMILY_LABEL[base.family]
     if layer.family != base.family:
@@ -103,7 +103,7 @@ def override_role(layer: LayerFile, base: BaseModel, mode: str, needs: Requireme
 
 
 def missing_message(
-    base: BaseModel, mode: str, missing: list[tuple[str, ...]], models_dir: Path
+    base: BaseCheckpoint, mode: str, missing: list[tuple[str, ...]], models_dir: Path
 ) -> str:
     """Every missing official file name, where to put it and how to get it."""
     names = " and ".join(describe_missing(kinds) for kinds in missing)
