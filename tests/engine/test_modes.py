@@ -102,17 +102,18 @@ def test_joint_makes_three_layers_per_result_set(engine: Engine) -> None:
         layer_prompts={"foreground": "a cat"},
     )
     result = engine.generate(request, {})
+    # Record order: per result set, bottom → top as the mode spec stacks them.
     assert names(result) == [
-        ("foreground", 0),
         ("background", 0),
+        ("foreground", 0),
         ("blended", 0),
-        ("foreground", 1),
         ("background", 1),
+        ("foreground", 1),
         ("blended", 1),
     ]
     assert [layer.visible for layer in result.layers[:3]] == [True, True, False]
     plain = engine.generate(params(model="tiny-sd15", mode="joint", width=SIZE, height=SIZE), {})
-    assert not np.array_equal(plain.layers[0].pixels, result.layers[0].pixels)
+    assert not np.array_equal(plain.layers[1].pixels, result.layers[1].pixels)
 
 
 def test_joint_on_sdxl_is_refused(engine: Engine) -> None:
