@@ -33,7 +33,8 @@ from acetate.engine.options import EngineOptions
 from acetate.engine.store.models import ModelStore
 from acetate.protocol import GenerateParameters
 
-CONFIGS = Path(__file__).resolve().parents[1] / "server" / "acetate" / "engine" / "store" / "configs" / "sd15"
+PACKAGE = Path(__file__).resolve().parents[1] / "server" / "acetate"
+CONFIGS = PACKAGE / "engine" / "store" / "configs" / "sd15"
 MODES = ("fg", "fg2bg", "bg2fg", "joint", "img2img", "inpaint", "layer_on_artwork", "upscale")
 SHARING_FILES = {
     "layer_sd15_transparent_attn": (1, False),
