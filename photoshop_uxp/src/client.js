@@ -9,7 +9,7 @@
  */
 "use strict";
 
-const { MASK_FIELDS, ProtocolError } = require("./protocol.js");
+const { ProtocolError, parseModes } = require("./protocol.js");
 const { utf8, decodeUtf8 } = require("./utf8.js");
 
 /** @typedef {import("./protocol").GenerateParameters} GenerateParameters */
@@ -223,19 +223,29 @@ class AcetateClient {
   }
 
   /**
-   * Submit a job: the parameters as the `request` part, each image as a raw part.
+   * Every mode's declaration (`GET /api/modes`); a server without it answers 404.
+   * @returns {Promise<import("./protocol").ModeInfo[]>}
+   */
+  async modes() {
+    return parseModes(await this.json("GET", "/api/modes"));
+  }
+
+  /**
+   * Submit a job: the parameters as the `request` part, each image as a raw part (4 bytes a
+   * pixel, 1 for the fields `kinds` marks as masks).
    * @param {GenerateParameters} params
    * @param {Partial<Record<string, Raster>>} images
+   * @param {Record<string, "rgba"|"mask">} [kinds]
    * @returns {Promise<JobCreated>}
    */
-  submit(params, images) {
+  submit(params, images, kinds = {}) {
     /** @type {{name: string, data: string|Uint8Array, contentType?: string}[]} */
     const parts = [{ name: "request", data: JSON.stringify(params), contentType: "application/json" }];
     for (const [name, raster] of Object.entries(images)) {
       if (raster === undefined) {
         continue;
       }
-      const channels = MASK_FIELDS.has(name) ? 1 : 4;
+      const channels = kinds[name] === "mask" ? 1 : 4;
       if (raster.data.length !== raster.width * raster.height * channels) {
         throw new RangeError(`${name}: ${raster.data.length} bytes do not make a ${raster.width}×${raster.height} image`);
       }

@@ -7,23 +7,27 @@
  */
 "use strict";
 
-const { AcetateClient, normalizeBaseUrl } = require("./client.js");
+const { AcetateClient, ServerError, normalizeBaseUrl } = require("./client.js");
 const { HostProblem, InputProblem } = require("./errors.js");
 const { EventSocket } = require("./events.js");
 const { JobWatch } = require("./jobs.js");
-const { describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
-const { SOURCES, clipToCanvas, groupLayers, prepareInputs } = require("./placement.js");
-const { ProtocolError } = require("./protocol.js");
-const { MODE_LABELS, buildParameters } = require("./settings.js");
+const { TOO_OLD, describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
+const { activeInputs, compareRanks, layerDeclaration, layerRank, pickMode } = require("./modes.js");
+const { clipToCanvas, prepareInputs, readNeeds } = require("./placement.js");
+const { API_VERSION, ProtocolError, ServerTooOld, groupName } = require("./protocol.js");
+const { buildParameters } = require("./settings.js");
 const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js");
 
 /** @typedef {import("./protocol").JobEvent} JobEvent */
 /** @typedef {import("./protocol").ResultRecord} ResultRecord */
+/** @typedef {import("./protocol").LayerRecord} LayerRecord */
+/** @typedef {import("./protocol").ModeInfo} ModeInfo */
 /** @typedef {import("./protocol").GenerateParameters} GenerateParameters */
 /** @typedef {import("./pixels").Raster} Raster */
 /** @typedef {import("./placement").DocumentInfo} DocumentInfo */
 /** @typedef {import("./placement").DocumentPixels} DocumentPixels */
-/** @typedef {import("./placement").NewGroup} NewGroup */
+/** @typedef {import("./placement").LayerInsertion} LayerInsertion */
+/** @typedef {import("./placement").Placed} Placed */
 /** @typedef {import("./state").PanelState} PanelState */
 /** @typedef {import("./state").Store<PanelState>} PanelStore */
 /** @typedef {import("./client").FetchLike} FetchLike */
@@ -35,12 +39,155 @@ const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js"
  * @property {() => DocumentInfo|null} activeDocument
  * @property {(what: {composite?: boolean, layer?: boolean, selection?: boolean}) => Promise<DocumentPixels>} readDocument
  *   one short modal scope
- * @property {(documentId: number, groups: NewGroup[], commandName: string) => Promise<void>} insertGroups
- *   one modal scope, one history state; nothing left behind on failure
+ * @property {(documentId: number, insertion: LayerInsertion, commandName: string) => Promise<{layerId: number, groupId: number}>} insertLayer
+ *   one modal scope, one named history state; nothing left behind on failure
+ * @property {(documentId: number, ids: number[], commandName: string) => Promise<number>} removeLayers
+ *   the layers or groups that still exist, in one history state; resolves with how many
  * @property {(bytes: ArrayBuffer, fileName: string) => Promise<void>} openPsd
  */
 
 class Cancelled extends Error {}
+
+/**
+ * Inserting one result's layers into a document as they arrive, each in its own history
+ * state: one group per batch item (created with that item's first layer, named after the
+ * prompt), layers ordered bottom → top as the mode declares them whatever the arrival order.
+ * Downloads happen outside modal scopes; insertions run one at a time, in arrival order.
+ */
+class Landing {
+  /**
+   * @param {{client: AcetateClient, host: Host, mode: ModeInfo|null, modeName: string,
+   *   document: DocumentInfo, offset: {left: number, top: number}, prompt: string, jobId: string}} options
+   */
+  constructor({ client, host, mode, modeName, document, offset, prompt, jobId }) {
+    this.client = client;
+    this.host = host;
+    this.mode = mode;
+    this.modeName = modeName;
+    this.document = document;
+    this.offset = offset;
+    this.prompt = prompt;
+    this.jobId = jobId;
+    /** @type {Set<string>} layer files already taken */
+    this.files = new Set();
+    /** @type {Map<number, {id: number, layers: Placed[]}>} batch index → its group */
+    this.groups = new Map();
+    /** @type {Promise<void>} */
+    this.chain = Promise.resolve();
+    /** @type {unknown} the first failure; later layers are not inserted */
+    this.error = null;
+    this.inserted = 0;
+    this.cropped = false;
+  }
+
+  /** The result's groups in the document, bottom batch item first. */
+  get groupIds() {
+    return [...this.groups.entries()].sort((a, b) => a[0] - b[0]).map(([, group]) => group.id);
+  }
+
+  /**
+   * Queue a layer (from `layer_ready`, or the final record); one already taken is ignored.
+   * @param {LayerRecord} record
+   */
+  add(record) {
+    if (this.files.has(record.file)) {
+      return;
+    }
+    this.files.add(record.file);
+    this.chain = this.chain.then(async () => {
+      if (this.error === null) {
+        try {
+          await this.insert(record);
+        } catch (error) {
+          this.error = error;
+        }
+      }
+    });
+  }
+
+  /**
+   * Wait until every queued layer is in (or the first failure, which is thrown).
+   */
+  async settle() {
+    await this.chain;
+    if (this.error !== null) {
+      throw this.error;
+    }
+  }
+
+  /**
+   * Queue every layer of the final record not seen yet, in the mode's order, and wait.
+   * @param {ResultRecord} result
+   */
+  async finish(result) {
+    const layers = [...result.layers].sort(
+      (a, b) => a.batch_index - b.batch_index || compareRanks(layerRank(this.mode, a.name), layerRank(this.mode, b.name)),
+    );
+    layers.forEach((layer) => this.add(layer));
+    await this.settle();
+  }
+
+  /**
+   * @private
+   * @param {LayerRecord} record
+   */
+  async insert(record) {
+    const raster = await this.client.layerPixels(this.jobId, record.file);
+    if (
+      raster.width !== record.width ||
+      raster.height !== record.height ||
+      raster.left !== record.left ||
+      raster.top !== record.top
+    ) {
+      throw new ProtocolError(
+        `layer ${record.file} arrived as ${raster.width}×${raster.height} at ${raster.left},${raster.top}` +
+          ` but the result says ${record.width}×${record.height} at ${record.left},${record.top}`,
+      );
+    }
+    const declared = layerDeclaration(this.mode, record.name);
+    const visible = typeof record.visible === "boolean" ? record.visible : (declared?.visible ?? true);
+    const layer = clipToCanvas(
+      {
+        data: raster.data,
+        width: raster.width,
+        height: raster.height,
+        name: record.name,
+        visible,
+        left: this.offset.left + record.left,
+        top: this.offset.top + record.top,
+      },
+      this.document,
+    );
+    if (layer === null || layer.width !== raster.width || layer.height !== raster.height) {
+      this.cropped = true;
+    }
+    if (layer === null) {
+      return;
+    }
+    const rank = layerRank(this.mode, record.name);
+    const group = this.groups.get(record.batch_index) ?? null;
+    const name = groupName(this.prompt, record.batch_index, this.mode?.label ?? this.modeName);
+    const placed = await this.host.insertLayer(
+      this.document.id,
+      {
+        layer,
+        rank,
+        siblings: group ? group.layers : [],
+        group: {
+          id: group ? group.id : null,
+          name,
+          rank: [record.batch_index],
+          siblings: [...this.groups.entries()].map(([index, other]) => ({ id: other.id, rank: [index] })),
+        },
+      },
+      `Acetate: ${record.name} (${name})`,
+    );
+    const layers = group && group.id === placed.groupId ? group.layers : [];
+    layers.push({ id: placed.layerId, rank });
+    this.groups.set(record.batch_index, { id: placed.groupId, layers });
+    this.inserted += 1;
+  }
+}
 
 class Controller {
   /**
@@ -62,22 +209,35 @@ class Controller {
     this.socket = null;
     this.jobs = new JobWatch({ eventTimeoutMs });
     this.cancelRequested = false;
+    /** @type {Landing|null} the result being inserted as its layers arrive */
+    this.landing = null;
   }
 
   get state() {
     return this.store.state;
   }
 
+  /** The chosen mode's declaration (the server's first mode when the choice is unknown). */
+  get mode() {
+    return pickMode(this.state.modes, this.state.settings.mode);
+  }
+
+  /** The family of the chosen model, when the server said. */
+  get family() {
+    const model = this.state.models.find((item) => item.name === this.state.settings.model);
+    return typeof model?.family === "string" ? model.family : null;
+  }
+
   /**
-   * Check the server and open the event stream. Resolves with whether it worked; the reason
-   * of a failure is in the state (`connection.message`).
+   * Check the server, load its modes and models, and open the event stream. Resolves with
+   * whether it worked; the reason of a failure is in the state (`connection.message`).
    * @returns {Promise<boolean>}
    */
   async connect() {
     this.disconnect();
     const { serverUrl, clientId } = this.state.settings;
-    const fail = (/** @type {string} */ message) => {
-      this.store.update({ connection: { status: "error", message, socket: "closed" } });
+    const fail = (/** @type {string} */ message, status = /** @type {"error"|"outdated"} */ ("error")) => {
+      this.store.update({ connection: { status, message, socket: "closed" } });
       return false;
     };
     let client;
@@ -99,11 +259,27 @@ class Controller {
     }
     this.store.update({ connection: { status: "connecting", message: "Connecting…", socket: "closed" } });
     let health;
+    let modes;
     let models;
     try {
       health = await client.health();
+      if (typeof health?.api_version !== "number") {
+        throw new ServerTooOld("it does not report an api_version");
+      }
+      if (health.api_version !== API_VERSION) {
+        throw new ServerTooOld(`it speaks protocol ${health.api_version}, this panel ${API_VERSION}`);
+      }
+      try {
+        modes = await client.modes();
+      } catch (error) {
+        throw error instanceof ServerError && error.status === 404 ? new ServerTooOld("it has no GET /api/modes") : error;
+      }
       models = await client.models();
     } catch (error) {
+      if (error instanceof ServerTooOld) {
+        this.store.update({ modes: [] });
+        return fail(`${TOO_OLD} (${error.message}).`, "outdated");
+      }
       return fail(this.describe(error));
     }
     this.client = client;
@@ -115,6 +291,7 @@ class Controller {
     });
     this.store.update({
       models: Array.isArray(models?.bases) ? models.bases : [],
+      modes,
       connection: {
         status: "connected",
         message: `Connected to Acetate ${health.version} (${health.device})`,
@@ -160,51 +337,67 @@ class Controller {
   }
 
   /**
-   * Generate with the current settings and insert the result into the active document.
-   * Errors end up in `state.message`; resolves when the whole flow has ended.
+   * Generate with the current settings and insert the result into the active document, each
+   * layer as its `layer_ready` event arrives. Errors end up in `state.message`; resolves when
+   * the whole flow has ended.
    */
   async generate() {
     if (this.state.busy) {
+      return;
+    }
+    if (this.state.connection.status === "outdated") {
+      this.store.update({ message: { kind: "error", text: this.state.connection.message } });
       return;
     }
     this.cancelRequested = false;
     this.store.update({ busy: true, message: null, job: progress("", "reading") });
     /** @type {string|null} */
     let jobId = null;
+    /** @type {Landing|null} */
+    let landing = null;
     try {
-      const params = buildParameters(this.state.settings);
       const client = await this.requireClient();
+      const mode = this.mode;
+      if (!mode) {
+        throw new HostProblem("The server offers no modes.");
+      }
+      const params = buildParameters(this.state.settings, mode, this.family);
       const document = this.host.activeDocument();
       if (!document) {
         throw new HostProblem("Open a document first: Acetate adds its layers to the active document.");
       }
-      const source = SOURCES[params.mode];
+      const inputs = activeInputs(mode, params);
+      const needs = readNeeds(inputs);
       let frame = { left: 0, top: 0, width: document.width, height: document.height };
       /** @type {Record<string, Raster>} */
       let images = {};
+      /** @type {Record<string, "rgba"|"mask">} */
+      let kinds = {};
       /** @type {Partial<GenerateParameters>} */
       let extra = {};
-      if (source.composite || source.layer) {
-        const pixels = await this.host.readDocument({
-          composite: Boolean(source.composite),
-          layer: Boolean(source.layer),
-          selection: Boolean(source.selection),
-        });
-        ({ images, frame, extra } = prepareInputs(params.mode, pixels));
+      if (needs.composite || needs.layer || needs.selection) {
+        const pixels = await this.host.readDocument(needs);
+        ({ images, kinds, frame, extra } = prepareInputs(mode, inputs, pixels));
       }
       this.checkCancelled();
       this.store.update({ job: progress("", "uploading") });
-      const created = await client.submit({ ...params, ...extra }, images);
+      const created = await client.submit({ ...params, ...extra }, images, kinds);
       jobId = created.id;
+      const offset = { left: frame.left, top: frame.top };
+      if (!mode.frame_scale) {
+        // A scaled frame (upscale) does not fit the document: it opens as a new one instead.
+        landing = new Landing({ client, host: this.host, mode, modeName: mode.name, document, offset, prompt: params.prompt, jobId });
+        this.landing = landing;
+      }
       this.store.update({
         job: { ...progress(jobId, "queued"), position: created.position },
         history: upsertHistory(this.state.history, {
           id: jobId,
-          mode: params.mode,
+          mode: mode.name,
           prompt: params.prompt,
           status: "queued",
           created: Date.now(),
-          offset: { left: frame.left, top: frame.top },
+          offset,
           seed: params.seed ?? null,
         }),
       });
@@ -213,18 +406,24 @@ class Controller {
       }
       const final = await this.follow(jobId);
       this.store.update({ history: recordFinal(this.state.history, jobId, final) });
+      if (final.type === "done") {
+        this.checkCancelled();
+        if (landing) {
+          this.store.update({ job: progress(jobId, "inserting") });
+          await landing.finish(final.result);
+          this.reportLanded(landing, final.result);
+        } else {
+          await this.openAsDocument(final.result, mode);
+        }
+        return;
+      }
+      await landing?.settle();
       if (final.type === "cancelled") {
         throw new Cancelled();
       }
       if (final.type === "error") {
         this.store.update({ message: { kind: "error", text: describeJobError(final.code, final.message) } });
-        return;
       }
-      if (final.type !== "done") {
-        return;
-      }
-      this.checkCancelled();
-      await this.place(final.result, { left: frame.left, top: frame.top }, document, params.prompt);
     } catch (error) {
       if (error instanceof Cancelled) {
         this.store.update({ message: { kind: "info", text: "Cancelled." } });
@@ -232,6 +431,15 @@ class Controller {
         this.store.update({ message: { kind: "error", text: this.describe(error) } });
       }
     } finally {
+      if (landing) {
+        await landing.chain;
+        if (landing.groups.size > 0) {
+          this.store.update({ landed: { id: landing.jobId, documentId: landing.document.id, groupIds: landing.groupIds } });
+        }
+      }
+      if (this.landing === landing) {
+        this.landing = null;
+      }
       if (jobId !== null) {
         this.socket?.unsubscribe([jobId]);
       }
@@ -256,6 +464,28 @@ class Controller {
   }
 
   /**
+   * Remove every group of the last inserted result, in one history state.
+   */
+  async undoResult() {
+    const landed = this.state.landed;
+    if (this.state.busy || !landed) {
+      return;
+    }
+    this.store.update({ busy: true, message: null });
+    try {
+      const removed = await this.host.removeLayers(landed.documentId, landed.groupIds, "Acetate: remove result");
+      this.store.update({
+        landed: null,
+        message: { kind: "info", text: removed > 0 ? `Removed the result (${removed} group${removed === 1 ? "" : "s"}).` : "The result's groups are already gone." },
+      });
+    } catch (error) {
+      this.store.update({ message: { kind: "error", text: this.describe(error) } });
+    } finally {
+      this.store.update({ busy: false });
+    }
+  }
+
+  /**
    * Insert a finished job from the history into the active document again.
    * @param {string} jobId
    */
@@ -265,13 +495,37 @@ class Controller {
       if (record.status !== "done" || !record.result) {
         throw new HostProblem(`This job has no result to insert (it is ${record.status}).`);
       }
+      const result = record.result;
+      const mode = this.state.modes.find((item) => item.name === result.mode) ?? null;
+      if (mode?.frame_scale) {
+        await this.openAsDocument(result, mode);
+        return;
+      }
       const document = this.host.activeDocument();
       if (!document) {
         throw new HostProblem("Open a document first: Acetate adds its layers to the active document.");
       }
       const entry = this.state.history.find((item) => item.id === jobId);
-      const offset = entry?.offset ?? { left: 0, top: 0 };
-      await this.place(record.result, offset, document, entry?.prompt ?? "");
+      const prompt = typeof result.parameters?.prompt === "string" ? result.parameters.prompt : (entry?.prompt ?? "");
+      const landing = new Landing({
+        client,
+        host: this.host,
+        mode,
+        modeName: result.mode,
+        document,
+        offset: entry?.offset ?? { left: 0, top: 0 },
+        prompt,
+        jobId,
+      });
+      this.store.update({ job: progress(jobId, "inserting") });
+      try {
+        await landing.finish(result);
+      } finally {
+        if (landing.groups.size > 0) {
+          this.store.update({ landed: { id: jobId, documentId: document.id, groupIds: landing.groupIds } });
+        }
+      }
+      this.reportLanded(landing, result);
     });
   }
 
@@ -307,57 +561,32 @@ class Controller {
   }
 
   /**
-   * Download a result's layers and insert them (upscale results open as a new document).
+   * A result whose frame is scaled (upscale) opens as a new document: its layered PSD.
    * @private
    * @param {ResultRecord} result
-   * @param {{left: number, top: number}} offset
-   * @param {DocumentInfo} document
-   * @param {string} prompt
+   * @param {ModeInfo|null} mode
    */
-  async place(result, offset, document, prompt) {
+  async openAsDocument(result, mode) {
     const client = /** @type {AcetateClient} */ (this.client);
-    if (result.mode === "upscale") {
-      this.store.update({ job: progress(result.id, "downloading") });
-      await this.host.openPsd(await client.psd(result.id), `acetate-${result.id}.psd`);
-      this.store.update({ message: { kind: "info", text: "The upscaled layer opened as a new document." } });
-      return;
-    }
     this.store.update({ job: progress(result.id, "downloading") });
-    /** @type {Map<string, Raster>} */
-    const pixels = new Map();
-    for (const layer of result.layers) {
-      const raster = await client.layerPixels(result.id, layer.file);
-      if (
-        raster.width !== layer.width ||
-        raster.height !== layer.height ||
-        raster.left !== layer.left ||
-        raster.top !== layer.top
-      ) {
-        throw new ProtocolError(
-          `layer ${layer.file} arrived as ${raster.width}×${raster.height} at ${raster.left},${raster.top}` +
-            ` but the result says ${layer.width}×${layer.height} at ${layer.left},${layer.top}`,
-        );
-      }
-      pixels.set(layer.file, raster);
-    }
-    let cropped = false;
-    const groups = groupLayers(result, pixels, offset, prompt).map((group) => ({
-      name: group.name,
-      layers: group.layers.flatMap((layer) => {
-        const clipped = clipToCanvas(layer, document);
-        cropped = cropped || clipped !== layer;
-        return clipped ? [clipped] : [];
-      }),
-    }));
-    this.store.update({ job: progress(result.id, "inserting") });
-    await this.host.insertGroups(document.id, groups, `Acetate: ${MODE_LABELS[result.mode] ?? result.mode}`);
-    const count = groups.reduce((sum, group) => sum + group.layers.length, 0);
-    const notes = cropped ? ["The result is larger than the document and was cropped to the canvas."] : [];
+    await this.host.openPsd(await client.psd(result.id), `acetate-${result.id}.psd`);
+    this.store.update({ message: { kind: "info", text: `${mode?.label ?? result.mode}: the result opened as a new document.` } });
+  }
+
+  /**
+   * @private
+   * @param {Landing} landing
+   * @param {ResultRecord} result
+   */
+  reportLanded(landing, result) {
+    const count = landing.inserted;
+    const groups = landing.groups.size;
+    const notes = landing.cropped ? ["The result is larger than the document and was cropped to the canvas."] : [];
     const warnings = [...notes, ...(result.warnings ?? [])].join(" ");
     this.store.update({
       message: {
         kind: "info",
-        text: `Added ${count} layer${count === 1 ? "" : "s"} in ${groups.length} group${groups.length === 1 ? "" : "s"}.${warnings ? ` ${warnings}` : ""}`,
+        text: `Added ${count} layer${count === 1 ? "" : "s"} in ${groups} group${groups === 1 ? "" : "s"}.${warnings ? ` ${warnings}` : ""}`,
       },
     });
   }
@@ -398,6 +627,9 @@ class Controller {
         this.store.update({ job: { ...job, preview: event.image } });
       }
     }
+    if (event.type === "layer_ready" && this.landing?.jobId === event.job_id && !this.cancelRequested) {
+      this.landing.add(event.layer);
+    }
     this.jobs.deliver(event);
   }
 
@@ -424,8 +656,16 @@ class Controller {
    * @param {unknown} error
    */
   describe(error) {
-    return describeError(error, { serverUrl: this.state.settings.serverUrl, allowed: this.allowed });
+    /** @type {Record<string, string>} */
+    const labels = {};
+    const mode = this.mode;
+    if (mode) {
+      mode.options.forEach((option) => (labels[option.name] = option.label));
+      mode.inputs.forEach((input) => (labels[input.field] = input.label));
+      mode.lists.forEach((list) => (labels[list.field] = list.label));
+    }
+    return describeError(error, { serverUrl: this.state.settings.serverUrl, allowed: this.allowed, labels });
   }
 }
 
-module.exports = { Controller };
+module.exports = { Controller, Landing };

@@ -5,9 +5,12 @@
 "use strict";
 
 const { NetworkError, ServerError, explicitOrigin } = require("./client.js");
-const { ProtocolError } = require("./protocol.js");
+const { ProtocolError, ServerTooOld } = require("./protocol.js");
 const { HostProblem, InputProblem } = require("./errors.js");
-const { FIELD_LABELS, SETTING_OF_FIELD } = require("./settings.js");
+const { FIELD_LABELS } = require("./settings.js");
+
+/** What the panel says about a server that predates `GET /api/modes`. */
+const TOO_OLD = "Server too old — update Acetate";
 
 /**
  * Whether both the http(s) and ws(s) forms of `serverUrl` are in the manifest's network list.
@@ -42,12 +45,16 @@ function manifestMessage(serverUrl, allowed) {
 /**
  * The plain-words text for any error that reaches the panel.
  * @param {unknown} error
- * @param {{serverUrl: string, allowed: string[]}} context
+ * @param {{serverUrl: string, allowed: string[], labels?: Record<string, string>}} context
+ *   `labels`: request field → the label the panel shows for it (from the mode's declaration)
  * @returns {string}
  */
-function describeError(error, { serverUrl, allowed }) {
+function describeError(error, { serverUrl, allowed, labels = {} }) {
   if (error instanceof InputProblem || error instanceof HostProblem) {
     return error.message;
+  }
+  if (error instanceof ServerTooOld) {
+    return `${TOO_OLD} (${error.message}).`;
   }
   if (error instanceof NetworkError) {
     if (/permission|manifest/i.test(error.message) || !urlAllowed(serverUrl, allowed)) {
@@ -65,7 +72,7 @@ function describeError(error, { serverUrl, allowed }) {
     );
   }
   if (error instanceof ServerError) {
-    return describeServerError(error);
+    return describeServerError(error, labels);
   }
   if (error instanceof ProtocolError) {
     return (
@@ -77,8 +84,11 @@ function describeError(error, { serverUrl, allowed }) {
   return `Something went wrong: ${text}`;
 }
 
-/** @param {ServerError} error */
-function describeServerError(error) {
+/**
+ * @param {ServerError} error
+ * @param {Record<string, string>} labels
+ */
+function describeServerError(error, labels) {
   switch (error.code) {
     case "unauthorized":
       return (
@@ -106,8 +116,7 @@ function describeServerError(error) {
     return `The server failed: ${error.message}. Its log has the details.`;
   }
   if (error.field) {
-    const setting = /** @type {Record<string, string>} */ (SETTING_OF_FIELD)[error.field];
-    const label = setting ? FIELD_LABELS[setting] : error.field;
+    const label = labels[error.field] ?? FIELD_LABELS[error.field] ?? error.field;
     return `${label}: ${error.message}`;
   }
   return error.message;
@@ -128,4 +137,4 @@ function describeJobError(code, message) {
   return `The job failed: ${message}`;
 }
 
-module.exports = { urlAllowed, manifestMessage, describeError, describeJobError };
+module.exports = { TOO_OLD, urlAllowed, manifestMessage, describeError, describeJobError };

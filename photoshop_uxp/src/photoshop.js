@@ -17,12 +17,13 @@ const {
   toBytes,
   toRgba,
 } = require("./pixels.js");
+const { neighbour } = require("./placement.js");
 const { decodeUtf8 } = require("./utf8.js");
 
 /** @typedef {import("./controller").Host} Host */
 /** @typedef {import("./placement").DocumentInfo} DocumentInfo */
 /** @typedef {import("./placement").DocumentPixels} DocumentPixels */
-/** @typedef {import("./placement").NewGroup} NewGroup */
+/** @typedef {import("./placement").Placed} Placed */
 /** @typedef {import("./protocol").Rect} Rect */
 
 const SRGB = "sRGB IEC61966-2.1";
@@ -135,6 +136,12 @@ function createHost(modules) {
     }
   }
 
+  const { constants } = photoshop;
+  const GROUP = constants.LayerKind.GROUP;
+  const PLACE_ABOVE = constants.ElementPlacement.PLACEBEFORE;
+  const PLACE_BELOW = constants.ElementPlacement.PLACEAFTER;
+  const PLACE_INSIDE = constants.ElementPlacement.PLACEINSIDE;
+
   /** @type {Adapter} */
   const host = {
     activeDocument() {
@@ -210,60 +217,80 @@ function createHost(modules) {
       });
     },
 
-    async insertGroups(documentId, groups, commandName) {
+    async insertLayer(documentId, insertion, commandName) {
       const doc = findDocument(documentId);
       checkMode(doc);
-      const bits = documentBits(doc.bitsPerChannel);
+      const { layer } = insertion;
       // Converted before the modal scope so that Photoshop is blocked as briefly as possible.
-      const prepared = groups.map((group) => ({
-        name: group.name,
-        layers: group.layers.map((layer) => ({ ...layer, channels: fromBytes(layer.data, bits) })),
-      }));
-      await modal(commandName, async (context) => {
+      const channels = fromBytes(layer.data, documentBits(doc.bitsPerChannel));
+      return modal(commandName, async (context) => {
+        // One history state per inserted layer, named after it (a suspension cannot be held
+        // across the network waits between layers).
         const suspension = await context.hostControl.suspendHistory({ documentID: doc.id, name: commandName });
         /** @type {any[]} */
         const created = [];
         try {
-          for (const group of prepared) {
-            const members = [];
-            for (const layer of group.layers) {
-              const target = await doc.createPixelLayer({ name: layer.name });
-              if (!target) {
-                throw new Error(`Photoshop did not create the layer ${layer.name}`);
-              }
-              created.push(target);
-              const imageData = await imaging.createImageDataFromBuffer(layer.channels, {
-                width: layer.width,
-                height: layer.height,
-                components: 4,
-                chunky: true,
-                colorSpace: "RGB",
-                colorProfile: SRGB,
-              });
-              try {
-                await imaging.putPixels({
-                  documentID: doc.id,
-                  layerID: target.id,
-                  imageData,
-                  targetBounds: { left: layer.left, top: layer.top, width: layer.width, height: layer.height },
-                  replace: true,
-                  commandName,
-                });
-              } finally {
-                await imageData.dispose();
-              }
-              if (!layer.visible) {
-                target.visible = false;
-              }
-              members.push(target);
+          const anchor = doc.activeLayers[0] ?? null;
+          const target = await doc.createPixelLayer({ name: layer.name });
+          if (!target) {
+            throw new Error(`Photoshop did not create the layer ${layer.name}`);
+          }
+          created.push(target);
+          const imageData = await imaging.createImageDataFromBuffer(channels, {
+            width: layer.width,
+            height: layer.height,
+            components: 4,
+            chunky: true,
+            colorSpace: "RGB",
+            colorProfile: SRGB,
+          });
+          try {
+            await imaging.putPixels({
+              documentID: doc.id,
+              layerID: target.id,
+              imageData,
+              targetBounds: { left: layer.left, top: layer.top, width: layer.width, height: layer.height },
+              replace: true,
+              commandName,
+            });
+          } finally {
+            await imageData.dispose();
+          }
+          if (!layer.visible) {
+            target.visible = false;
+          }
+          // New layers land above the active layer (inside it when it is a group): every
+          // layer and group is moved to its place explicitly.
+          let group = insertion.group.id === null ? null : findLayer(doc, insertion.group.id);
+          if (group && group.kind !== GROUP) {
+            group = null;
+          }
+          if (group === null) {
+            group = await doc.createLayerGroup({ name: insertion.group.name, fromLayers: [target] });
+            if (!group) {
+              throw new Error(`Photoshop did not create the group ${insertion.group.name}`);
             }
-            const folder = await doc.createLayerGroup({ name: group.name, fromLayers: members });
-            if (!folder) {
-              throw new Error(`Photoshop did not create the group ${group.name}`);
+            created.push(group);
+            const next = neighbour(live(doc, insertion.group.siblings), insertion.group.rank);
+            if (next) {
+              await group.move(next.item.layer, next.place === "above" ? PLACE_ABOVE : PLACE_BELOW);
+            } else {
+              // A result's first group goes at the top level, above what was active.
+              const top = topLevel(anchor);
+              if (top && top.id !== group.id) {
+                await group.move(top, PLACE_ABOVE);
+              }
             }
-            created.push(folder);
+          } else {
+            const next = neighbour(live(doc, insertion.siblings), insertion.rank);
+            if (next) {
+              await target.move(next.item.layer, next.place === "above" ? PLACE_ABOVE : PLACE_BELOW);
+            } else {
+              await target.move(group, PLACE_INSIDE);
+            }
           }
           await context.hostControl.resumeHistory(suspension, true);
+          return { layerId: target.id, groupId: group.id };
         } catch (error) {
           for (const item of created.reverse()) {
             try {
@@ -276,6 +303,27 @@ function createHost(modules) {
           throw error;
         }
       });
+    },
+
+    async removeLayers(documentId, ids, commandName) {
+      const doc = findDocument(documentId);
+      const present = ids.map((id) => findLayer(doc, id)).filter((layer) => layer !== null);
+      if (present.length === 0) {
+        return 0;
+      }
+      await modal(commandName, async (context) => {
+        const suspension = await context.hostControl.suspendHistory({ documentID: doc.id, name: commandName });
+        try {
+          for (const layer of present) {
+            layer.delete();
+          }
+        } catch (error) {
+          await context.hostControl.resumeHistory(suspension, false);
+          throw error;
+        }
+        await context.hostControl.resumeHistory(suspension, true);
+      });
+      return present.length;
     },
 
     async openPsd(bytes, fileName) {
@@ -358,6 +406,51 @@ function createHost(modules) {
   }
 
   return host;
+}
+
+/**
+ * A layer or group anywhere in the document by id, or null when it is gone.
+ * @param {any} doc
+ * @param {number} id
+ * @returns {any}
+ */
+function findLayer(doc, id) {
+  /** @type {any[]} */
+  const stack = [...(doc.layers ?? [])];
+  while (stack.length > 0) {
+    const layer = stack.pop();
+    if (layer.id === id) {
+      return layer;
+    }
+    stack.push(...(layer.layers ?? []));
+  }
+  return null;
+}
+
+/**
+ * The placed items that still exist, with their layers.
+ * @param {any} doc
+ * @param {Placed[]} placed
+ * @returns {(Placed & {layer: any})[]}
+ */
+function live(doc, placed) {
+  return placed.flatMap((item) => {
+    const layer = findLayer(doc, item.id);
+    return layer ? [{ ...item, layer }] : [];
+  });
+}
+
+/**
+ * The top-level layer that holds `layer` (itself when it is at the top level).
+ * @param {any} layer
+ * @returns {any}
+ */
+function topLevel(layer) {
+  let current = layer;
+  while (current && current.parent) {
+    current = current.parent;
+  }
+  return current ?? null;
 }
 
 /**

@@ -6,12 +6,12 @@
 "use strict";
 
 const { HostProblem } = require("./errors.js");
+const { compareRanks } = require("./modes.js");
 const { anySelected, intersect, placeInto, union } = require("./pixels.js");
-const { MODE_LAYERS, groupName } = require("./protocol.js");
 
-/** @typedef {import("./protocol").Mode} Mode */
+/** @typedef {import("./protocol").ModeInfo} ModeInfo */
+/** @typedef {import("./protocol").ImageInputInfo} ImageInputInfo */
 /** @typedef {import("./protocol").Rect} Rect */
-/** @typedef {import("./protocol").ResultRecord} ResultRecord */
 /** @typedef {import("./protocol").GenerateParameters} GenerateParameters */
 /** @typedef {import("./pixels").Raster} Raster */
 
@@ -37,105 +37,153 @@ const { MODE_LAYERS, groupName } = require("./protocol.js");
  * One layer to add: 8-bit straight RGBA at a canvas position.
  * @typedef {Raster & {name: string, visible: boolean, left: number, top: number}} NewLayer
  */
-/** @typedef {{name: string, layers: NewLayer[]}} NewGroup  layers bottom to top */
+
+/** A layer or group already in the document and its place in the order (bottom → top). */
+/** @typedef {{id: number, rank: number[]}} Placed */
 
 /**
- * Which document pixels each mode sends, under which request field.
- * @type {Record<Mode, {composite?: string, layer?: string, selection?: string, selectionRequired?: boolean}>}
+ * One layer to insert into a result's group. `group.id` null: the group does not exist yet
+ * (it is created, named, and placed among `group.siblings`, the result's other groups);
+ * else the layer goes among `siblings`, the layers already in that group.
+ * @typedef {Object} LayerInsertion
+ * @property {NewLayer} layer
+ * @property {number[]} rank
+ * @property {Placed[]} siblings
+ * @property {{id: number|null, name: string, rank: number[], siblings: Placed[]}} group
  */
-const SOURCES = {
-  fg: {},
-  joint: {},
-  fg2bg: { layer: "fg" },
-  bg2fg: { composite: "bg" },
-  img2img: { layer: "image", selection: "mask" },
-  inpaint: { layer: "image", selection: "mask", selectionRequired: true },
-  layer_on_artwork: { composite: "canvas", selection: "selection" },
-  upscale: { layer: "image" },
-};
+
+/** @typedef {{composite: boolean, layer: boolean, selection: boolean}} Needs */
 
 /**
- * The request images for a mode from the document's pixels, and the frame (in canvas
- * coordinates) the server's layer positions are relative to.
- * @param {Mode} mode
- * @param {DocumentPixels} pixels
- * @returns {{images: Record<string, Raster>, frame: Rect, extra: Partial<GenerateParameters>}}
+ * What to read from the document for these inputs, by their source.
+ * @param {ImageInputInfo[]} inputs
+ * @returns {Needs}
  */
-function prepareInputs(mode, pixels) {
-  const source = SOURCES[mode];
-  const { width, height } = pixels.document;
-  /** @type {Record<string, Raster>} */
-  const images = {};
-  /** @type {Partial<GenerateParameters>} */
-  const extra = {};
-  let frame = { left: 0, top: 0, width, height };
-  const selection = pixels.selection ?? null;
-  if (source.composite) {
-    if (!pixels.composite) {
-      throw new HostProblem("The document has no visible pixels to work on.");
-    }
-    images[source.composite] = pixels.composite;
-    if (source.selection && selection) {
-      images[source.selection] = { data: selection.data, width: selection.width, height: selection.height };
-      extra.selection_bounds = selection.rect;
-    }
-  }
-  if (source.layer) {
-    const layer = pixels.layer ?? null;
-    if (source.selectionRequired && !selection) {
-      throw new HostProblem("Select the area to repaint first: inpaint works inside the selection.");
-    }
-    if (!layer && !(source.selectionRequired && selection)) {
-      throw new HostProblem("The active layer is empty: select a layer with pixels on it.");
-    }
-    frame = layer ? layer.rect : /** @type {Rect} */ (selection?.rect);
-    if (source.selectionRequired && selection) {
-      frame = union(frame, selection.rect);
-    }
-    const data = layer
-      ? placeInto(layer.data, layer.rect, frame, 4)
-      : new Uint8Array(frame.width * frame.height * 4);
-    images[source.layer] = { data, width: frame.width, height: frame.height };
-    if (source.selection && selection) {
-      const mask = placeInto(selection.data, selection.rect, frame, 1);
-      if (!anySelected(mask)) {
-        throw new HostProblem("The selection does not touch the active layer.");
-      }
-      images[source.selection] = { data: mask, width: frame.width, height: frame.height };
-    }
-  }
-  return { images, frame, extra };
+function readNeeds(inputs) {
+  return {
+    composite: inputs.some((input) => input.source === "canvas"),
+    layer: inputs.some((input) => input.source === "layer"),
+    selection: inputs.some((input) => input.source === "selection"),
+  };
 }
 
 /**
- * Group a result's layers for insertion: one group per batch item, layers bottom to top as
- * in DESIGN.md, positions moved from the job's frame into the document.
- * @param {ResultRecord} result
- * @param {Map<string, Raster>} pixels layer file → downloaded pixels
- * @param {{left: number, top: number}} offset where the job's frame sits in the document
- * @param {string} prompt fallback group name when the record has no prompt
- * @returns {NewGroup[]}
+ * The request images from the document's pixels, read by each input's `source` (canvas: the
+ * visible composite; layer: the active layer; selection: the selection as a mask), and the
+ * frame (in canvas coordinates) that the server's layer positions are relative to: the
+ * `frame` input's pixel frame, else the canvas.
+ * @param {ModeInfo} mode
+ * @param {ImageInputInfo[]} inputs the inputs this request sends (`activeInputs`)
+ * @param {DocumentPixels} pixels
+ * @returns {{images: Record<string, Raster>, kinds: Record<string, "rgba"|"mask">, frame: Rect, extra: Partial<GenerateParameters>}}
  */
-function groupLayers(result, pixels, offset, prompt) {
-  const order = MODE_LAYERS[result.mode] ?? [];
-  const mainPrompt = typeof result.parameters?.prompt === "string" ? result.parameters.prompt : prompt;
-  const batches = [...new Set(result.layers.map((layer) => layer.batch_index))].sort((a, b) => a - b);
-  return batches.map((batchIndex) => {
-    const records = result.layers
-      .filter((layer) => layer.batch_index === batchIndex)
-      .sort((a, b) => rank(order, a.name) - rank(order, b.name));
-    const layers = records.map((record) => {
-      const raster = /** @type {Raster} */ (pixels.get(record.file));
-      return {
-        ...raster,
-        name: record.name,
-        visible: record.visible !== false,
-        left: offset.left + record.left,
-        top: offset.top + record.top,
-      };
-    });
-    return { name: groupName(mainPrompt, batchIndex), layers };
-  });
+function prepareInputs(mode, inputs, pixels) {
+  const { width, height } = pixels.document;
+  const canvas = { left: 0, top: 0, width, height };
+  const layer = pixels.layer ?? null;
+  const selection = pixels.selection ?? null;
+  const frameInput = inputs.find((input) => input.frame) ?? null;
+  /** Masks that must be given, relative to the frame input. */
+  const frameMasks = inputs.filter(
+    (input) => input.source === "selection" && input.required && frameInput && (input.relative_to ?? frameInput.field) === frameInput.field,
+  );
+  for (const input of inputs.filter((item) => item.required)) {
+    if (input.source === "canvas" && !pixels.composite) {
+      throw new HostProblem("The document has no visible pixels to work on.");
+    }
+    if (input.source === "selection" && !selection) {
+      throw new HostProblem(`Select an area first: ${mode.label} needs a selection (${input.label}).`);
+    }
+    if (input.source === "layer" && !layer && !(input === frameInput && frameMasks.length > 0 && selection)) {
+      throw new HostProblem("The active layer is empty: select a layer with pixels on it.");
+    }
+  }
+  /** @type {Rect} */
+  let frame = canvas;
+  if (frameInput?.source === "layer") {
+    frame = layer ? layer.rect : /** @type {Rect} */ (selection?.rect ?? canvas);
+    if (selection && frameMasks.length > 0) {
+      frame = layer ? union(frame, selection.rect) : selection.rect;
+    }
+  } else if (frameInput?.source === "selection" && selection) {
+    frame = selection.rect;
+  }
+  /** @type {Record<string, Raster>} */
+  const images = {};
+  /** @type {Record<string, "rgba"|"mask">} */
+  const kinds = {};
+  /** @type {Partial<GenerateParameters>} */
+  const extra = {};
+  for (const input of inputs) {
+    if (input.source === "selection") {
+      if (!selection) {
+        continue;
+      }
+      const reference = inputs.find((item) => item.field === input.relative_to) ?? frameInput;
+      if (input.kind === "mask" && reference?.source === "canvas" && !extra.selection_bounds) {
+        // A mask over the canvas travels cropped to its bounds, placed by selection_bounds.
+        images[input.field] = { data: selection.data, width: selection.width, height: selection.height };
+        extra.selection_bounds = selection.rect;
+      } else {
+        const mask = placeInto(selection.data, selection.rect, frame, 1);
+        if (!anySelected(mask)) {
+          throw new HostProblem("The selection does not touch the active layer.");
+        }
+        images[input.field] = input.kind === "mask" ? { data: mask, width: frame.width, height: frame.height } : grayToRgba(mask, frame);
+      }
+    } else if (input.source === "canvas") {
+      if (!pixels.composite) {
+        continue;
+      }
+      const data = sameRect(frame, canvas) ? pixels.composite.data : placeInto(pixels.composite.data, canvas, frame, 4);
+      images[input.field] = { data, width: frame.width, height: frame.height };
+    } else {
+      if (!layer && !input.required) {
+        continue;
+      }
+      const data = layer ? placeInto(layer.data, layer.rect, frame, 4) : new Uint8Array(frame.width * frame.height * 4);
+      images[input.field] = { data, width: frame.width, height: frame.height };
+    }
+    kinds[input.field] = input.kind === "mask" ? "mask" : "rgba";
+  }
+  return { images, kinds, frame, extra };
+}
+
+/**
+ * @param {Rect} a
+ * @param {Rect} b
+ */
+function sameRect(a, b) {
+  return a.left === b.left && a.top === b.top && a.width === b.width && a.height === b.height;
+}
+
+/**
+ * A mask as opaque gray RGBA (an rgba input read from the selection).
+ * @param {Uint8Array} mask
+ * @param {Rect} rect
+ * @returns {Raster}
+ */
+function grayToRgba(mask, rect) {
+  const data = new Uint8Array(mask.length * 4);
+  mask.forEach((value, i) => data.set([value, value, value, 255], i * 4));
+  return { data, width: rect.width, height: rect.height };
+}
+
+/**
+ * Where a new item goes among placed ones ordered bottom → top by rank: above the highest one
+ * ranked below it, else below the lowest one ranked above it; null among none.
+ * @template {Placed} T
+ * @param {T[]} placed
+ * @param {number[]} rank
+ * @returns {{item: T, place: "above"|"below"}|null}
+ */
+function neighbour(placed, rank) {
+  const sorted = [...placed].sort((a, b) => compareRanks(a.rank, b.rank));
+  const below = sorted.filter((item) => compareRanks(item.rank, rank) <= 0).pop();
+  if (below) {
+    return { item: below, place: "above" };
+  }
+  return sorted.length > 0 ? { item: sorted[0], place: "below" } : null;
 }
 
 /**
@@ -156,13 +204,4 @@ function clipToCanvas(layer, canvas) {
   return { ...layer, ...inside, data: placeInto(layer.data, rect, inside, 4) };
 }
 
-/**
- * @param {readonly string[]} order
- * @param {string} name
- */
-function rank(order, name) {
-  const index = order.indexOf(name);
-  return index < 0 ? order.length : index;
-}
-
-module.exports = { SOURCES, prepareInputs, groupLayers, clipToCanvas };
+module.exports = { readNeeds, prepareInputs, neighbour, clipToCanvas };

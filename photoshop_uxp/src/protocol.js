@@ -5,86 +5,91 @@
  */
 "use strict";
 
-/** @typedef {"fg"|"fg2bg"|"bg2fg"|"joint"|"img2img"|"inpaint"|"layer_on_artwork"|"upscale"} Mode */
-/** @typedef {"canvas"|"selection"|"fg"|"bg"|"image"|"mask"|"control_image"} ImageField */
-/** @typedef {"foreground"|"background"|"blended"} LayerName */
+/** A mode's name, as `GET /api/modes` lists it (the panel knows no mode by name). */
+/** @typedef {string} Mode */
 
-/** @type {readonly Mode[]} */
-const MODES = ["fg", "fg2bg", "bg2fg", "joint", "img2img", "inpaint", "layer_on_artwork", "upscale"];
+/** The protocol version this panel speaks (`api_version` of /api/health and /api/modes). */
+const API_VERSION = 2;
 
-/** Modes with an image input: their layers come back in that input's pixel frame. */
-const EDITOR_MODES = new Set(["fg2bg", "bg2fg", "img2img", "inpaint", "layer_on_artwork", "upscale"]);
+/**
+ * An option a mode reads (`OptionInfo`). Absent keys mean null.
+ * @typedef {Object} OptionInfo
+ * @property {string} name
+ * @property {string} label
+ * @property {string} help
+ * @property {"int"|"float"|"bool"|"enum"|"text"|"prompts"} type
+ * @property {any} [default]
+ * @property {Record<string, any>|null} [family_defaults]
+ * @property {number|null} [minimum]
+ * @property {number|null} [maximum]
+ * @property {boolean|null} [exclusive_minimum]
+ * @property {number|null} [multiple_of]
+ * @property {string[]|null} [choices]
+ * @property {number|null} [max_length]
+ * @property {boolean} advanced
+ * @property {string|null} [depends_on]
+ */
 
-/** @type {Readonly<Record<Mode, readonly ImageField[]>>} Image inputs each mode cannot run without. */
-const REQUIRED_IMAGES = {
-  fg: [],
-  fg2bg: ["fg"],
-  bg2fg: ["bg"],
-  joint: [],
-  img2img: ["image"],
-  inpaint: ["image", "mask"],
-  layer_on_artwork: ["canvas"],
-  upscale: ["image"],
-};
+/**
+ * An image or mask a mode takes, and where an editor reads it from (`ImageInputInfo`).
+ * @typedef {Object} ImageInputInfo
+ * @property {string} field
+ * @property {string} label
+ * @property {string} help
+ * @property {"rgba"|"mask"} kind
+ * @property {"canvas"|"layer"|"selection"} source
+ * @property {boolean} required
+ * @property {boolean} frame
+ * @property {string|null} [relative_to]
+ * @property {Record<string, string[]>|null} [when]
+ */
 
-/** @type {Readonly<Record<Mode, readonly ImageField[]>>} Image inputs each mode can use. */
-const ALLOWED_IMAGES = {
-  fg: ["control_image"],
-  fg2bg: ["fg", "control_image"],
-  bg2fg: ["bg", "control_image"],
-  joint: ["control_image"],
-  img2img: ["image", "mask", "control_image"],
-  inpaint: ["image", "mask", "control_image"],
-  layer_on_artwork: ["canvas", "selection", "control_image"],
-  upscale: ["image", "control_image"],
-};
+/**
+ * A list-valued input whose items carry their own fields (`ListInputInfo`).
+ * @typedef {Object} ListInputInfo
+ * @property {string} field
+ * @property {string} label
+ * @property {string} help
+ * @property {number} min_items
+ * @property {number} max_items
+ * @property {OptionInfo[]} item_options
+ * @property {ImageInputInfo[]} item_images
+ */
 
-/** Masks travel as 1 byte per pixel, every other image as 4 (straight RGBA). */
-const MASK_FIELDS = new Set(["selection", "mask"]);
+/**
+ * A layer a mode returns per result set, bottom → top; with `count_from` the name holds
+ * `{i}` and the layer repeats once per item of that request field (`LayerInfo`).
+ * @typedef {{name: string, label: string, visible: boolean, keeps_alpha: boolean, count_from?: string|null}} LayerInfo
+ */
 
-/** @type {Readonly<Record<Mode, readonly LayerName[]>>} Layers per result set, bottom to top. */
-const MODE_LAYERS = {
-  fg: ["foreground"],
-  fg2bg: ["background", "blended"],
-  bg2fg: ["foreground", "blended"],
-  joint: ["background", "foreground", "blended"],
-  img2img: ["foreground"],
-  inpaint: ["foreground"],
-  layer_on_artwork: ["foreground"],
-  upscale: ["foreground"],
-};
+/** @typedef {{family: string, label: string, supported: boolean, reason?: string|null}} FamilyInfo */
 
-const SCHEDULERS = ["dpm++_2m_karras", "dpm++_2m_sde_karras", "euler_a", "euler", "unipc", "ddim"];
-const DECODES = ["tta", "fast"];
+/**
+ * One mode as `GET /api/modes` publishes it (`ModeInfo`).
+ * @typedef {Object} ModeInfo
+ * @property {string} name
+ * @property {string} label
+ * @property {string} help
+ * @property {boolean} prompt_required
+ * @property {ImageInputInfo[]} inputs
+ * @property {ListInputInfo[]} lists
+ * @property {string|null} [frame]
+ * @property {string|null} [frame_scale]
+ * @property {LayerInfo[]} layers
+ * @property {OptionInfo[]} options
+ * @property {FamilyInfo[]} families
+ */
+
 const DEFAULT_PORT = 7865;
 const MAX_SEED = 2 ** 32 - 1;
-const MAX_SIDE = 8192;
+const MAX_BATCH = 16;
 const MAX_PROMPT = 4000;
 
 /**
- * Every non-image request field (`GenerateParameters`); absent means "the server's default".
- * @typedef {Object} GenerateParameters
- * @property {Mode} mode
- * @property {string} [model]
- * @property {string} prompt
- * @property {string} [negative_prompt]
- * @property {{foreground?: string, background?: string, blended?: string}} [layer_prompts]
- * @property {number} [seed]
- * @property {number} [steps]
- * @property {number} [cfg]
- * @property {string} [scheduler]
- * @property {number} [width]
- * @property {number} [height]
- * @property {number} [batch]
- * @property {number} [strength]
- * @property {number} [layer_weight]
- * @property {number} [stop_at]
- * @property {"tta"|"fast"} [decode]
- * @property {number} [scale]
- * @property {number} [margin]
- * @property {number} [feather]
- * @property {Rect} [selection_bounds]
- * @property {string} [client_id]
+ * The request's non-image fields: the fixed ones, plus whatever options and list inputs the
+ * chosen mode declares (list inputs as arrays of objects); absent means "the server's default".
+ * @typedef {{mode: Mode, prompt: string, model?: string, seed?: number, batch?: number,
+ *   client_id?: string, selection_bounds?: Rect, [option: string]: any}} GenerateParameters
  */
 
 /** @typedef {{left: number, top: number, width: number, height: number}} Rect */
@@ -114,6 +119,7 @@ const MAX_PROMPT = 4000;
  * @property {string|null} [psd]
  * @property {string[]} [warnings]
  */
+/* Records from the server may carry fields this panel does not know: they are ignored. */
 
 /** @typedef {"queued"|"started"|"done"|"error"|"cancelled"} JobStatus */
 /** @typedef {{code: string, message: string, field?: string|null}} ErrorInfo */
@@ -129,7 +135,8 @@ const MAX_PROMPT = 4000;
  */
 
 /** @typedef {{id: string, position: number}} JobCreated */
-/** @typedef {{version: string, device: string, queue_length: number, running: string|null}} Health */
+/** @typedef {{version: string, api_version?: number, device: string, queue_length: number, running: string|null}} Health */
+/** @typedef {{api_version: number, modes: ModeInfo[]}} ModesInfo */
 /** @typedef {{name: string, family?: string, tiny?: boolean, test?: boolean, [key: string]: any}} BaseModelInfo */
 
 /**
@@ -218,42 +225,89 @@ function isResultRecord(value) {
 }
 
 /**
- * `foreground.png` for batch item 0, `foreground_2.png` for item 2.
- * @param {string} name
- * @param {number} batchIndex
- */
-function layerFileName(name, batchIndex) {
-  return batchIndex === 0 ? `${name}.png` : `${name}_${batchIndex}.png`;
-}
-
-/**
- * Group name of one result set, the same as in the PSD and in Krita: the main prompt's first
- * 60 characters (code points, as Python counts them) and the 1-based batch number.
+ * Group name of one result set, the same as in the PSD and in Krita: the main prompt, trimmed,
+ * its first 60 characters (code points, as Python counts them) — the mode's label when the
+ * prompt is empty — and the 1-based batch number.
  * @param {string} prompt
  * @param {number} batchIndex
+ * @param {string} [modeLabel]
  */
-function groupName(prompt, batchIndex) {
-  return `${Array.from(prompt).slice(0, 60).join("")} #${batchIndex + 1}`;
+function groupName(prompt, batchIndex, modeLabel = "") {
+  const text = Array.from(prompt.trim()).slice(0, 60).join("") || modeLabel;
+  return `${text} #${batchIndex + 1}`;
+}
+
+/** The server predates `GET /api/modes` (or speaks another protocol version). */
+class ServerTooOld extends Error {}
+
+/**
+ * `GET /api/modes` checked for what the panel relies on; unknown fields are kept and ignored,
+ * modes it cannot use (malformed entries) are dropped.
+ * @param {any} data
+ * @returns {ModeInfo[]}
+ */
+function parseModes(data) {
+  if (data === null || typeof data !== "object" || !Array.isArray(data.modes)) {
+    throw new ProtocolError("GET /api/modes did not answer with a list of modes");
+  }
+  if (data.api_version !== API_VERSION) {
+    throw new ServerTooOld(`the server speaks protocol ${JSON.stringify(data.api_version)}, this panel ${API_VERSION}`);
+  }
+  /** @param {any} value */
+  const list = (value) => (Array.isArray(value) ? value : []);
+  /** @param {any} value */
+  const named = (value) => value !== null && typeof value === "object" && typeof value.name === "string";
+  /** @param {any} option @returns {OptionInfo} */
+  const option = (option) => ({ ...option, label: String(option.label ?? option.name), help: String(option.help ?? ""), advanced: Boolean(option.advanced) });
+  /** @param {any} input @returns {ImageInputInfo} */
+  const image = (input) => ({
+    ...input,
+    label: String(input.label ?? input.field),
+    help: String(input.help ?? ""),
+    kind: input.kind === "mask" ? "mask" : "rgba",
+    required: Boolean(input.required),
+    frame: Boolean(input.frame),
+  });
+  const knownSource = (/** @type {any} */ input) =>
+    input !== null && typeof input === "object" && typeof input.field === "string" && ["canvas", "layer", "selection"].includes(input.source);
+  return list(data.modes)
+    .filter((mode) => named(mode) && Array.isArray(mode.layers) && mode.layers.every(named))
+    .map((mode) => ({
+      ...mode,
+      label: String(mode.label ?? mode.name),
+      help: String(mode.help ?? ""),
+      prompt_required: mode.prompt_required !== false,
+      // An input read from a source this panel does not know cannot be sent: if it is
+      // required, the mode is refused when generating (see placement.js).
+      inputs: list(mode.inputs).filter((input) => input && typeof input.field === "string").map(image),
+      lists: list(mode.lists)
+        .filter((item) => item && typeof item.field === "string")
+        .map((item) => ({
+          ...item,
+          label: String(item.label ?? item.field),
+          help: String(item.help ?? ""),
+          min_items: Number.isInteger(item.min_items) ? item.min_items : 0,
+          max_items: Number.isInteger(item.max_items) ? item.max_items : 16,
+          item_options: list(item.item_options).filter(named).map(option),
+          item_images: list(item.item_images).filter(knownSource).map(image),
+        })),
+      options: list(mode.options).filter(named).map(option),
+      families: list(mode.families).filter((family) => family && typeof family.family === "string"),
+    }));
 }
 
 module.exports = {
-  MODES,
-  EDITOR_MODES,
-  REQUIRED_IMAGES,
-  ALLOWED_IMAGES,
-  MASK_FIELDS,
-  MODE_LAYERS,
-  SCHEDULERS,
-  DECODES,
+  API_VERSION,
   DEFAULT_PORT,
   MAX_SEED,
-  MAX_SIDE,
+  MAX_BATCH,
   MAX_PROMPT,
   FINAL_EVENTS,
   ProtocolError,
+  ServerTooOld,
   parseEvent,
+  parseModes,
   isLayerRecord,
   isResultRecord,
-  layerFileName,
   groupName,
 };

@@ -6,116 +6,49 @@
 "use strict";
 
 const { InputProblem } = require("./errors.js");
-const { DECODES, DEFAULT_PORT, MAX_PROMPT, MAX_SEED, MODES } = require("./protocol.js");
+const { DEFAULT_PORT, MAX_BATCH, MAX_PROMPT, MAX_SEED } = require("./protocol.js");
+const { fixedLayers, shownOptions } = require("./modes.js");
 
 /** @typedef {import("./protocol").Mode} Mode */
+/** @typedef {import("./protocol").ModeInfo} ModeInfo */
+/** @typedef {import("./protocol").OptionInfo} OptionInfo */
+/** @typedef {import("./protocol").ListInputInfo} ListInputInfo */
 /** @typedef {import("./protocol").GenerateParameters} GenerateParameters */
 
 /**
  * What the user typed or picked; numbers stay text until `buildParameters` checks them
- * ("" means the server's default). The token is kept apart (secure storage).
+ * ("" means the server's default). The token is kept apart (secure storage). The mode's own
+ * options live in `values` (by option name; a `prompts` option as `<option>.<layer>`) and its
+ * list inputs in `lists` (by field, one record of texts per row), so they need no code here.
  * @typedef {Object} Settings
  * @property {string} serverUrl
  * @property {string} clientId
  * @property {string} model
- * @property {Mode} mode
+ * @property {Mode} mode  "" until the server's modes are known (then its first)
  * @property {string} prompt
- * @property {string} negativePrompt
- * @property {string} fgPrompt
- * @property {string} bgPrompt
- * @property {string} blendPrompt
  * @property {string} seed
- * @property {string} steps
- * @property {string} cfg
- * @property {string} width
- * @property {string} height
- * @property {string} strength
- * @property {string} scale
  * @property {string} batch
- * @property {"tta"|"fast"} decode
+ * @property {Record<string, string>} values
+ * @property {Record<string, Record<string, string>[]>} lists
  */
 
-/** Inputs shown for every mode. */
-const COMMON_FIELDS = ["model", "prompt", "negativePrompt", "seed", "steps", "cfg", "batch", "decode"];
-/** @type {Record<Mode, string[]>} Extra inputs per mode (only what the mode uses). */
-const MODE_FIELDS = {
-  fg: ["width", "height"],
-  fg2bg: [],
-  bg2fg: [],
-  joint: ["width", "height", "fgPrompt", "bgPrompt", "blendPrompt"],
-  img2img: ["strength"],
-  inpaint: ["strength"],
-  layer_on_artwork: [],
-  upscale: ["strength", "scale"],
-};
-
-/** @type {Record<Mode, string>} What each mode takes from the document, in plain words. */
-const MODE_HINTS = {
-  fg: "Generates a new transparent layer from the prompt.",
-  fg2bg: "Uses the active layer as the foreground and paints a background behind it.",
-  bg2fg: "Uses the visible image as the background and paints a transparent foreground on it.",
-  joint: "Generates foreground, background and blended layers together (SD1.5 models).",
-  img2img: "Reworks the active layer; a selection, if any, limits the change.",
-  inpaint: "Repaints the active layer inside the selection.",
-  layer_on_artwork: "Paints a new transparent layer into the selection, fitting the visible artwork.",
-  upscale: "Enlarges the active layer, alpha kept; the result opens as a new document.",
-};
-
-/** @type {Record<Mode, string>} */
-const MODE_LABELS = {
-  fg: "Foreground",
-  fg2bg: "Background for layer",
-  bg2fg: "Foreground on image",
-  joint: "Joint (fg + bg)",
-  img2img: "Image to image",
-  inpaint: "Inpaint",
-  layer_on_artwork: "Layer on artwork",
-  upscale: "Upscale",
-};
-
-/** @type {Record<string, string>} Labels of settings, for error messages. */
+/** @type {Record<string, string>} Labels of the panel's own fields, for error messages. */
 const FIELD_LABELS = {
   serverUrl: "Server",
   model: "Model",
   mode: "Mode",
   prompt: "Prompt",
-  negativePrompt: "Negative prompt",
-  fgPrompt: "Foreground prompt",
-  bgPrompt: "Background prompt",
-  blendPrompt: "Blended prompt",
   seed: "Seed",
-  steps: "Steps",
-  cfg: "CFG",
-  width: "Width",
-  height: "Height",
-  strength: "Strength",
-  scale: "Scale",
   batch: "Batch",
-  decode: "Decode quality",
-};
-
-/** Request field → setting name, to point server errors at the right input. */
-const SETTING_OF_FIELD = {
-  prompt: "prompt",
-  negative_prompt: "negativePrompt",
-  seed: "seed",
-  steps: "steps",
-  cfg: "cfg",
-  width: "width",
-  height: "height",
-  strength: "strength",
-  scale: "scale",
-  batch: "batch",
-  decode: "decode",
-  model: "model",
 };
 
 /**
  * @param {string} field
  * @param {string} message
+ * @param {string} [label]
  */
-function problem(field, message) {
-  return new InputProblem(field, `${FIELD_LABELS[field] ?? field}: ${message}`);
+function problem(field, message, label = FIELD_LABELS[field] ?? field) {
+  return new InputProblem(field, `${label}: ${message}`);
 }
 
 /** A fresh random id that scopes this panel's jobs on the server (`client_id`). */
@@ -138,22 +71,38 @@ function defaultSettings(serverUrl = `http://127.0.0.1:${DEFAULT_PORT}`) {
     serverUrl,
     clientId: newClientId(),
     model: "",
-    mode: "fg",
+    mode: "",
     prompt: "",
-    negativePrompt: "",
-    fgPrompt: "",
-    bgPrompt: "",
-    blendPrompt: "",
     seed: "",
-    steps: "",
-    cfg: "",
-    width: "",
-    height: "",
-    strength: "0.7",
-    scale: "2",
     batch: "1",
-    decode: "tta",
+    values: {},
+    lists: {},
   };
+}
+
+/**
+ * @param {unknown} value
+ * @returns {value is Record<string, unknown>}
+ */
+function isRecord(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/**
+ * @param {unknown} value
+ * @returns {Record<string, string>}
+ */
+function stringRecord(value) {
+  /** @type {Record<string, string>} */
+  const out = {};
+  if (isRecord(value)) {
+    for (const [key, item] of Object.entries(value)) {
+      if (typeof item === "string") {
+        out[key] = item;
+      }
+    }
+  }
+  return out;
 }
 
 /**
@@ -164,126 +113,188 @@ function defaultSettings(serverUrl = `http://127.0.0.1:${DEFAULT_PORT}`) {
  */
 function restoreSettings(saved, defaults) {
   const settings = { ...defaults };
-  if (saved === null || typeof saved !== "object") {
+  if (!isRecord(saved)) {
     return settings;
   }
   for (const [key, value] of Object.entries(saved)) {
-    if (key in settings && typeof value === "string") {
+    if (key in settings && typeof value === "string" && typeof (/** @type {any} */ (settings))[key] === "string") {
       /** @type {Record<string, string>} */ (/** @type {unknown} */ (settings))[key] = value;
     }
   }
-  if (!MODES.includes(settings.mode)) {
-    settings.mode = defaults.mode;
-  }
-  if (!DECODES.includes(settings.decode)) {
-    settings.decode = defaults.decode;
+  settings.values = stringRecord(saved.values);
+  settings.lists = {};
+  if (isRecord(saved.lists)) {
+    for (const [field, rows] of Object.entries(saved.lists)) {
+      if (Array.isArray(rows)) {
+        settings.lists[field] = rows.filter(isRecord).map(stringRecord);
+      }
+    }
   }
   return settings;
 }
 
 /**
- * @param {Mode} mode
- * @returns {Set<string>} the settings the panel shows for this mode
+ * A list input's rows as the panel shows them: the saved ones, padded to `min_items` and cut
+ * at `max_items`.
+ * @param {Settings} settings
+ * @param {ListInputInfo} list
+ * @returns {Record<string, string>[]}
  */
-function visibleFields(mode) {
-  return new Set([...COMMON_FIELDS, ...MODE_FIELDS[mode]]);
+function listRows(settings, list) {
+  const rows = (settings.lists[list.field] ?? []).slice(0, Math.max(list.max_items, 0));
+  while (rows.length < list.min_items) {
+    rows.push({});
+  }
+  return rows;
 }
 
 /**
- * @param {Settings} settings
- * @param {string} field
- * @param {{min: number, max: number, integer?: boolean, multipleOf?: number}} rule
- * @returns {number|undefined}
+ * The text of an option typed into the panel, checked and typed by the option's declaration;
+ * undefined when empty (the server's default applies).
+ * @param {OptionInfo} option
+ * @param {string} text
+ * @param {string} field where the error points (the setting)
+ * @param {string} label
+ * @returns {any}
  */
-function readNumber(settings, field, { min, max, integer = false, multipleOf }) {
-  const text = /** @type {Record<string, string>} */ (/** @type {unknown} */ (settings))[field].trim();
-  if (text === "") {
+function readOption(option, text, field, label) {
+  if (option.type === "text") {
+    const value = text.trim();
+    if (option.max_length && Array.from(value).length > option.max_length) {
+      throw problem(field, `is longer than ${option.max_length} characters`, label);
+    }
+    return value === "" ? undefined : value;
+  }
+  const value = text.trim();
+  if (value === "") {
     return undefined;
   }
+  if (option.type === "bool") {
+    return value === "true";
+  }
+  if (option.type === "enum") {
+    if (!(option.choices ?? []).includes(value)) {
+      throw problem(field, `"${value}" is not one of ${(option.choices ?? []).join(", ")}`, label);
+    }
+    return value;
+  }
+  if (option.type !== "int" && option.type !== "float") {
+    return undefined;
+  }
+  return readNumber(value, field, label, {
+    min: option.minimum ?? -Infinity,
+    max: option.maximum ?? Infinity,
+    integer: option.type === "int",
+    multipleOf: option.multiple_of ?? undefined,
+    exclusiveMin: Boolean(option.exclusive_minimum),
+  });
+}
+
+/**
+ * @param {string} text
+ * @param {string} field
+ * @param {string} label
+ * @param {{min: number, max: number, integer?: boolean, multipleOf?: number, exclusiveMin?: boolean}} rule
+ * @returns {number}
+ */
+function readNumber(text, field, label, { min, max, integer = false, multipleOf, exclusiveMin = false }) {
   const value = Number(text);
   if (!Number.isFinite(value) || (integer && !Number.isInteger(value))) {
-    throw problem(field, `"${text}" is not ${integer ? "a whole number" : "a number"}`);
+    throw problem(field, `"${text}" is not ${integer ? "a whole number" : "a number"}`, label);
   }
-  if (value < min || value > max) {
-    throw problem(field, `must be between ${min} and ${max} (got ${value})`);
+  const belowMin = exclusiveMin ? value <= min : value < min;
+  if (belowMin || value > max) {
+    const low = exclusiveMin ? `more than ${min}` : `at least ${min}`;
+    const range = Number.isFinite(max) ? (exclusiveMin ? `more than ${min} and at most ${max}` : `between ${min} and ${max}`) : low;
+    throw problem(field, `must be ${Number.isFinite(min) ? range : `at most ${max}`} (got ${value})`, label);
   }
   if (multipleOf && value % multipleOf !== 0) {
     const nearest = Math.max(multipleOf, Math.round(value / multipleOf) * multipleOf);
-    throw problem(field, `must be a multiple of ${multipleOf} (try ${nearest})`);
+    throw problem(field, `must be a multiple of ${multipleOf} (try ${nearest})`, label);
   }
   return value;
 }
 
 /**
- * The request parameters for the current settings (images are added by the controller).
- * Only the mode's own inputs are sent; empty inputs fall back to the server's defaults.
+ * The request parameters for the current settings (images are added by the controller): the
+ * fixed fields plus only the options and list inputs the mode declares; empty inputs fall
+ * back to the server's defaults.
  * @param {Settings} settings
+ * @param {ModeInfo} mode
+ * @param {string|null} [family] the chosen model's family, when known
  * @returns {GenerateParameters}
  * @throws {InputProblem}
  */
-function buildParameters(settings) {
-  const mode = settings.mode;
-  const shown = visibleFields(mode);
+function buildParameters(settings, mode, family = null) {
+  const support = family ? mode.families.find((item) => item.family === family) : undefined;
+  if (support && !support.supported) {
+    throw problem("model", `${mode.label} does not run on ${support.label ?? family} models: ${support.reason ?? "not supported"}`);
+  }
   const prompt = settings.prompt.trim();
-  if (prompt === "" && mode !== "upscale") {
+  if (prompt === "" && mode.prompt_required) {
     throw problem("prompt", "describe what to generate");
   }
-  for (const field of ["prompt", "negativePrompt", "fgPrompt", "bgPrompt", "blendPrompt"]) {
-    const text = /** @type {Record<string, string>} */ (/** @type {unknown} */ (settings))[field];
-    if (Array.from(text).length > MAX_PROMPT) {
-      throw problem(field, `is longer than ${MAX_PROMPT} characters`);
-    }
+  if (Array.from(prompt).length > MAX_PROMPT) {
+    throw problem("prompt", `is longer than ${MAX_PROMPT} characters`);
   }
   /** @type {GenerateParameters} */
-  const params = { mode, prompt, client_id: settings.clientId, decode: settings.decode };
+  const params = { mode: mode.name, prompt, client_id: settings.clientId };
   if (settings.model) {
     params.model = settings.model;
   }
-  if (settings.negativePrompt.trim()) {
-    params.negative_prompt = settings.negativePrompt.trim();
+  const seed = settings.seed.trim() === "" ? undefined : readNumber(settings.seed.trim(), "seed", "Seed", { min: 0, max: MAX_SEED, integer: true });
+  if (seed !== undefined) {
+    params.seed = seed;
   }
-  /** @type {[keyof GenerateParameters, string, {min: number, max: number, integer?: boolean, multipleOf?: number}][]} */
-  const numbers = [
-    ["seed", "seed", { min: 0, max: MAX_SEED, integer: true }],
-    ["steps", "steps", { min: 1, max: 150, integer: true }],
-    ["cfg", "cfg", { min: 0, max: 30 }],
-    ["batch", "batch", { min: 1, max: 16, integer: true }],
-    ["width", "width", { min: 64, max: 4096, integer: true, multipleOf: 64 }],
-    ["height", "height", { min: 64, max: 4096, integer: true, multipleOf: 64 }],
-    ["strength", "strength", { min: 0.01, max: 1 }],
-    ["scale", "scale", { min: 1.01, max: 4 }],
-  ];
-  for (const [key, field, rule] of numbers) {
-    if (!shown.has(field)) {
+  const batch = settings.batch.trim() === "" ? 1 : readNumber(settings.batch.trim(), "batch", "Batch", { min: 1, max: MAX_BATCH, integer: true });
+  params.batch = batch;
+  for (const option of shownOptions(mode, settings.values, family)) {
+    if (option.type === "prompts") {
+      /** @type {Record<string, string>} */
+      const texts = {};
+      for (const layer of fixedLayers(mode)) {
+        const key = `${option.name}.${layer.name}`;
+        const text = (settings.values[key] ?? "").trim();
+        if (Array.from(text).length > MAX_PROMPT) {
+          throw problem(key, `is longer than ${MAX_PROMPT} characters`, `${option.label} (${layer.label})`);
+        }
+        if (text) {
+          texts[layer.name] = text;
+        }
+      }
+      if (Object.keys(texts).length > 0) {
+        params[option.name] = texts;
+      }
       continue;
     }
-    const value = readNumber(settings, field, rule);
+    const value = readOption(option, settings.values[option.name] ?? "", option.name, option.label);
     if (value !== undefined) {
-      /** @type {Record<string, unknown>} */ (params)[key] = value;
+      params[option.name] = value;
     }
   }
-  if (mode === "joint") {
-    /** @type {{foreground?: string, background?: string, blended?: string}} */
-    const layerPrompts = {};
-    if (settings.fgPrompt.trim()) layerPrompts.foreground = settings.fgPrompt.trim();
-    if (settings.bgPrompt.trim()) layerPrompts.background = settings.bgPrompt.trim();
-    if (settings.blendPrompt.trim()) layerPrompts.blended = settings.blendPrompt.trim();
-    if (Object.keys(layerPrompts).length > 0) {
-      params.layer_prompts = layerPrompts;
-    }
+  for (const list of mode.lists) {
+    const rows = listRows(settings, list);
+    params[list.field] = rows.map((row, index) => {
+      /** @type {Record<string, any>} */
+      const item = {};
+      for (const option of list.item_options) {
+        const field = `${list.field}.${index}.${option.name}`;
+        const value = readOption(option, row[option.name] ?? "", field, `${list.label} ${index + 1}, ${option.label}`);
+        if (value !== undefined) {
+          item[option.name] = value;
+        }
+      }
+      return item;
+    });
   }
   return params;
 }
 
 module.exports = {
-  MODE_FIELDS,
-  MODE_HINTS,
-  MODE_LABELS,
   FIELD_LABELS,
-  SETTING_OF_FIELD,
   defaultSettings,
   restoreSettings,
-  visibleFields,
+  listRows,
   buildParameters,
   newClientId,
 };

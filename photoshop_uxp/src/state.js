@@ -5,9 +5,8 @@
  */
 "use strict";
 
-const { MODES } = require("./protocol.js");
-
 /** @typedef {import("./protocol").Mode} Mode */
+/** @typedef {import("./protocol").ModeInfo} ModeInfo */
 /** @typedef {import("./protocol").BaseModelInfo} BaseModelInfo */
 /** @typedef {import("./protocol").JobRecord} JobRecord */
 /** @typedef {import("./settings").Settings} Settings */
@@ -39,8 +38,9 @@ const { MODES } = require("./protocol.js");
  */
 
 /**
+ * `outdated`: the server has no `GET /api/modes` (or speaks another protocol version).
  * @typedef {Object} Connection
- * @property {"disconnected"|"connecting"|"connected"|"error"} status
+ * @property {"disconnected"|"connecting"|"connected"|"error"|"outdated"} status
  * @property {string} message
  * @property {string} [version]
  * @property {string} [device]
@@ -53,10 +53,17 @@ const { MODES } = require("./protocol.js");
  * @property {string} token
  * @property {Connection} connection
  * @property {BaseModelInfo[]} models
+ * @property {ModeInfo[]} modes  the server's modes (`GET /api/modes`), in its order
+ * @property {LandedResult|null} landed  the last result inserted, for "Undo whole result"
  * @property {JobProgress|null} job
  * @property {boolean} busy
  * @property {{kind: "error"|"info", text: string}|null} message
  * @property {HistoryEntry[]} history
+ */
+
+/**
+ * A result's groups in a document (one per batch item), removable in one step.
+ * @typedef {{id: string, documentId: number, groupIds: number[]}} LandedResult
  */
 
 const HISTORY_LIMIT = 50;
@@ -105,6 +112,8 @@ function createStore(settings, token = "") {
     token,
     connection: { status: "disconnected", message: "", socket: "closed" },
     models: [],
+    modes: [],
+    landed: null,
     job: null,
     busy: false,
     message: null,
@@ -140,7 +149,7 @@ function restoreHistory(saved) {
       (item) =>
         item &&
         typeof item.id === "string" &&
-        MODES.includes(item.mode) &&
+        typeof item.mode === "string" &&
         typeof item.created === "number" &&
         item.offset &&
         Number.isInteger(item.offset.left) &&
@@ -171,7 +180,7 @@ function mergeJobs(history, jobs) {
     const result = job.result ?? null;
     history = upsertHistory(history, {
       id: job.id,
-      mode: result?.mode ?? known?.mode ?? "fg",
+      mode: result?.mode ?? known?.mode ?? "",
       prompt: String(result?.parameters?.prompt ?? known?.prompt ?? ""),
       status: job.status,
       created: known?.created ?? 0,

@@ -8,7 +8,7 @@ const net = require("node:net");
 const { WebSocketServer } = require("ws");
 const WebSocket = require("ws");
 
-const { createPlugin, freePort, testImage } = require("./helpers.js");
+const { builtinModes, createPlugin, freePort, testImage } = require("./helpers.js");
 const { AcetateClient, encodeMultipart, explicitOrigin, normalizeBaseUrl } = require("../src/client.js");
 const { EventSocket } = require("../src/events.js");
 const { decodeUtf8, encodeUtf8 } = require("../src/utf8.js");
@@ -71,7 +71,8 @@ test("a job whose server stops answering ends with an error instead of waiting f
       response.writeHead(status, { "Content-Type": "application/json" });
       response.end(JSON.stringify(body));
     };
-    if (request.url === "/api/health") reply({ version: "stub", device: "none", queue_length: 0, running: null });
+    if (request.url === "/api/health") reply({ version: "stub", api_version: 2, device: "none", queue_length: 0, running: null });
+    else if (request.url === "/api/modes") reply(builtinModes());
     else if (request.url === "/api/models") reply({ bases: [] });
     else if (request.url?.startsWith("/api/jobs?")) reply({ jobs: [] });
     else if (request.url === "/api/jobs" && request.method === "POST") {
@@ -101,6 +102,41 @@ test("a job whose server stops answering ends with an error instead of waiting f
     stub.close();
   }
 });
+
+for (const [what, health, modes] of [
+  ["no GET /api/modes", { version: "0.1.0", api_version: 2, device: "cpu", queue_length: 0, running: null }, null],
+  ["health without api_version", { version: "0.1.0", device: "cpu", queue_length: 0, running: null }, builtinModes()],
+]) {
+  test(`a server too old for this panel (${what}): "Server too old — update Acetate", Generate refused`, async () => {
+    const old = http.createServer((request, response) => {
+      const reply = (/** @type {any} */ body, status = 200) => {
+        response.writeHead(status, { "Content-Type": "application/json" });
+        response.end(JSON.stringify(body));
+      };
+      if (request.url === "/api/health") reply(health);
+      else if (request.url === "/api/modes" && modes) reply(modes);
+      else if (request.url === "/api/models") reply({ bases: [] });
+      else reply({ error: { code: "not_found", message: "no such route" } }, 404);
+    });
+    await new Promise((resolve) => old.listen(0, "127.0.0.1", () => resolve(undefined)));
+    const { port } = /** @type {net.AddressInfo} */ (old.address());
+    try {
+      const plugin = createPlugin({ serverUrl: `http://127.0.0.1:${port}` });
+      plugin.world.addDocument({ width: 64, height: 64 });
+      assert.equal(await plugin.controller.connect(), false);
+      const { connection, modes: known } = plugin.store.state;
+      assert.equal(connection.status, "outdated");
+      assert.match(connection.message, /^Server too old — update Acetate/);
+      assert.deepEqual(known, []);
+      plugin.configure({ prompt: "x" });
+      await plugin.controller.generate();
+      assert.match(plugin.store.state.message?.text ?? "", /^Server too old — update Acetate/);
+      assert.equal(plugin.requests.filter((r) => r.url.endsWith("/api/jobs")).length, 0, "nothing submitted");
+    } finally {
+      old.close();
+    }
+  });
+}
 
 test("the event stream reconnects with backoff, re-subscribes, and pairs previews with their image", async () => {
   const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
@@ -188,7 +224,7 @@ test("submit checks raw image sizes before sending anything", () => {
   const client = new AcetateClient({ baseUrl: "http://127.0.0.1:1", fetch: () => assert.fail("nothing is sent") });
   const image = testImage(4, 4);
   assert.throws(() => client.submit({ mode: "img2img", prompt: "x" }, { image: { ...image, width: 5 } }), /do not make a 5×4 image/);
-  assert.throws(() => client.submit({ mode: "inpaint", prompt: "x" }, { mask: { data: new Uint8Array(16 * 4), width: 4, height: 4 } }), RangeError);
+  assert.throws(() => client.submit({ mode: "inpaint", prompt: "x" }, { mask: { data: new Uint8Array(16 * 4), width: 4, height: 4 } }, { mask: "mask" }), RangeError);
 });
 
 test("addresses: normalized base URLs, explicit origins, the token on the WebSocket URL", () => {

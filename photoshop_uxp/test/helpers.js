@@ -61,10 +61,12 @@ function tempDir(prefix) {
 }
 
 /**
- * Start `acetate serve` on a free port and wait for GET /api/health.
- * @param {{args?: string[], timeoutMs?: number}} [options]
+ * Start `acetate serve` on a free port and wait for GET /api/health. `env` adds environment
+ * variables (e.g. `ACETATE_EXTRA_MODES`; the repository root is then put on PYTHONPATH so
+ * that `tests.support` imports).
+ * @param {{args?: string[], timeoutMs?: number, env?: Record<string, string>}} [options]
  */
-async function startServer({ args = [], timeoutMs = 180_000 } = {}) {
+async function startServer({ args = [], timeoutMs = 180_000, env = {} } = {}) {
   const python = pythonPath();
   if (!python) {
     throw new Error("no Python with acetate");
@@ -76,7 +78,18 @@ async function startServer({ args = [], timeoutMs = 180_000 } = {}) {
   const child = spawn(
     python,
     ["-m", "acetate", "serve", "--port", String(port), "--models-dir", path.join(root, "models"), "--output-dir", path.join(root, "out"), ...args],
-    { stdio: ["ignore", out, out], env: { ...process.env, HF_HUB_OFFLINE: "1", ACETATE_TOKEN: "" } },
+    {
+      stdio: ["ignore", out, out],
+      env: {
+        ...process.env,
+        HF_HUB_OFFLINE: "1",
+        ACETATE_TOKEN: "",
+        ...(Object.keys(env).length > 0
+          ? { PYTHONPATH: [REPO_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) }
+          : {}),
+        ...env,
+      },
+    },
   );
   const url = `http://127.0.0.1:${port}`;
   const headers = args.includes("--token") ? { Authorization: `Bearer ${args[args.indexOf("--token") + 1]}` } : {};
@@ -152,7 +165,7 @@ function createPlugin({ serverUrl, token = "", allowed, fetch: fetchImpl, reques
   const host = createHost({ photoshop, uxp, localStorage });
   const port = /:(\d+)$/.exec(serverUrl)?.[1] ?? "80";
   const origins = allowed ?? ["127.0.0.1", "localhost"].flatMap((name) => [`http://${name}:${port}`, `ws://${name}:${port}`]);
-  const store = createStore({ ...defaultSettings(serverUrl), decode: "fast" }, token);
+  const store = createStore({ ...defaultSettings(serverUrl), values: { decode: "fast" } }, token);
   /** @type {{url: string, inModal: boolean}[]} */
   const requests = [];
   const baseFetch = fetchImpl ?? fetch;
@@ -169,8 +182,21 @@ function createPlugin({ serverUrl, token = "", allowed, fetch: fetchImpl, reques
     requestTimeoutMs,
     eventTimeoutMs,
   });
-  /** @param {Partial<import("../src/settings").Settings>} patch */
-  const configure = (patch) => store.update({ settings: { ...store.state.settings, ...patch } });
+  /**
+   * Change settings as the panel would; `values` and `lists` are merged into the current ones.
+   * @param {Partial<import("../src/settings").Settings>} patch
+   */
+  const configure = (patch) => {
+    const { settings } = store.state;
+    store.update({
+      settings: {
+        ...settings,
+        ...patch,
+        values: { ...settings.values, ...(patch.values ?? {}) },
+        lists: { ...settings.lists, ...(patch.lists ?? {}) },
+      },
+    });
+  };
   return { photoshop, world, host, store, controller, requests, configure, temp };
 }
 
@@ -191,7 +217,24 @@ function testImage(width, height, seed = 1) {
   return { data, width, height };
 }
 
+/** The committed copy of the built-in modes (`GET /api/modes` of a server without extras). */
+function builtinModes() {
+  return JSON.parse(fs.readFileSync(path.join(REPO_DIR, "tests", "data", "modes.json"), "utf8"));
+}
+
+/**
+ * `dummy_parts` as the server publishes it with ACETATE_EXTRA_MODES=tests.support.dummy_mode
+ * (a copy for unit tests; the real-server test reads the server's own answer).
+ * @returns {import("../src/protocol").ModeInfo}
+ */
+function dummyModeInfo() {
+  return JSON.parse(DUMMY_MODE);
+}
+const DUMMY_MODE = JSON.stringify({"name": "dummy_parts", "label": "Parts over the canvas (test mode)", "help": "One transparent layer per listed part, over the canvas.", "prompt_required": false, "inputs": [{"field": "canvas", "label": "Canvas", "help": "The artwork the parts go over.", "kind": "rgba", "source": "canvas", "required": true, "frame": true}], "lists": [{"field": "parts", "label": "Parts", "help": "What each part shows, bottom to top.", "min_items": 1, "max_items": 4, "item_options": [{"name": "prompt", "label": "Prompt", "help": "What this part shows.", "type": "text", "default": "", "advanced": false}, {"name": "seed", "label": "Seed", "help": "This part's own seed.", "type": "int", "minimum": 0.0, "advanced": false}], "item_images": []}], "frame": "canvas", "layers": [{"name": "part_{i}", "label": "Part", "visible": true, "keeps_alpha": true, "count_from": "parts"}, {"name": "blended", "label": "Blended", "visible": false, "keeps_alpha": false}], "options": [{"name": "negative_prompt", "label": "Negative prompt", "help": "What the image should not show.", "type": "text", "default": "", "max_length": 4000, "advanced": false}, {"name": "steps", "label": "Steps", "help": "Denoising steps per stage.", "type": "int", "family_defaults": {"sdxl": 20, "sd15": 20}, "minimum": 1.0, "maximum": 150.0, "advanced": false}, {"name": "cfg", "label": "CFG scale", "help": "How strongly the prompt steers the image.", "type": "float", "family_defaults": {"sdxl": 5.0, "sd15": 7.0}, "minimum": 0.0, "maximum": 30.0, "advanced": false}, {"name": "decode", "label": "Alpha decoding", "help": "tta: 8 flipped and rotated passes, cleanest edges; fast: one pass.", "type": "enum", "default": "tta", "choices": ["tta", "fast"], "advanced": false}], "families": [{"family": "sdxl", "label": "SDXL", "supported": true, "stages": [{"name": "first", "label": "The first part", "stop_at": 1.0, "takes_stop_at": true}, {"name": "second", "label": "The other parts", "stop_at": 1.0, "takes_stop_at": true}]}, {"family": "sd15", "label": "SD1.5", "supported": true, "stages": [{"name": "first", "label": "The first part", "stop_at": 1.0, "takes_stop_at": true}, {"name": "second", "label": "The other parts", "stop_at": 1.0, "takes_stop_at": true}]}]});
+
 module.exports = {
+  builtinModes,
+  dummyModeInfo,
   PLUGIN_DIR,
   REPO_DIR,
   pythonPath,

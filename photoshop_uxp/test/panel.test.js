@@ -1,15 +1,20 @@
 "use strict";
-// The panel's DOM (src/ui/panel.js) on linkedom: controls per mode, typing → settings,
+// The panel's DOM (src/ui/panel.js) on linkedom: controls built from the server's modes
+// (tests/data/modes.json plus the dummy mode), typing → settings, the generic list editor,
 // buttons → controller actions, progress, messages and history.
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const { parseHTML } = require("linkedom");
 
-const { defaultSettings } = require("../src/settings.js");
+const { builtinModes, dummyModeInfo } = require("./helpers.js");
+const { parseModes } = require("../src/protocol.js");
+const { buildParameters, defaultSettings } = require("../src/settings.js");
 const { createStore } = require("../src/state.js");
 const { mountPanel, describeProgress } = require("../src/ui/panel.js");
 
-function mount() {
+const MODES = [...parseModes(builtinModes()), dummyModeInfo()];
+
+function mount({ modes = MODES } = {}) {
   const { document, window } = parseHTML("<html><body></body></html>");
   // UXP implements HTMLSelectElement.value as browsers do; linkedom does not.
   Object.defineProperty(window.HTMLSelectElement.prototype, "value", {
@@ -25,12 +30,14 @@ function mount() {
     },
   });
   const store = createStore({ ...defaultSettings(), prompt: "a fox" }, "");
+  store.update({ modes });
   /** @type {string[]} */
   const calls = [];
   const controller = /** @type {any} */ ({
     connect: async () => calls.push("connect"),
     generate: async () => calls.push("generate"),
     cancel: async () => calls.push("cancel"),
+    undoResult: async () => calls.push("undo"),
     insertFromHistory: async (/** @type {string} */ id) => calls.push(`insert ${id}`),
     openPsd: async (/** @type {string} */ id) => calls.push(`psd ${id}`),
   });
@@ -38,28 +45,53 @@ function mount() {
   const tokens = [];
   const unmount = mountPanel(document.body, { store, controller, saveToken: (token) => tokens.push(token) });
   const $ = (/** @type {string} */ selector) => /** @type {any} */ (document.querySelector(selector));
-  const shown = (/** @type {string} */ key) => $(`#acetate-${key}`).parentNode.style.display !== "none";
+  const has = (/** @type {string} */ key) => document.querySelector(`#acetate-${CSS(key)}`) !== null;
+  const inAdvanced = (/** @type {string} */ key) => $(`#acetate-${CSS(key)}`)?.closest(".advanced") != null;
   const type = (/** @type {string} */ key, /** @type {string} */ value, event = "input") => {
-    const input = $(`#acetate-${key}`);
+    const input = $(`#acetate-${CSS(key)}`);
+    assert.ok(input, `#acetate-${key} exists`);
     input.value = value;
     input.dispatchEvent(new window.Event(event));
   };
   const buttons = () => [...document.querySelectorAll("button")];
   const button = (/** @type {string} */ text) => /** @type {any} */ (buttons().find((b) => b.textContent === text));
-  return { document, window, store, calls, tokens, unmount, $, shown, type, button };
+  const click = (/** @type {any} */ node) => node.dispatchEvent(new window.Event("click"));
+  return { document, window, store, calls, tokens, unmount, $, has, inAdvanced, type, button, click };
 }
 
-test("every mode is offered and each shows only its inputs", () => {
+/** @param {string} key */
+function CSS(key) {
+  return key.replace(/\./g, "\\.");
+}
+
+test("the mode list, labels and help come from the server; options by type, advanced ones apart", () => {
   const ui = mount();
-  const modes = [...ui.$("#acetate-mode").querySelectorAll("option")].map((o) => o.getAttribute("value"));
-  assert.deepEqual(modes, ["fg", "fg2bg", "bg2fg", "joint", "img2img", "inpaint", "layer_on_artwork", "upscale"]);
-  assert.ok(ui.shown("width") && ui.shown("prompt") && !ui.shown("strength") && !ui.shown("scale") && !ui.shown("fgPrompt"));
+  const options = [...ui.$("#acetate-mode").querySelectorAll("option")];
+  assert.deepEqual(options.map((o) => o.getAttribute("value")), MODES.map((m) => m.name));
+  assert.equal(options[0].textContent, "Foreground (new transparent layer)");
+  assert.equal(ui.document.querySelector(".hint").textContent, "A transparent layer from a prompt.");
+  // fg: width/height as number fields with per-family placeholders, decode as a dropdown.
+  assert.ok(ui.has("opt-width") && ui.has("opt-height") && !ui.has("opt-strength") && !ui.has("opt-scale"));
+  assert.equal(ui.$("#acetate-opt-width").getAttribute("placeholder"), "SDXL 1024 · SD1.5 512");
+  assert.equal(ui.$("#acetate-opt-decode").tagName, "SELECT");
+  assert.deepEqual([...ui.$("#acetate-opt-decode").querySelectorAll("option")].map((o) => o.textContent), ["Default (tta)", "tta", "fast"]);
+  assert.ok(ui.inAdvanced("opt-scheduler") && ui.inAdvanced("opt-layer_weight") && !ui.inAdvanced("opt-steps"));
+  assert.ok(!ui.has("opt-control") && !ui.has("opt-controlnet"), "structure control is not offered yet");
+  assert.ok(ui.has("opt-layer_prompts.foreground"), "prompts: one field per fixed-name layer");
+  assert.equal(ui.$(".advanced").style.display, "none", "Advanced starts collapsed");
+  ui.click(ui.button("Advanced ▸"));
+  assert.equal(ui.$(".advanced").style.display, "");
+
   ui.type("mode", "upscale", "change");
   assert.equal(ui.store.state.settings.mode, "upscale");
-  assert.ok(!ui.shown("width") && ui.shown("strength") && ui.shown("scale"));
-  assert.match(ui.document.querySelector(".hint").textContent, /opens as a new document/);
+  assert.ok(!ui.has("opt-width") && ui.has("opt-strength") && ui.has("opt-scale"));
+  assert.equal(ui.$("#acetate-opt-scale").getAttribute("placeholder"), "2");
   ui.type("mode", "joint", "change");
-  assert.ok(ui.shown("fgPrompt") && ui.shown("bgPrompt") && ui.shown("blendPrompt") && ui.shown("width"));
+  assert.deepEqual(["background", "foreground", "blended"].map((layer) => ui.has(`opt-layer_prompts.${layer}`)), [true, true, true]);
+  ui.store.update({ models: [{ name: "tiny-sdxl", family: "sdxl" }], settings: { ...ui.store.state.settings, model: "tiny-sdxl" } });
+  assert.match(ui.document.querySelector(".hint").textContent, /Not available for SDXL models: no official SDXL joint model/);
+  ui.type("mode", "fg", "change");
+  assert.equal(ui.$("#acetate-opt-width").getAttribute("placeholder"), "1024", "the chosen model's family default");
   ui.unmount();
 });
 
@@ -68,18 +100,52 @@ test("typing updates the settings; the token goes to secure storage; buttons cal
   assert.equal(ui.$("#acetate-prompt").value, "a fox");
   ui.type("prompt", "a red fox");
   ui.type("seed", "12");
-  ui.type("decode", "fast", "change");
+  ui.type("opt-decode", "fast", "change");
+  ui.type("opt-steps", "9");
+  ui.type("opt-layer_prompts.foreground", "fur");
   assert.equal(ui.store.state.settings.prompt, "a red fox");
   assert.equal(ui.store.state.settings.seed, "12");
-  assert.equal(ui.store.state.settings.decode, "fast");
+  assert.deepEqual(ui.store.state.settings.values, { decode: "fast", steps: "9", "layer_prompts.foreground": "fur" });
   const token = ui.$("input[type=password]");
   token.value = " t0ken ";
   token.dispatchEvent(new ui.window.Event("change"));
   assert.equal(ui.store.state.token, "t0ken");
   assert.deepEqual(ui.tokens, ["t0ken"]);
-  ui.button("Connect").dispatchEvent(new ui.window.Event("click"));
-  ui.button("Generate").dispatchEvent(new ui.window.Event("click"));
+  ui.click(ui.button("Connect"));
+  ui.click(ui.button("Generate"));
   assert.deepEqual(ui.calls, ["connect", "generate"]);
+});
+
+test("the generic list editor adds and removes rows between min_items and max_items", () => {
+  const ui = mount();
+  ui.type("mode", "dummy_parts", "change");
+  const rows = () => ui.document.querySelectorAll("#acetate-list-parts .list-row").length;
+  assert.equal(rows(), 1, "min_items rows to start with");
+  assert.ok(ui.button("Remove").hasAttribute("disabled"), "cannot go below min_items");
+  ui.type("list-parts-0-prompt", "a moon");
+  ui.click(ui.button("Add to Parts"));
+  assert.equal(rows(), 2);
+  ui.type("list-parts-1-prompt", "a star");
+  ui.type("list-parts-1-seed", "4");
+  assert.equal(ui.$("#acetate-list-parts-0-prompt").value, "a moon", "rows keep their text when the editor is rebuilt");
+  ui.click(ui.button("Add to Parts"));
+  ui.click(ui.button("Add to Parts"));
+  assert.equal(rows(), 4);
+  assert.ok(ui.button("Add to Parts").hasAttribute("disabled"), "max_items reached");
+  ui.click(ui.document.querySelectorAll("#acetate-list-parts .list-remove")[3]);
+  ui.click(ui.document.querySelectorAll("#acetate-list-parts .list-remove")[2]);
+  assert.equal(rows(), 2);
+  const mode = /** @type {any} */ (MODES.find((m) => m.name === "dummy_parts"));
+  assert.deepEqual(buildParameters(ui.store.state.settings, mode).parts, [{ prompt: "a moon" }, { prompt: "a star", seed: 4 }]);
+  assert.ok(!ui.has("opt-width") && ui.has("opt-steps"));
+});
+
+test("a server too old for this panel: the message shows and Generate is disabled", () => {
+  const ui = mount({ modes: [] });
+  ui.store.update({ connection: { status: "outdated", message: "Server too old — update Acetate (it has no GET /api/modes).", socket: "closed" } });
+  assert.match(ui.document.querySelector(".status").textContent, /^Server too old — update Acetate/);
+  assert.ok(ui.button("Generate").hasAttribute("disabled"));
+  assert.equal(ui.document.querySelector(".hint").textContent, "Connect to a server to see its modes.");
 });
 
 test("connection, models, progress, messages and history are shown", () => {
@@ -100,6 +166,7 @@ test("connection, models, progress, messages and history are shown", () => {
   assert.equal(ui.document.querySelector(".bar-fill").style.width, "25%");
   ui.button("Cancel").dispatchEvent(new ui.window.Event("click"));
   assert.deepEqual(ui.calls, ["cancel"]);
+  assert.equal(ui.button("Undo whole result").style.display, "none", "nothing to undo yet");
 
   ui.store.update({
     busy: false,
@@ -114,11 +181,15 @@ test("connection, models, progress, messages and history are shown", () => {
   assert.equal(message.textContent, "Cannot reach the Acetate server.");
   assert.equal(message.getAttribute("class"), "message error");
   const items = [...ui.document.querySelectorAll(".history-item")];
-  assert.deepEqual(items.map((item) => item.querySelector("span").textContent), ["Foreground · a fox · seed 5 · done", "Inpaint · (no prompt) · cancelled"]);
+  assert.deepEqual(items.map((item) => item.querySelector("span").textContent), ["Foreground (new transparent layer) · a fox · seed 5 · done", "Inpaint the active layer · (no prompt) · cancelled"]);
   assert.equal(items[1].querySelectorAll("button").length, 0, "only finished jobs can be inserted");
   ui.button("Insert").dispatchEvent(new ui.window.Event("click"));
   ui.button("PSD").dispatchEvent(new ui.window.Event("click"));
   assert.deepEqual(ui.calls, ["cancel", "insert j_2", "psd j_2"]);
+  ui.store.update({ landed: { id: "j_2", documentId: 1, groupIds: [5, 6] } });
+  assert.equal(ui.button("Undo whole result").style.display, "");
+  ui.button("Undo whole result").dispatchEvent(new ui.window.Event("click"));
+  assert.deepEqual(ui.calls.at(-1), "undo");
 });
 
 test("progress wording for every phase", () => {

@@ -1,6 +1,7 @@
 "use strict";
-// The Photoshop adapter (src/photoshop.js) on the fake host: reads, inserts, bit depths,
-// history, rollback, the modal rule and image-data disposal.
+// The Photoshop adapter (src/photoshop.js) on the fake host: reads, layer-by-layer inserts
+// (through the controller's Landing), bit depths, history, rollback, the modal rule and
+// image-data disposal.
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const fs = require("node:fs");
@@ -8,8 +9,10 @@ const path = require("node:path");
 
 const { createFakePhotoshop } = require("./fakes/photoshop.js");
 const { createFakeUxp } = require("./fakes/uxp.js");
-const { PLUGIN_DIR, tempDir, testImage } = require("./helpers.js");
+const { PLUGIN_DIR, builtinModes, tempDir, testImage } = require("./helpers.js");
+const { Landing } = require("../src/controller.js");
 const { createHost } = require("../src/photoshop.js");
+const { parseModes } = require("../src/protocol.js");
 const { HostProblem } = require("../src/errors.js");
 
 function setup() {
@@ -116,100 +119,144 @@ test("readDocument refuses non-RGB documents in plain words", async () => {
   });
 });
 
-function groups() {
-  const fg = testImage(3, 2, 1);
-  const blended = testImage(4, 3, 2);
-  const fg2 = testImage(2, 2, 4);
-  return [
-    {
-      name: "a cat #1",
-      layers: [
-        { ...fg, name: "foreground", visible: true, left: 1, top: 2 },
-        { ...blended, name: "blended", visible: false, left: 0, top: 0 },
-      ],
-    },
-    { name: "a cat #2", layers: [{ ...fg2, name: "foreground", visible: true, left: 5, top: 3 }] },
-  ];
+const MODES = parseModes(builtinModes());
+const JOINT = /** @type {any} */ (MODES.find((m) => m.name === "joint"));
+
+/**
+ * A result landing through the real `Landing` and host, on layers served from memory.
+ * @param {any} host @param {any} doc @param {Record<string, any>} images file → {data, width, height, left, top}
+ */
+function landing(host, doc, images, { prompt = "a cat", mode = JOINT, jobId = "j_1" } = {}) {
+  const client = /** @type {any} */ ({ layerPixels: async (/** @type {string} */ _job, /** @type {string} */ file) => images[file] });
+  const document = { id: doc.id, name: doc.name, width: doc.width, height: doc.height, bits: doc.bits };
+  return new Landing({ client, host, mode, modeName: mode.name, document, offset: { left: 0, top: 0 }, prompt, jobId });
+}
+
+/** @param {string} name @param {number} batch @param {any} image @param {boolean} [visible] */
+function record(name, batch, image, visible = true) {
+  const file = batch === 0 ? `${name}.png` : `${name}_${batch}.png`;
+  return { name, batch_index: batch, file, left: image.left, top: image.top, width: image.width, height: image.height, visible };
+}
+
+function joint() {
+  /** @type {Record<string, any>} */
+  const images = {};
+  /** @type {any[]} */
+  const records = [];
+  [["background", 1], ["foreground", 2], ["blended", 3]].forEach(([name, seed], i) => {
+    for (const batch of [0, 1]) {
+      const image = { ...testImage(2 + i, 2, Number(seed) + batch * 10), left: i + batch, top: batch };
+      const item = record(String(name), batch, image, name !== "blended");
+      images[item.file] = image;
+      records.push(item);
+    }
+  });
+  return { images, records };
 }
 
 for (const bits of [8, 16, 32]) {
-  test(`insertGroups into a ${bits}-bit document: converted pixels at their offsets, named, grouped, one undo`, async () => {
+  test(`layers land one by one into a ${bits}-bit document: converted, grouped per batch item, in the declared order whatever the arrival order`, async () => {
     const { host, world } = setup();
     const doc = world.addDocument({ width: 8, height: 6, bits });
     doc.addPixelLayer("Background", testImage(8, 6, 9));
     const before = doc.tree();
-    const input = groups();
+    const { images, records } = joint();
+    const arrival = [records[4], records[3], records[0], records[2], records[1], records[5]]; // blended#0, fg#1, bg#0, fg#0, bg#1, blended#1
+    const land = landing(host, doc, images);
+    for (const item of arrival) land.add(item);
+    await land.settle();
 
-    await host.insertGroups(doc.id, input, "Acetate: Foreground");
-
-    assert.deepEqual(doc.tree(), [
-      {
-        name: "a cat #2",
-        kind: "group",
-        visible: true,
-        layers: [{ name: "foreground", kind: "pixel", visible: true }],
-      },
-      {
-        name: "a cat #1",
-        kind: "group",
-        visible: true,
-        layers: [
-          { name: "blended", kind: "pixel", visible: false },
-          { name: "foreground", kind: "pixel", visible: true },
-        ],
-      },
-      ...before,
-    ]);
+    const group = (/** @type {string} */ name) => ({
+      name,
+      kind: "group",
+      visible: true,
+      layers: [
+        { name: "blended", kind: "pixel", visible: false },
+        { name: "foreground", kind: "pixel", visible: true },
+        { name: "background", kind: "pixel", visible: true },
+      ],
+    });
+    assert.deepEqual(doc.tree(), [group("a cat #2"), group("a cat #1"), ...before]);
     const convert = (/** @type {number} */ v) => (bits === 8 ? v : bits === 16 ? Math.round((v * 32768) / 255) : Math.fround(v / 255));
-    const layers = doc.allLayers();
-    const check = (name, groupName, image) => {
-      const group = layers.find((l) => l.name === groupName);
-      const layer = group.layers.find((l) => l.name === name);
+    for (const item of records) {
+      const groupLayer = doc.allLayers().find((l) => l.name === `a cat #${item.batch_index + 1}`);
+      const layer = groupLayer.layers.find((l) => l.name === item.name);
+      const image = images[item.file];
       const rect = { left: image.left, top: image.top, width: image.width, height: image.height };
-      assert.deepEqual(layerRegion(doc, layer, rect), Array.from(image.data, convert), `${groupName}/${name}`);
-      assert.deepEqual(layer.bounds, { left: rect.left, top: rect.top, right: rect.left + rect.width, bottom: rect.top + rect.height, width: rect.width, height: rect.height });
-    };
-    check("foreground", "a cat #1", input[0].layers[0]);
-    check("blended", "a cat #1", input[0].layers[1]);
-    check("foreground", "a cat #2", input[1].layers[0]);
-
+      assert.deepEqual(layerRegion(doc, layer, rect), Array.from(image.data, convert), item.file);
+    }
     const puts = world.callsOf("imaging.putPixels");
-    assert.equal(puts.length, 3);
+    assert.equal(puts.length, 6);
     assert.ok(puts.every((call) => call.inModal));
-    assert.deepEqual(puts.map((call) => call.args.targetBounds), [
-      { left: 1, top: 2, width: 3, height: 2 },
-      { left: 0, top: 0, width: 4, height: 3 },
-      { left: 5, top: 3, width: 2, height: 2 },
-    ]);
-    const created = world.callsOf("imaging.createImageDataFromBuffer");
-    assert.ok(created.every((call) => call.args.type === { 8: "Uint8Array", 16: "Uint16Array", 32: "Float32Array" }[bits]));
+    assert.ok(world.callsOf("Layer.move").every((call) => call.inModal));
     assert.equal(world.liveImageData.size, 0);
-    assert.deepEqual(world.modalCommands, ["Acetate: Foreground"]);
+    assert.deepEqual(doc.history.map((state) => state.name), arrival.map((item) => `Acetate: ${item.name} (a cat #${item.batch_index + 1})`), "one named history state per layer");
+    assert.deepEqual(world.modalCommands, doc.history.map((state) => state.name));
 
-    assert.equal(doc.history.length, 1, "one history state for the whole insertion");
-    assert.equal(doc.history[0].name, "Acetate: Foreground");
+    // One Undo removes the last layer that arrived (blended of item 2); the rest stays.
     doc.undo();
-    assert.deepEqual(doc.tree(), before, "one undo removes everything inserted");
+    assert.deepEqual(doc.tree()[0].layers.map((/** @type {any} */ l) => l.name), ["foreground", "background"]);
+    // "Undo whole result": every group of the result in one history state.
+    const removed = await host.removeLayers(doc.id, land.groupIds, "Acetate: remove result");
+    assert.equal(removed, 2);
+    assert.deepEqual(doc.tree(), before);
+    assert.equal(doc.history.at(-1).name, "Acetate: remove result");
+    doc.undo();
+    assert.equal(doc.tree().length, 3, "undoing the removal brings both groups back");
   });
 }
 
-test("a failed insertion removes the layers created so far and leaves no history state", async () => {
+test("a second result lands at the top level even when the active layer is inside the first one's group", async () => {
+  const { host, world } = setup();
+  const doc = world.addDocument({ width: 8, height: 6 });
+  doc.addPixelLayer("Background", testImage(8, 6, 9));
+  const { images, records } = joint();
+  const first = landing(host, doc, images, { prompt: "one" });
+  first.add(records[0]);
+  await first.settle();
+  doc.setActive(doc.allLayers().find((l) => l.name === "background"));
+  const second = landing(host, doc, images, { prompt: "two", jobId: "j_2" });
+  second.add(records[2]);
+  await second.settle();
+  assert.deepEqual(doc.tree().map((/** @type {any} */ l) => l.name), ["two #1", "one #1", "Background"]);
+});
+
+test("a result's group removed by the user: the next layer of that item starts a new group", async () => {
+  const { host, world } = setup();
+  const doc = world.addDocument({ width: 8, height: 6 });
+  const { images, records } = joint();
+  const land = landing(host, doc, images);
+  land.add(records[0]);
+  await land.settle();
+  await host.removeLayers(doc.id, land.groupIds, "x");
+  land.add(records[2]);
+  await land.settle();
+  assert.deepEqual(doc.tree(), [{ name: "a cat #1", kind: "group", visible: true, layers: [{ name: "foreground", kind: "pixel", visible: true }] }]);
+});
+
+test("a failed insertion removes what it created and leaves no history state; later layers are not inserted", async () => {
   const { host, world } = setup();
   const doc = world.addDocument({ width: 8, height: 6 });
   doc.addPixelLayer("Background", testImage(8, 6, 9));
   const before = doc.tree();
-  world.failOn("imaging.putPixels", 3);
-  await assert.rejects(host.insertGroups(doc.id, groups(), "Acetate: Foreground"), /injected/);
+  const { images, records } = joint();
+  world.failOn("imaging.putPixels", 1);
+  const land = landing(host, doc, images);
+  land.add(records[0]);
+  land.add(records[2]);
+  await assert.rejects(land.settle(), /injected/);
   assert.deepEqual(doc.tree(), before);
   assert.equal(doc.history.length, 0);
   assert.equal(world.liveImageData.size, 0, "the failed call's image data was disposed too");
-  assert.ok(world.callsOf("Layer.delete").length >= 2, "created layers deleted explicitly");
+  assert.equal(world.callsOf("imaging.putPixels").length, 1, "nothing after the failure");
+  assert.ok(world.callsOf("Layer.delete").length >= 1, "created layers deleted explicitly");
 });
 
-test("insertGroups into a closed document is a plain-words error", async () => {
+test("inserting into a closed document is a plain-words error", async () => {
   const { host, world } = setup();
   world.addDocument({ width: 4, height: 4 });
-  await assert.rejects(host.insertGroups(999, groups(), "x"), /document was closed/);
+  const insertion = { layer: { ...testImage(1, 1), name: "x", visible: true, left: 0, top: 0 }, rank: [0, 0], siblings: [], group: { id: null, name: "g", rank: [0], siblings: [] } };
+  await assert.rejects(host.insertLayer(999, insertion, "x"), /document was closed/);
 });
 
 test("the fake enforces the modal rule: writes outside executeAsModal throw", async () => {
@@ -225,7 +272,8 @@ test("a modal scope held by someone else is retried, then reported", async () =>
   const read = await host.readDocument({ composite: true });
   assert.equal(read.composite.width, 4);
   world.busyModal = 1000;
-  await assert.rejects(host.insertGroups(doc.id, [], "x"), (error) => error instanceof HostProblem && /busy/.test(error.message));
+  const insertion = { layer: { ...testImage(1, 1), name: "x", visible: true, left: 0, top: 0 }, rank: [0, 0], siblings: [], group: { id: null, name: "g", rank: [0], siblings: [] } };
+  await assert.rejects(host.insertLayer(doc.id, insertion, "x"), (error) => error instanceof HostProblem && /busy/.test(error.message));
 });
 
 test("openPsd writes the file to the plugin's temp folder and opens it in a modal scope", async () => {

@@ -58,7 +58,7 @@ describe("server security rules seen from the plugin", { skip: skipWithoutPython
     /** @type {string[]} */
     const events = [];
     const unsubscribe = plugin.store.subscribe((state) => state.job && events.push(state.job.phase));
-    plugin.configure({ model: "tiny-sd15", mode: "fg", prompt: "token test", width: "64", height: "64", steps: "1", decode: "fast" });
+    plugin.configure({ model: "tiny-sd15", mode: "fg", prompt: "token test", values: { width: "64", height: "64", steps: "1", decode: "fast" } });
     await plugin.controller.generate();
     unsubscribe();
     assert.equal(plugin.store.state.message?.kind, "info", plugin.store.state.message?.text);

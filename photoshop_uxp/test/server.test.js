@@ -9,8 +9,14 @@ const { AcetateClient } = require("../src/client.js");
 const { describeError } = require("../src/messages.js");
 
 const TIMEOUT = { timeout: 600_000 };
-/** Small and quick on the tiny models; decode "fast" keeps CPU time low. */
-const QUICK = { model: "tiny-sd15", steps: "1", seed: "7", decode: /** @type {"fast"} */ ("fast") };
+/**
+ * Settings for a quick job on the tiny models (decode "fast" keeps CPU time low); `values`
+ * are the mode's options by name, as the panel's generic controls store them.
+ * @param {Record<string, string>} patch @param {Record<string, string>} [values]
+ */
+function quick(patch, values = {}) {
+  return { model: "tiny-sd15", seed: "7", ...patch, values: { steps: "1", decode: "fast", ...values } };
+}
 
 /**
  * The layer's pixels in the fake document over a rectangle, as 8-bit bytes.
@@ -65,10 +71,12 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     await server?.stop();
   });
 
-  test("connect: health, the tiny models, history, the event stream", TIMEOUT, async () => {
+  test("connect: health, the modes, the tiny models, history, the event stream", TIMEOUT, async () => {
     const plugin = createPlugin({ serverUrl: server.url });
     assert.equal(await plugin.controller.connect(), true);
-    const { connection, models } = plugin.store.state;
+    const { connection, models, modes } = plugin.store.state;
+    const published = await (await fetch(`${server.url}/api/modes`)).json();
+    assert.deepEqual(modes.map((m) => m.name), published.modes.map((/** @type {any} */ m) => m.name), "the panel's modes are the server's");
     assert.equal(connection.status, "connected");
     assert.match(connection.message, /Connected to Acetate .* \(cpu\)/);
     assert.deepEqual(models.map((m) => m.name).sort(), ["tiny-sd15", "tiny-sdxl"]);
@@ -81,7 +89,7 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     const doc = plugin.world.addDocument({ width: 96, height: 80, name: "Art" });
     doc.addPixelLayer("Background", testImage(96, 80));
     const before = doc.tree();
-    plugin.configure({ ...QUICK, mode: "fg", prompt: "a red apple", width: "64", height: "64", batch: "2", steps: "2" });
+    plugin.configure(quick({ mode: "fg", prompt: "a red apple", batch: "2" }, { width: "64", height: "64", steps: "2" }));
     /** @type {Set<string>} */
     const seen = new Set();
     plugin.store.subscribe((state) => {
@@ -94,7 +102,7 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     });
 
     await plugin.controller.generate();
-    assert.deepEqual([...seen].sort(), ["downloading", "inserting", "preview", "queued", "reading", "started", "step", "uploading"].sort(), "progress and a preview arrived over the WebSocket");
+    assert.deepEqual([...seen].sort(), ["inserting", "preview", "queued", "reading", "started", "step", "uploading"].sort(), "progress and a preview arrived over the WebSocket");
 
     const { message, history } = plugin.store.state;
     assert.deepEqual(message, { kind: "info", text: "Added 2 layers in 2 groups." });
@@ -117,9 +125,17 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     assert.ok(plugin.requests.length > 0);
     assert.ok(plugin.requests.every((request) => !request.inModal), "no request while Photoshop was modal");
     assert.equal(plugin.world.liveImageData.size, 0);
-    assert.equal(doc.history.length, 1);
+    assert.deepEqual(doc.history.map((state) => state.name).sort(), ["Acetate: foreground (a red apple #1)", "Acetate: foreground (a red apple #2)"], "one named history state per layer");
+    // One Undo removes the last inserted layer, with the group created for it in that step.
+    const last = /** @type {string} */ (/ (#\d)\)$/.exec(doc.history.at(-1).name)?.[1]);
     doc.undo();
+    assert.deepEqual(doc.tree().map((/** @type {any} */ l) => l.name), [`a red apple ${last === "#1" ? "#2" : "#1"}`, ...before.map((l) => l.name)]);
+    // "Undo whole result" removes what is left of the result in one history state.
+    assert.deepEqual(plugin.store.state.landed?.id, fgJob);
+    await plugin.controller.undoResult();
     assert.deepEqual(doc.tree(), before);
+    assert.equal(plugin.store.state.landed, null);
+    assert.equal(doc.history.at(-1).name, "Acetate: remove result");
     plugin.controller.disconnect();
   });
 
@@ -159,9 +175,9 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     const plugin = createPlugin({ serverUrl: server.url });
     const doc = plugin.world.addDocument({ width: 80, height: 80 });
     doc.addPixelLayer("Small", { ...testImage(32, 24, 6), left: 10, top: 12 });
-    plugin.configure({ ...QUICK, mode: "upscale", prompt: "", scale: "2", strength: "0.5", steps: "2" });
+    plugin.configure(quick({ mode: "upscale", prompt: "" }, { scale: "2", strength: "0.5", steps: "2" }));
     await plugin.controller.generate();
-    assert.deepEqual(plugin.store.state.message, { kind: "info", text: "The upscaled layer opened as a new document." });
+    assert.deepEqual(plugin.store.state.message, { kind: "info", text: "Upscale the active layer: the result opened as a new document." });
     const jobId = plugin.store.state.history[0].id;
     const record = await (await fetch(`${server.url}/api/jobs/${jobId}`)).json();
     assert.deepEqual(record.result.canvas, { width: 64, height: 48 });
@@ -187,7 +203,7 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     doc.addPixelLayer("Background", testImage(128, 96, 2));
     const selection = { left: 40, top: 24, width: 48, height: 40 };
     doc.select(selection);
-    plugin.configure({ ...QUICK, mode: "layer_on_artwork", prompt: "a small bird" });
+    plugin.configure(quick({ mode: "layer_on_artwork", prompt: "a small bird" }));
 
     await plugin.controller.generate();
 
@@ -216,7 +232,7 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     const doc = plugin.world.addDocument({ width: 100, height: 90 });
     doc.addPixelLayer("Background", testImage(100, 90, 3));
     doc.addPixelLayer("Sticker", { ...testImage(40, 30, 4), left: 30, top: 20 });
-    plugin.configure({ ...QUICK, mode: "img2img", prompt: "a sticker", steps: "2", strength: "0.5" });
+    plugin.configure(quick({ mode: "img2img", prompt: "a sticker" }, { steps: "2", strength: "0.5" }));
 
     await plugin.controller.generate();
 
@@ -235,7 +251,7 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
   test("cancel stops the running job and inserts nothing", TIMEOUT, async () => {
     const plugin = createPlugin({ serverUrl: server.url });
     const doc = plugin.world.addDocument({ width: 64, height: 64 });
-    plugin.configure({ ...QUICK, mode: "fg", prompt: "slow", width: "64", height: "64", steps: "150" });
+    plugin.configure(quick({ mode: "fg", prompt: "slow" }, { width: "64", height: "64", steps: "150" }));
     const running = plugin.controller.generate();
     await until(plugin.store, (state) => state.job?.phase === "started" && state.job.step >= 1);
     await plugin.controller.cancel();
@@ -270,16 +286,17 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
   test("a size that is not a multiple of 64: refused by the panel, and by the server naming the field", TIMEOUT, async () => {
     const plugin = createPlugin({ serverUrl: server.url });
     plugin.world.addDocument({ width: 64, height: 64 });
-    plugin.configure({ ...QUICK, mode: "fg", prompt: "x", width: "100" });
+    plugin.configure(quick({ mode: "fg", prompt: "x" }, { width: "100" }));
     await plugin.controller.generate();
     assert.deepEqual(plugin.store.state.message, { kind: "error", text: "Width: must be a multiple of 64 (try 128)" });
     assert.equal(plugin.requests.filter((r) => r.url.endsWith("/api/jobs")).length, 0);
+    plugin.controller.disconnect();
 
     const client = new AcetateClient({ baseUrl: server.url, fetch });
     const error = await client.submit({ mode: "fg", prompt: "x", width: 100 }, {}).catch((e) => e);
     assert.equal(error.status, 400);
     assert.equal(error.field, "width");
-    assert.match(describeError(error, { serverUrl: server.url, allowed: [] }), /^Width: .*multiple of 64/);
+    assert.match(describeError(error, { serverUrl: server.url, allowed: [], labels: { width: "Width" } }), /^Width: .*multiple of 64/);
   });
 
   test("raw uploads with a wrong declared size are refused by the server, naming the field", TIMEOUT, async () => {

@@ -5,34 +5,17 @@
  */
 "use strict";
 
-const { DECODES, MODES } = require("../protocol.js");
-const { FIELD_LABELS, MODE_HINTS, MODE_LABELS, visibleFields } = require("../settings.js");
+const { fixedLayers, optionDefault, pickMode, shownOptions } = require("../modes.js");
+const { FIELD_LABELS, listRows } = require("../settings.js");
 
 /** @typedef {import("../state").PanelState} PanelState */
 /** @typedef {import("../settings").Settings} Settings */
 /** @typedef {import("../state").Store<PanelState>} PanelStore */
 /** @typedef {import("../controller").Controller} Controller */
-
-/** Text inputs: setting → [placeholder, multi-line]. */
-const TEXT_FIELDS = /** @type {const} */ ([
-  ["prompt", "What to generate", true],
-  ["negativePrompt", "What to avoid", true],
-  ["fgPrompt", "Extra words for the foreground", false],
-  ["bgPrompt", "Extra words for the background", false],
-  ["blendPrompt", "Extra words for the blended image", false],
-]);
-/** Number inputs: setting → placeholder (empty = the server's default). */
-const NUMBER_FIELDS = /** @type {const} */ ([
-  ["seed", "random"],
-  ["steps", "default"],
-  ["cfg", "default"],
-  ["width", "default"],
-  ["height", "default"],
-  ["strength", "0.7"],
-  ["scale", "2"],
-  ["batch", "1"],
-]);
-const DECODE_LABELS = { tta: "Best (TTA)", fast: "Fast" };
+/** @typedef {import("../protocol").ModeInfo} ModeInfo */
+/** @typedef {import("../protocol").OptionInfo} OptionInfo */
+/** @typedef {import("../protocol").ListInputInfo} ListInputInfo */
+/** @typedef {HTMLInputElement|HTMLTextAreaElement|HTMLSelectElement} Control */
 
 /**
  * @param {Document} doc
@@ -57,35 +40,72 @@ function el(doc, tag, attributes = {}, children = []) {
 }
 
 /**
- * Build the panel into `root` and keep it in sync with the store.
+ * The family of the chosen model, when the server said.
+ * @param {PanelState} state
+ * @returns {string|null}
+ */
+function familyOf(state) {
+  const model = state.models.find((item) => item.name === state.settings.model);
+  return typeof model?.family === "string" ? model.family : null;
+}
+
+/**
+ * A number field's placeholder: its default for the chosen model's family, or every
+ * family's when no model is chosen ("SDXL 1024 · SD1.5 512").
+ * @param {OptionInfo} option
+ * @param {ModeInfo} mode
+ * @param {string|null} family
+ */
+function placeholderOf(option, mode, family) {
+  const perFamily = option.family_defaults ?? null;
+  if (perFamily && !family) {
+    const labels = new Map(mode.families.map((item) => [item.family, item.label]));
+    return Object.entries(perFamily).map(([name, value]) => `${labels.get(name) ?? name} ${value}`).join(" · ");
+  }
+  const value = optionDefault(option, family);
+  return value === null || value === undefined || value === "" ? "default" : String(value);
+}
+
+/**
+ * Build the panel into `root` and keep it in sync with the store. The mode's controls are
+ * built from its declaration (`GET /api/modes`) and rebuilt when the mode, the model's
+ * family, a list's length or a `depends_on` switch changes.
  * @param {HTMLElement} root
  * @param {{store: PanelStore, controller: Controller, saveToken: (token: string) => void}} deps
  * @returns {() => void} unmount
  */
 function mountPanel(root, { store, controller, saveToken }) {
   const doc = root.ownerDocument;
-  /** @type {Record<string, HTMLInputElement|HTMLTextAreaElement|HTMLSelectElement>} */
-  const inputs = {};
-  /** @type {Record<string, HTMLElement>} */
-  const rows = {};
+  /** @type {Map<string, {input: Control, read: (settings: Settings) => string}>} controls kept in sync */
+  const bound = new Map();
+  let advancedOpen = false;
 
-  /** @param {keyof Settings} key @param {string} value */
-  const setSetting = (key, value) => {
-    store.update({ settings: { ...store.state.settings, [key]: value } });
-  };
+  /** @param {Partial<Settings>} patch */
+  const patchSettings = (patch) => store.update({ settings: { ...store.state.settings, ...patch } });
+  /** @param {"serverUrl"|"model"|"mode"|"prompt"|"seed"|"batch"} key @param {string} value */
+  const setSetting = (key, value) => patchSettings({ [key]: value });
+  /** @param {string} key @param {string} value */
+  const setValueOf = (key, value) => patchSettings({ values: { ...store.state.settings.values, [key]: value } });
+  /** @param {string} field @param {Record<string, string>[]} rows */
+  const setRows = (field, rows) => patchSettings({ lists: { ...store.state.settings.lists, [field]: rows } });
 
   /**
-   * @param {string} key
-   * @param {HTMLInputElement|HTMLTextAreaElement|HTMLSelectElement} input
+   * A labelled row; the control is kept in sync with `read(settings)`.
+   * @param {string} id
+   * @param {string} label
+   * @param {Control} input
+   * @param {((settings: Settings) => string)|null} read
+   * @param {string} [help]
    */
-  const row = (key, input) => {
-    inputs[key] = input;
-    input.setAttribute("id", `acetate-${key}`);
-    rows[key] = el(doc, "div", { class: "row" }, [
-      el(doc, "label", { for: `acetate-${key}`, text: FIELD_LABELS[key] ?? key }),
-      input,
-    ]);
-    return rows[key];
+  const row = (id, label, input, read, help = "") => {
+    input.setAttribute("id", `acetate-${id}`);
+    if (help) {
+      input.setAttribute("title", help);
+    }
+    if (read) {
+      bound.set(id, { input, read });
+    }
+    return el(doc, "div", { class: "row" }, [el(doc, "label", { for: `acetate-${id}`, text: label }), input]);
   };
 
   const serverInput = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text" }));
@@ -100,46 +120,55 @@ function mountPanel(root, { store, controller, saveToken }) {
   const status = el(doc, "div", { class: "status" });
 
   const modeSelect = /** @type {HTMLSelectElement} */ (el(doc, "select"));
-  for (const mode of MODES) {
-    modeSelect.appendChild(el(doc, "option", { value: mode, text: MODE_LABELS[mode] }));
-  }
   modeSelect.addEventListener("change", () => setSetting("mode", modeSelect.value));
   const hint = el(doc, "div", { class: "hint" });
-
   const modelSelect = /** @type {HTMLSelectElement} */ (el(doc, "select"));
   modelSelect.addEventListener("change", () => setSetting("model", modelSelect.value));
 
-  const decodeSelect = /** @type {HTMLSelectElement} */ (el(doc, "select"));
-  for (const decode of DECODES) {
-    decodeSelect.appendChild(el(doc, "option", { value: decode, text: DECODE_LABELS[/** @type {"tta"|"fast"} */ (decode)] }));
-  }
-  decodeSelect.addEventListener("change", () => setSetting("decode", decodeSelect.value));
+  const promptInput = /** @type {HTMLTextAreaElement} */ (el(doc, "textarea", { placeholder: "What to generate" }));
+  promptInput.addEventListener("input", () => setSetting("prompt", promptInput.value));
+  const seedInput = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text", placeholder: "random" }));
+  seedInput.addEventListener("input", () => setSetting("seed", seedInput.value));
+  const batchInput = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text", placeholder: "1" }));
+  batchInput.addEventListener("input", () => setSetting("batch", batchInput.value));
 
-  const form = el(doc, "div", { class: "form" }, [
-    row("mode", modeSelect),
-    hint,
-    row("model", modelSelect),
+  const modeRow = el(doc, "div", { class: "row" }, [el(doc, "label", { for: "acetate-mode", text: FIELD_LABELS.mode }), modeSelect]);
+  modeSelect.setAttribute("id", "acetate-mode");
+  const modelRow = el(doc, "div", { class: "row" }, [el(doc, "label", { for: "acetate-model", text: FIELD_LABELS.model }), modelSelect]);
+  modelSelect.setAttribute("id", "acetate-model");
+  const basic = el(doc, "div", { class: "options" });
+  const advancedToggle = el(doc, "button", { class: "advanced-toggle", text: "Advanced ▸" });
+  const advanced = el(doc, "div", { class: "options advanced" });
+  advancedToggle.addEventListener("click", () => {
+    advancedOpen = !advancedOpen;
+    showAdvanced();
+  });
+  const showAdvanced = () => {
+    advanced.style.display = advancedOpen ? "" : "none";
+    advancedToggle.textContent = advancedOpen ? "Advanced ▾" : "Advanced ▸";
+  };
+  const fixedRows = el(doc, "div", { class: "grid" }, [
+    row("seed", FIELD_LABELS.seed, seedInput, (settings) => settings.seed),
+    row("batch", FIELD_LABELS.batch, batchInput, (settings) => settings.batch),
   ]);
-  for (const [key, placeholder, multiline] of TEXT_FIELDS) {
-    const input = /** @type {HTMLInputElement|HTMLTextAreaElement} */ (
-      el(doc, multiline ? "textarea" : "input", multiline ? { placeholder } : { type: "text", placeholder })
-    );
-    input.addEventListener("input", () => setSetting(key, input.value));
-    form.appendChild(row(key, input));
-  }
-  const numbers = el(doc, "div", { class: "grid" });
-  for (const [key, placeholder] of NUMBER_FIELDS) {
-    const input = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text", placeholder }));
-    input.addEventListener("input", () => setSetting(key, input.value));
-    numbers.appendChild(row(key, input));
-  }
-  numbers.appendChild(row("decode", decodeSelect));
-  form.appendChild(numbers);
+  const form = el(doc, "div", { class: "form" }, [
+    modeRow,
+    hint,
+    modelRow,
+    row("prompt", FIELD_LABELS.prompt, promptInput, (settings) => settings.prompt),
+    fixedRows,
+    basic,
+    advancedToggle,
+    advanced,
+  ]);
+  showAdvanced();
 
   const generateButton = el(doc, "button", { class: "primary", text: "Generate" });
   generateButton.addEventListener("click", () => void controller.generate());
   const cancelButton = el(doc, "button", { text: "Cancel" });
   cancelButton.addEventListener("click", () => void controller.cancel());
+  const undoButton = el(doc, "button", { text: "Undo whole result", title: "Remove every group of the last result in one step" });
+  undoButton.addEventListener("click", () => void controller.undoResult());
   const bar = el(doc, "div", { class: "bar-fill" });
   const progressText = el(doc, "div", { class: "progress-text" });
   const preview = /** @type {HTMLImageElement} */ (el(doc, "img", { class: "preview", alt: "" }));
@@ -154,12 +183,154 @@ function mountPanel(root, { store, controller, saveToken }) {
         status,
       ]),
       form,
-      el(doc, "div", { class: "actions" }, [generateButton, cancelButton]),
+      el(doc, "div", { class: "actions" }, [generateButton, cancelButton, undoButton]),
       el(doc, "div", { class: "progress" }, [el(doc, "div", { class: "bar" }, [bar]), progressText, preview]),
       message,
       el(doc, "div", { class: "section" }, [el(doc, "h3", { text: "History" }), historyList]),
     ]),
   );
+
+  /**
+   * One option's control, generic by its type.
+   * @param {OptionInfo} option
+   * @param {ModeInfo} mode
+   * @param {string|null} family
+   * @param {string} id
+   * @param {(settings: Settings) => string} read
+   * @param {(value: string) => void} write
+   * @returns {HTMLElement}
+   */
+  const optionControl = (option, mode, family, id, read, write) => {
+    if (option.type === "enum") {
+      const select = /** @type {HTMLSelectElement} */ (el(doc, "select"));
+      const fallback = optionDefault(option, family);
+      select.appendChild(el(doc, "option", { value: "", text: fallback === null || fallback === undefined ? "Default" : `Default (${fallback})` }));
+      for (const choice of option.choices ?? []) {
+        select.appendChild(el(doc, "option", { value: choice, text: choice }));
+      }
+      select.addEventListener("change", () => write(select.value));
+      return row(id, option.label, select, read, option.help);
+    }
+    if (option.type === "bool") {
+      const box = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "checkbox" }));
+      box.addEventListener("change", () => write(box.checked ? "true" : "false"));
+      const sync = (/** @type {Settings} */ settings) => {
+        const text = read(settings);
+        box.checked = text === "" ? Boolean(optionDefault(option, family)) : text === "true";
+        return text;
+      };
+      box.setAttribute("id", `acetate-${id}`);
+      box.setAttribute("title", option.help);
+      bound.set(id, { input: box, read: sync });
+      return el(doc, "div", { class: "row" }, [el(doc, "label", { for: `acetate-${id}`, text: option.label }), box]);
+    }
+    const placeholder = option.type === "text" ? String(optionDefault(option, family) ?? "") : placeholderOf(option, mode, family);
+    const input = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text", placeholder }));
+    input.addEventListener("input", () => write(input.value));
+    return row(id, option.label, input, read, option.help);
+  };
+
+  /**
+   * A list input: one row of item options per item, with Add and Remove between
+   * `min_items` and `max_items`.
+   * @param {ListInputInfo} list
+   * @param {ModeInfo} mode
+   * @param {string|null} family
+   */
+  const listEditor = (list, mode, family) => {
+    const rows = listRows(store.state.settings, list);
+    const box = el(doc, "div", { class: "list", id: `acetate-list-${list.field}`, title: list.help }, [el(doc, "h3", { text: list.label })]);
+    rows.forEach((_, index) => {
+      const fields = list.item_options.map((option) =>
+        optionControl(
+          option,
+          mode,
+          family,
+          `list-${list.field}-${index}-${option.name}`,
+          (settings) => listRows(settings, list)[index]?.[option.name] ?? "",
+          (value) => {
+            const next = listRows(store.state.settings, list).map((item) => ({ ...item }));
+            next[index] = { ...next[index], [option.name]: value };
+            setRows(list.field, next);
+          },
+        ),
+      );
+      const remove = el(doc, "button", { text: "Remove", class: "list-remove" });
+      setEnabled(remove, rows.length > list.min_items);
+      remove.addEventListener("click", () => {
+        const next = listRows(store.state.settings, list).filter((__, other) => other !== index);
+        setRows(list.field, next);
+      });
+      box.appendChild(el(doc, "div", { class: "list-row" }, [el(doc, "span", { text: `${index + 1}.` }), ...fields, remove]));
+    });
+    const add = el(doc, "button", { text: `Add to ${list.label}`, class: "list-add" });
+    setEnabled(add, rows.length < list.max_items);
+    add.addEventListener("click", () => setRows(list.field, [...listRows(store.state.settings, list), {}]));
+    box.appendChild(add);
+    return box;
+  };
+
+  let shape = "";
+  /**
+   * Rebuild the mode's controls when their shape changed (never while typing into one).
+   * @param {PanelState} state
+   * @param {ModeInfo|null} mode
+   */
+  const buildModeControls = (state, mode) => {
+    const family = familyOf(state);
+    const options = mode ? shownOptions(mode, state.settings.values, family) : [];
+    const next = JSON.stringify([
+      mode?.name ?? null,
+      state.modes.length,
+      family,
+      options.map((option) => option.name),
+      mode ? mode.lists.map((list) => listRows(state.settings, list).length) : [],
+    ]);
+    if (next === shape && mode === lastMode) {
+      return;
+    }
+    shape = next;
+    lastMode = mode;
+    for (const key of [...bound.keys()]) {
+      if (key.startsWith("opt-") || key.startsWith("list-")) {
+        bound.delete(key);
+      }
+    }
+    basic.textContent = "";
+    advanced.textContent = "";
+    if (!mode) {
+      advancedToggle.style.display = "none";
+      advanced.style.display = "none";
+      return;
+    }
+    for (const option of options) {
+      const target = option.advanced ? advanced : basic;
+      if (option.type === "prompts") {
+        for (const layer of fixedLayers(mode)) {
+          const key = `${option.name}.${layer.name}`;
+          const input = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text", placeholder: `Extra words for ${layer.label.toLowerCase()}` }));
+          input.addEventListener("input", () => setValueOf(key, input.value));
+          target.appendChild(row(`opt-${key}`, `${layer.label} prompt`, input, (settings) => settings.values[key] ?? "", option.help));
+        }
+        continue;
+      }
+      target.appendChild(
+        optionControl(option, mode, family, `opt-${option.name}`, (settings) => settings.values[option.name] ?? "", (value) => setValueOf(option.name, value)),
+      );
+    }
+    for (const list of mode.lists) {
+      basic.appendChild(listEditor(list, mode, family));
+    }
+    const hasAdvanced = options.some((option) => option.advanced);
+    advancedToggle.style.display = hasAdvanced ? "" : "none";
+    if (hasAdvanced) {
+      showAdvanced();
+    } else {
+      advanced.style.display = "none";
+    }
+  };
+  /** @type {ModeInfo|null} */
+  let lastMode = null;
 
   let previewUrl = "";
   /** @type {ArrayBuffer|null} */
@@ -170,14 +341,28 @@ function mountPanel(root, { store, controller, saveToken }) {
     const { settings } = state;
     setValue(serverInput, settings.serverUrl);
     setValue(tokenInput, state.token);
-    setValue(modeSelect, settings.mode);
-    setValue(decodeSelect, settings.decode);
-    hint.textContent = MODE_HINTS[settings.mode];
-    const shown = visibleFields(settings.mode);
-    for (const [key, rowElement] of Object.entries(rows)) {
-      rowElement.style.display = key === "mode" || shown.has(key) ? "" : "none";
-      if (key !== "mode" && key !== "model" && key !== "decode") {
-        setValue(inputs[key], /** @type {Record<string, string>} */ (/** @type {unknown} */ (settings))[key]);
+    const mode = pickMode(state.modes, settings.mode);
+    if (!previous || previous.modes !== state.modes) {
+      modeSelect.textContent = "";
+      for (const item of state.modes) {
+        modeSelect.appendChild(el(doc, "option", { value: item.name, text: item.label }));
+      }
+    }
+    setValue(modeSelect, mode?.name ?? "");
+    modeRow.style.display = state.modes.length > 0 ? "" : "none";
+    const family = familyOf(state);
+    const support = mode && family ? mode.families.find((item) => item.family === family) : undefined;
+    hint.textContent = !mode
+      ? "Connect to a server to see its modes."
+      : support && !support.supported
+        ? `${mode.help} Not available for ${support.label} models: ${support.reason ?? "not supported"}.`
+        : mode.help;
+    promptInput.setAttribute("placeholder", mode && !mode.prompt_required ? "What to generate (optional)" : "What to generate");
+    buildModeControls(state, mode);
+    for (const { input, read } of bound.values()) {
+      const value = read(settings);
+      if (input.getAttribute("type") !== "checkbox") {
+        setValue(input, value);
       }
     }
     if (!previous || previous.models !== state.models || previous.settings.model !== settings.model) {
@@ -189,8 +374,10 @@ function mountPanel(root, { store, controller, saveToken }) {
     status.className = `status ${connection.status}`;
     connectButton.textContent = connection.status === "connected" ? "Reconnect" : "Connect";
 
-    setEnabled(generateButton, !state.busy);
+    setEnabled(generateButton, !state.busy && connection.status !== "outdated");
     setEnabled(cancelButton, state.busy);
+    undoButton.style.display = state.landed ? "" : "none";
+    setEnabled(undoButton, !state.busy && state.landed !== null);
     const job = state.job;
     const fraction = job && job.total > 0 ? job.step / job.total : 0;
     bar.style.width = `${Math.round(fraction * 100)}%`;
@@ -204,7 +391,7 @@ function mountPanel(root, { store, controller, saveToken }) {
     }
     message.textContent = state.message ? state.message.text : "";
     message.className = `message ${state.message ? state.message.kind : ""}`;
-    if (!previous || previous.history !== state.history || previous.busy !== state.busy) {
+    if (!previous || previous.history !== state.history || previous.busy !== state.busy || previous.modes !== state.modes) {
       renderHistory(doc, historyList, state, controller);
     }
   };
@@ -314,7 +501,8 @@ function renderHistory(doc, list, state, controller) {
   }
   for (const entry of state.history) {
     const seed = entry.seed !== null && entry.seed !== undefined ? ` · seed ${entry.seed}` : "";
-    const text = `${MODE_LABELS[entry.mode]} · ${entry.prompt.slice(0, 40) || "(no prompt)"}${seed} · ${entry.status}`;
+    const label = state.modes.find((mode) => mode.name === entry.mode)?.label ?? entry.mode;
+    const text = `${label} · ${entry.prompt.slice(0, 40) || "(no prompt)"}${seed} · ${entry.status}`;
     const item = el(doc, "div", { class: "history-item", title: entry.error ?? entry.prompt }, [
       el(doc, "span", { text }),
     ]);

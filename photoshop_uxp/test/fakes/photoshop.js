@@ -125,6 +125,33 @@ function createFakePhotoshop() {
       const rect = this._doc.contentRect(this);
       return rect ?? { left: 0, top: 0, right: 0, bottom: 0, width: 0, height: 0 };
     }
+    /**
+     * Move next to another layer (placeBefore: above it, placeAfter: below it) or into a
+     * group (placeInside: at its top), as Photoshop's Layer.move does.
+     * @param {FakeLayer} relative
+     * @param {string} placement
+     */
+    move(relative, placement) {
+      record("Layer.move", { id: this.id, relative: relative?.id, placement }, { write: true });
+      if (!relative || relative._deleted || this._deleted) throw new Error("move: the layer is gone");
+      if (relative === this || isInside(relative, this)) throw new Error("move: cannot move a layer into itself");
+      if (placement === "placeInside" && relative.kind !== "group") throw new Error("move: placeInside needs a group");
+      if (!["placeBefore", "placeAfter", "placeInside"].includes(placement)) throw new Error(`fake: move ${placement} is not faked`);
+      this._doc.change("Move", () => {
+        const active = this._doc._active;
+        this._doc.remove(this);
+        this._doc._active = active;
+        if (placement === "placeInside") {
+          /** @type {FakeLayer[]} */ (relative.layers).unshift(this);
+          this.parent = relative;
+          return;
+        }
+        const siblings = this._doc.siblingsOf(relative);
+        const index = siblings.indexOf(relative);
+        siblings.splice(placement === "placeBefore" ? index : index + 1, 0, this);
+        this.parent = relative.parent;
+      });
+    }
     delete() {
       record("Layer.delete", { id: this.id }, { write: true });
       if (this._deleted) {
@@ -278,11 +305,18 @@ function createFakePhotoshop() {
       }
     }
     /**
-     * Insert above the active layer (inside its group), as Photoshop does for new layers.
+     * Insert above the active layer (inside its group), as Photoshop does for new layers;
+     * when the active layer is a group, at the top inside it.
      * @param {FakeLayer} layer
      */
     insertAboveActive(layer) {
       const anchor = this._active;
+      if (anchor && anchor.kind === "group") {
+        /** @type {FakeLayer[]} */ (anchor.layers).unshift(layer);
+        layer.parent = anchor;
+        this._active = layer;
+        return;
+      }
       const siblings = anchor ? this.siblingsOf(anchor) : this.layers;
       const index = anchor ? siblings.indexOf(anchor) : 0;
       siblings.splice(Math.max(index, 0), 0, layer);
@@ -606,6 +640,7 @@ function createFakePhotoshop() {
     },
     constants: {
       LayerKind: { NORMAL: "pixel", GROUP: "group" },
+      ElementPlacement: { PLACEBEFORE: "placeBefore", PLACEAFTER: "placeAfter", PLACEINSIDE: "placeInside", PLACEATBEGINNING: "placeAtBeginning", PLACEATEND: "placeAtEnd" },
       DocumentMode: { RGB: "RGBColorMode", GRAYSCALE: "grayscaleMode", CMYK: "CMYKColorMode" },
       BitsPerChannelType: { EIGHT: "bitDepth8", SIXTEEN: "bitDepth16", THIRTYTWO: "bitDepth32" },
     },

@@ -1,0 +1,188 @@
+// @ts-check
+/**
+ * Reading the server's mode declarations (`GET /api/modes`): which options the panel shows,
+ * their defaults per model family, which image inputs a request uses, and the order of a
+ * mode's layers. Pure functions: the panel knows no mode by name.
+ */
+"use strict";
+
+/** @typedef {import("./protocol").ModeInfo} ModeInfo */
+/** @typedef {import("./protocol").OptionInfo} OptionInfo */
+/** @typedef {import("./protocol").ImageInputInfo} ImageInputInfo */
+/** @typedef {import("./protocol").LayerInfo} LayerInfo */
+
+/**
+ * Options the panel does not offer yet. `control` selects ControlNet structure control, whose
+ * image input the panel cannot pick yet; options that depend on it are hidden with it.
+ */
+const HIDDEN_OPTIONS = new Set(["control"]);
+
+/** Values that switch a `depends_on` parent off. */
+const OFF_VALUES = new Set([null, undefined, "", "none", false]);
+
+/**
+ * @param {ModeInfo[]} modes
+ * @param {string} name
+ * @returns {ModeInfo|null} the named mode, else the server's first one (null when none)
+ */
+function pickMode(modes, name) {
+  return modes.find((mode) => mode.name === name) ?? modes[0] ?? null;
+}
+
+/**
+ * An option's default for a model family (the family's own, else the mode's).
+ * @param {OptionInfo} option
+ * @param {string|null} [family]
+ * @returns {any}
+ */
+function optionDefault(option, family = null) {
+  const perFamily = option.family_defaults ?? null;
+  if (family && perFamily && family in perFamily) {
+    return perFamily[family];
+  }
+  return option.default ?? null;
+}
+
+/**
+ * What an option is set to: the typed text parsed loosely, else its default. Used for
+ * `when` and `depends_on`, never to fill the request (empty stays "the server's default").
+ * @param {OptionInfo|undefined} option
+ * @param {Record<string, string>} values
+ * @param {string|null} [family]
+ */
+function effectiveValue(option, values, family = null) {
+  if (!option) {
+    return null;
+  }
+  const text = values[option.name] ?? "";
+  if (text === "") {
+    return optionDefault(option, family);
+  }
+  if (option.type === "bool") {
+    return text === "true";
+  }
+  return text;
+}
+
+/**
+ * The options the panel shows for a mode, in the server's order: not the hidden ones, and a
+ * `depends_on` option only while its parent is shown and switched on.
+ * @param {ModeInfo} mode
+ * @param {Record<string, string>} values
+ * @param {string|null} [family]
+ * @returns {OptionInfo[]}
+ */
+function shownOptions(mode, values, family = null) {
+  const byName = new Map(mode.options.map((option) => [option.name, option]));
+  /** @param {OptionInfo} option @param {number} depth @returns {boolean} */
+  const shown = (option, depth) => {
+    if (HIDDEN_OPTIONS.has(option.name) || depth > 8) {
+      return false;
+    }
+    if (!option.depends_on) {
+      return true;
+    }
+    const parent = byName.get(option.depends_on);
+    return Boolean(parent && shown(parent, depth + 1) && !OFF_VALUES.has(effectiveValue(parent, values, family)));
+  };
+  return mode.options.filter((option) => shown(option, 0));
+}
+
+/**
+ * The image inputs a request with these parameters sends: an input with a `when` condition
+ * only while each named option (as sent, else its default) has one of the listed values.
+ * @param {ModeInfo} mode
+ * @param {Record<string, any>} params
+ * @returns {ImageInputInfo[]}
+ */
+function activeInputs(mode, params) {
+  return mode.inputs.filter((input) =>
+    Object.entries(input.when ?? {}).every(([name, allowed]) => {
+      const option = mode.options.find((item) => item.name === name);
+      const value = name in params ? params[name] : option ? optionDefault(option) : null;
+      return Array.isArray(allowed) && allowed.map(String).includes(String(value));
+    }),
+  );
+}
+
+/**
+ * The `{i}` of a layer name under a declared pattern (0 for a fixed name), or null.
+ * @param {LayerInfo} layer
+ * @param {string} name
+ * @returns {number|null}
+ */
+function patternNumber(layer, name) {
+  if (!layer.count_from || !layer.name.includes("{i}")) {
+    return layer.name === name ? 0 : null;
+  }
+  const [prefix, suffix] = [layer.name.slice(0, layer.name.indexOf("{i}")), layer.name.slice(layer.name.indexOf("{i}") + 3)];
+  if (name.length <= prefix.length + suffix.length || !name.startsWith(prefix) || !name.endsWith(suffix)) {
+    return null;
+  }
+  const middle = name.slice(prefix.length, name.length - suffix.length);
+  return /^\d+$/.test(middle) ? Number(middle) : null;
+}
+
+/**
+ * Where a layer goes in its group, bottom → top: the index of its declaration in the mode's
+ * `layers`, then its pattern number. Names the mode does not declare go on top.
+ * @param {ModeInfo|null} mode
+ * @param {string} name
+ * @returns {[number, number]}
+ */
+function layerRank(mode, name) {
+  const layers = mode?.layers ?? [];
+  for (let index = 0; index < layers.length; index++) {
+    const number = patternNumber(layers[index], name);
+    if (number !== null) {
+      return [index, number];
+    }
+  }
+  return [layers.length, 0];
+}
+
+/**
+ * The declaration of a returned layer (for its default visibility), or null.
+ * @param {ModeInfo|null} mode
+ * @param {string} name
+ * @returns {LayerInfo|null}
+ */
+function layerDeclaration(mode, name) {
+  return (mode?.layers ?? []).find((layer) => patternNumber(layer, name) !== null) ?? null;
+}
+
+/**
+ * @param {readonly number[]} a
+ * @param {readonly number[]} b
+ */
+function compareRanks(a, b) {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const difference = (a[i] ?? 0) - (b[i] ?? 0);
+    if (difference !== 0) {
+      return difference;
+    }
+  }
+  return 0;
+}
+
+/**
+ * The layers of a mode with a fixed name (a `prompts` option has one text per such layer).
+ * @param {ModeInfo} mode
+ * @returns {LayerInfo[]}
+ */
+function fixedLayers(mode) {
+  return mode.layers.filter((layer) => !layer.count_from);
+}
+
+module.exports = {
+  HIDDEN_OPTIONS,
+  pickMode,
+  optionDefault,
+  effectiveValue,
+  shownOptions,
+  activeInputs,
+  layerRank,
+  layerDeclaration,
+  compareRanks,
+  fixedLayers,
+};
