@@ -148,6 +148,17 @@ def test_img2img_strength_controls_change(engine: Engine) -> None:
     assert not np.array_equal(weak.layers[0].pixels, strong.layers[0].pixels)
 
 
+def test_img2img_with_a_mask_regenerates_only_the_masked_part(engine: Engine) -> None:
+    """The mask img2img accepts is used (it was once accepted and ignored)."""
+    image = rgba(128, 96, seed=6)
+    mask = np.zeros((96, 128), dtype=np.uint8)
+    mask[10:50, 20:90] = 255
+    request = params(model="tiny-sd15", mode="img2img", strength=1.0, feather=0)
+    out = engine.generate(request, {"image": image, "mask": mask}).layers[0].pixels
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+    assert not np.array_equal(out[mask > 0], image[mask > 0])
+
+
 @pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl"])
 def test_layer_on_artwork_lands_exactly_on_the_selection(engine: Engine, model: str) -> None:
     canvas = rgba(300, 200, seed=1, opaque=True)

@@ -18,6 +18,7 @@ from PIL import Image, PngImagePlugin
 
 from acetate import __version__
 from acetate.export.atomic import write_bytes_atomic
+from acetate.modes import MODES
 
 #: zlib level for files kept on disk (Pillow's default).
 DEFAULT_COMPRESS_LEVEL = 6
@@ -36,7 +37,11 @@ SAMPLER_NAMES: dict[str, str] = {
     "unipc": "UniPC",
     "ddim": "DDIM",
 }
-_STRENGTH_MODES = frozenset({"img2img", "inpaint", "upscale"})
+
+
+def _reads(mode: object, option: str) -> bool:
+    spec = MODES.get(str(mode))
+    return spec is not None and option in spec.options
 
 
 def infotext(parameters: Mapping[str, Any], size: tuple[int, int] | None = None) -> str:
@@ -61,7 +66,7 @@ def infotext(parameters: Mapping[str, Any], size: tuple[int, int] | None = None)
         "Seed": parameters.get("seed"),
         "Size": f"{width}x{height}" if width and height else None,
         "Model": parameters.get("model"),
-        "Denoising strength": parameters.get("strength") if mode in _STRENGTH_MODES else None,
+        "Denoising strength": parameters.get("strength") if _reads(mode, "strength") else None,
         "Batch size": parameters.get("batch") if (parameters.get("batch") or 1) > 1 else None,
         "Mode": mode,
         "Layer weight": parameters.get("layer_weight"),

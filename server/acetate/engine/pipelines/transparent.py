@@ -90,7 +90,7 @@ def run_img2img(ctx: ModeContext) -> Iterator[LayerImage]:
     frame_h, frame_w = image.shape[:2]
     width, height = framing.model_size(frame_w, frame_h, ctx.native_size)
     init = _encode(ctx, framing.resize_rgba(image, width, height))
-    mask_pixels = ctx.images.get("mask") if params.mode == "inpaint" else None
+    mask_pixels = ctx.images.get("mask")  # inpaint needs one; img2img may have one
     latent_mask = None
     if mask_pixels is not None:
         latent_mask = _latent_mask(framing.resize_mask(mask_pixels, width, height))
