@@ -9,7 +9,7 @@ PORT ?= 7865
 HOSTS ?= 127.0.0.1 localhost
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: serve test test-python test-node lint bench krita-plugin photoshop-plugin tiny clean
+.PHONY: serve test test-python test-node lint bench fuzz soak krita-plugin photoshop-plugin tiny clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,21 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/export.py
 	HF_HUB_OFFLINE=1 $(PY) bench/modes.py
 	HF_HUB_OFFLINE=1 $(PY) bench/server.py
+
+# Long fuzzing (not in `make test`, whose run of the same tests is short): schemathesis over
+# every operation of /api/openapi.json and hypothesis over the WebSocket protocol; prints the
+# case counts and the responses >= 500 (must be 0). FUZZ_EXAMPLES is per HTTP operation.
+FUZZ_EXAMPLES ?= 1000
+FUZZ_WS_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	HF_HUB_OFFLINE=1 ACETATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ACETATE_FUZZ_WS_EXAMPLES=$(FUZZ_WS_EXAMPLES) \
+		$(PY) -m pytest -q -s -p no:cacheprovider tests/api/test_server_fuzz.py tests/api/test_ws_fuzz.py
+
+# Soak (not in tests): N clients submitting and cancelling on the tiny models; prints RSS, open
+# file descriptors and task counts over time. SOAK_MINUTES=30 for the full run.
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 tiny: $(STAMP)
 	$(VENV)/bin/acetate models tiny

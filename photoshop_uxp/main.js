@@ -32,6 +32,7 @@ async function start(root) {
     store,
     allowed,
     fetch: (url, init) => fetch(url, /** @type {any} */ (init)),
+    version: await host.pluginVersion(),
     WebSocket: /** @type {any} */ (WebSocket),
   });
   /** @type {ReturnType<typeof setTimeout>|undefined} */

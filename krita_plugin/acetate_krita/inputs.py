@@ -8,7 +8,7 @@ each *source* is read: `canvas` is the visible composite, `layer` the active lay
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .pixels import Rect
@@ -139,12 +139,14 @@ class Placement:
         prompt: str,
         counts: Mapping[str, int],
         anchor: str | None,
+        images: Iterable[str] | None = None,
     ) -> None:
         self.document = document
         self.mode = mode
         self.prompt = prompt
         self.anchor = anchor
-        expected = [mode.layer_key(name) for name in mode.layer_names(dict(counts))]
+        names = mode.layer_names(dict(counts), images)
+        expected = [mode.layer_key(name) for name in names]
         self._lowest = min(expected) if expected else None
         self.groups: dict[int, str] = {}
         self._nodes: dict[int, list[tuple[tuple[int, int], str]]] = {}
@@ -159,7 +161,7 @@ class Placement:
         """Insert `layer` now if it can go in its place; True if it (or its group) went in."""
         if any(done.file == layer.file for done in self.inserted):
             return False
-        index, key = layer.batch_index, self.mode.layer_key(layer.name)
+        index, key = layer.batch_index, self.mode.layer_key(layer.stack_name)
         group = self.groups.get(index)
         if group is not None:
             nodes = self._nodes[index]
@@ -171,7 +173,7 @@ class Placement:
             return True
         waiting = self._waiting.setdefault(index, [])
         waiting.append((layer, rgba))
-        keys = [self.mode.layer_key(item.name) for item, _ in waiting]
+        keys = [self.mode.layer_key(item.stack_name) for item, _ in waiting]
         if self._lowest is None or min(keys) <= self._lowest:
             self._create_group(index)
             return True
@@ -183,13 +185,15 @@ class Placement:
                 self._create_group(index)
 
     def _create_group(self, index: int) -> None:
-        items = sorted(self._waiting.pop(index), key=lambda item: self.mode.layer_key(item[0].name))
+        items = sorted(
+            self._waiting.pop(index), key=lambda item: self.mode.layer_key(item[0].stack_name)
+        )
         lower = [self.groups[i] for i in sorted(self.groups) if i < index]
         above = lower[-1] if lower else self.anchor
         name = group_name(self.prompt, index, self.mode.label)
         self.groups[index] = self.document.insert_group(name, items, above)
         self._nodes[index] = [
-            (self.mode.layer_key(layer.name), node_id)
+            (self.mode.layer_key(layer.stack_name), node_id)
             for (layer, _), node_id in zip(
                 items, self.document.child_ids(self.groups[index]), strict=True
             )

@@ -422,7 +422,7 @@ class Model(Observable):
         images, params.selection_bounds = collect_images(mode, document, params.options)
         counts = {k: len(v) for k, v in params.options.items() if isinstance(v, list)}
         anchor = document.active_layer_id() or document.top_layer_id()
-        placement = Placement(document, mode, params.prompt, counts, anchor)
+        placement = Placement(document, mode, params.prompt, counts, anchor, images=list(images))
         self.timeline = []
         self.can_undo_result, self._last_result = False, None
         self.status = "Sending…"

@@ -48,6 +48,14 @@ class QtHttp:
             await finished
             status = reply.attribute(Request.Attribute.HttpStatusCodeAttribute)
             if status is None:
+                if reply.error() == QtNetwork.QNetworkReply.NetworkError.SslHandshakeFailedError:
+                    host = QtCore.QUrl(url).host()
+                    raise NetworkError(
+                        f"the server {host} has a TLS certificate this computer does not trust "
+                        f"({reply.errorString()}); install the server's certificate (or its CA) "
+                        "in the system's trusted certificates, or use a certificate from a "
+                        "trusted authority"
+                    )
                 raise NetworkError(reply.errorString())
             response_headers = {
                 bytes(name).decode("latin-1").lower(): bytes(value).decode("latin-1")

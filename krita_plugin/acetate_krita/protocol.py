@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -155,6 +156,10 @@ class LayerInfo:
     visible: bool = True
     keeps_alpha: bool = True
     count_from: str | None = None
+    #: Returned only when this image input is not sent (a generated background).
+    only_without: str | None = None
+    #: Counted layers: the list item field whose text is each layer's name in records.
+    title_from: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> LayerInfo:
@@ -244,10 +249,14 @@ class ModeInfo:
                 return index, number
         return len(self.layers), 0  # not declared: on top
 
-    def layer_names(self, counts: dict[str, int]) -> list[str]:
-        """Layer names of one batch item, bottom → top (patterns repeated `counts[...]` times)."""
+    def layer_names(self, counts: dict[str, int], images: Iterable[str] | None = None) -> list[str]:
+        """Layer names of one batch item, bottom → top (patterns repeated `counts[...]` times;
+        with `images`, the image fields sent, layers `only_without` one of them drop out)."""
+        sent = set(images) if images is not None else set()
         names: list[str] = []
         for layer in self.layers:
+            if layer.only_without is not None and layer.only_without in sent:
+                continue
             if layer.fixed:
                 names.append(layer.name)
             else:
@@ -373,6 +382,14 @@ class LayerRecord:
     width: int
     height: int
     visible: bool = True
+    #: The mode's layer name it comes from (`object_0`), when `name` is a title (a scene
+    #: object's prompt); stacking uses it.
+    key: str | None = None
+
+    @property
+    def stack_name(self) -> str:
+        """The name the mode's `layers` declare for this layer (ordering, visibility)."""
+        return self.key or self.name
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LayerRecord:
@@ -385,6 +402,7 @@ class LayerRecord:
             width=int(data["width"]),
             height=int(data["height"]),
             visible=bool(data.get("visible", True)),
+            key=None if data.get("key") is None else str(data["key"]),
         )
 
     @property
@@ -443,7 +461,7 @@ class ResultRecord:
         for index in sorted(by_batch):
             layers = by_batch[index]
             if mode is not None:
-                layers = sorted(layers, key=lambda layer: mode.layer_key(layer.name))
+                layers = sorted(layers, key=lambda layer: mode.layer_key(layer.stack_name))
             groups.append((group_name(self.prompt, index, label), layers))
         return groups
 

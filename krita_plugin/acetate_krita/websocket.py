@@ -22,6 +22,16 @@ TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 MAX_HEADER_BYTES = 64 * 1024
 
 
+def untrusted_certificate(host: str, error: BaseException) -> str:
+    """An untrusted TLS certificate, in plain words."""
+    reason = getattr(error, "verify_message", None) or str(error)
+    return (
+        f"the server {host} has a TLS certificate this computer does not trust ({reason}); "
+        "install the server's certificate (or its CA) in the system's trusted certificates, "
+        "or use a certificate from a trusted authority"
+    )
+
+
 class WebSocketError(Exception):
     """The connection could not be opened or broke; `status` is the HTTP status if refused."""
 
@@ -99,6 +109,8 @@ class WebSocket:
             )
         except asyncio.TimeoutError:
             raise WebSocketError(f"no answer from {parts.hostname}:{port}") from None
+        except ssl.SSLCertVerificationError as error:
+            raise WebSocketError(untrusted_certificate(parts.hostname, error)) from None
         except OSError as error:
             raise WebSocketError(error.strerror or str(error)) from None
         socket = cls(reader, writer, max_size)

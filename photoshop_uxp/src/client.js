@@ -28,6 +28,13 @@ const { utf8, decodeUtf8 } = require("./utf8.js");
  */
 /** @typedef {(url: string, init?: {method?: string, headers?: Record<string, string>, body?: any}) => Promise<FetchResponse>} FetchLike */
 
+/**
+ * The header that proves a request is the panel's and not a web page's (a page cannot send a
+ * custom header cross-origin without a CORS preflight, and the server refuses every preflight);
+ * it lets the server admit whatever `Origin` UXP sends (none, `null`, a non-web scheme).
+ */
+const CLIENT_HEADER = "X-Acetate-Client";
+
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const UPLOAD_TIMEOUT_MS = 180_000;
@@ -140,19 +147,33 @@ function withTimeout(promise, ms, onTimeout) {
 
 class AcetateClient {
   /**
-   * @param {{baseUrl: string, token?: string, fetch: FetchLike, timeoutMs?: number}} options
+   * @param {{baseUrl: string, token?: string, fetch: FetchLike, timeoutMs?: number, client?: string}} options
+   *   `client`: the `X-Acetate-Client` value, `photoshop/<plugin version>`
    */
-  constructor({ baseUrl, token = "", fetch, timeoutMs = DEFAULT_TIMEOUT_MS }) {
+  constructor({ baseUrl, token = "", fetch, timeoutMs = DEFAULT_TIMEOUT_MS, client = "photoshop/0" }) {
     this.baseUrl = normalizeBaseUrl(baseUrl);
     this.token = token.trim();
     this.fetch = fetch;
     this.timeoutMs = timeoutMs;
+    this.client = client;
   }
 
-  /** The WebSocket address, with the token as `?token=` (UXP cannot set WebSocket headers). */
-  get socketUrl() {
-    const base = this.baseUrl.replace(/^http/, "ws");
-    return this.token ? `${base}/api/ws?token=${encodeURIComponent(this.token)}` : `${base}/api/ws`;
+  /**
+   * A fresh WebSocket address: `?ticket=` from `POST /api/ws-ticket` (single use, so one per
+   * connection attempt: the socket may open with `Origin: null`, which only a ticket admits),
+   * plus `?token=` when a token is set (UXP cannot set WebSocket headers).
+   * @returns {Promise<string>}
+   */
+  async socketUrl() {
+    const { ticket } = await this.json("POST", "/api/ws-ticket");
+    if (typeof ticket !== "string" || ticket === "") {
+      throw new ProtocolError("POST /api/ws-ticket answered without a ticket");
+    }
+    const query = [`ticket=${encodeURIComponent(ticket)}`];
+    if (this.token) {
+      query.push(`token=${encodeURIComponent(this.token)}`);
+    }
+    return `${this.baseUrl.replace(/^http/, "ws")}/api/ws?${query.join("&")}`;
   }
 
   /**
@@ -165,7 +186,7 @@ class AcetateClient {
   async request(method, path, { body, contentType, timeoutMs = this.timeoutMs } = {}) {
     const url = this.baseUrl + path;
     /** @type {Record<string, string>} */
-    const headers = {};
+    const headers = { [CLIENT_HEADER]: this.client };
     if (this.token) {
       headers.Authorization = `Bearer ${this.token}`;
     }
@@ -175,7 +196,9 @@ class AcetateClient {
     const exchange = (async () => {
       let response;
       try {
-        response = await this.fetch(url, { method, headers, body });
+        // UXP's fetch throws a TypeError when a GET or HEAD carries a `body` key at all
+        // (uxp-api/reference-js/global-members/data-transfers/fetch.md): omit it.
+        response = await this.fetch(url, body === undefined ? { method, headers } : { method, headers, body });
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
         throw new NetworkError("unreachable", url, `no answer from ${url}: ${reason}`);
@@ -354,6 +377,7 @@ function errorFromResponse(status, body) {
 }
 
 module.exports = {
+  CLIENT_HEADER,
   AcetateClient,
   ServerError,
   NetworkError,

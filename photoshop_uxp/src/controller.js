@@ -13,7 +13,7 @@ const { EventSocket } = require("./events.js");
 const { JobWatch } = require("./jobs.js");
 const { TOO_OLD, describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
 const { activeInputs, compareRanks, layerDeclaration, layerRank, pickMode } = require("./modes.js");
-const { clipToCanvas, prepareInputs, readNeeds } = require("./placement.js");
+const { checkImageSize, clipToCanvas, imageLimits, prepareInputs, readNeeds } = require("./placement.js");
 const { API_VERSION, ProtocolError, ServerTooOld, groupName } = require("./protocol.js");
 const { buildParameters } = require("./settings.js");
 const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js");
@@ -43,10 +43,14 @@ const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js"
  *   one modal scope, one named history state; nothing left behind on failure
  * @property {(documentId: number, ids: number[], commandName: string) => Promise<number>} removeLayers
  *   the layers or groups that still exist, in one history state; resolves with how many
- * @property {(bytes: ArrayBuffer, fileName: string) => Promise<void>} openPsd
+ * @property {(bytes: ArrayBuffer, fileName: string) => Promise<boolean>} openPsd
+ *   opens it as a new untitled document; false when it stayed the temporary file
  */
 
 class Cancelled extends Error {}
+
+/** Said when an opened PSD could not be turned into an untitled document. */
+const SAVE_AS = " It lives in a temporary folder: use File ▸ Save As to keep it.";
 
 /**
  * Inserting one result's layers into a document as they arrive, each in its own history
@@ -57,9 +61,13 @@ class Cancelled extends Error {}
 class Landing {
   /**
    * @param {{client: AcetateClient, host: Host, mode: ModeInfo|null, modeName: string,
-   *   document: DocumentInfo, offset: {left: number, top: number}, prompt: string, jobId: string}} options
+   *   document: DocumentInfo, offset: {left: number, top: number}, prompt: string, jobId: string,
+   *   anchor?: number|null}} options
+   *   `anchor`: the top-level layer the result's groups go above (remembered before the first
+   *   insertion: Photoshop makes every created layer and group active)
    */
-  constructor({ client, host, mode, modeName, document, offset, prompt, jobId }) {
+  constructor({ client, host, mode, modeName, document, offset, prompt, jobId, anchor = null }) {
+    this.anchor = anchor;
     this.client = client;
     this.host = host;
     this.mode = mode;
@@ -178,6 +186,7 @@ class Landing {
           name,
           rank: [record.batch_index],
           siblings: [...this.groups.entries()].map(([index, other]) => ({ id: other.id, rank: [index] })),
+          anchor: this.anchor,
         },
       },
       `Acetate: ${record.name} (${name})`,
@@ -192,12 +201,14 @@ class Landing {
 class Controller {
   /**
    * @param {{host: Host, store: PanelStore, allowed: string[], fetch: FetchLike,
-   *   WebSocket: SocketClass, requestTimeoutMs?: number, eventTimeoutMs?: number}} options
+   *   WebSocket: SocketClass, requestTimeoutMs?: number, eventTimeoutMs?: number, version?: string}} options
    *   `allowed`: the manifest's network entries; `eventTimeoutMs`: after this long without
-   *   an event the job is polled over HTTP (a server that does not answer ends the wait).
+   *   an event the job is polled over HTTP (a server that does not answer ends the wait);
+   *   `version`: the plugin's version (manifest), sent as `X-Acetate-Client: photoshop/<version>`.
    */
-  constructor({ host, store, allowed, fetch, WebSocket, requestTimeoutMs = 30_000, eventTimeoutMs = 60_000 }) {
+  constructor({ host, store, allowed, fetch, WebSocket, requestTimeoutMs = 30_000, eventTimeoutMs = 60_000, version = "0" }) {
     this.host = host;
+    this.clientName = `photoshop/${version}`;
     this.store = store;
     this.allowed = allowed;
     this.fetch = fetch;
@@ -247,6 +258,7 @@ class Controller {
         token: this.state.token,
         fetch: this.fetch,
         timeoutMs: this.requestTimeoutMs,
+        client: this.clientName,
       });
     } catch {
       return fail(`Server: "${serverUrl}" is not an address like http://127.0.0.1:7865.`);
@@ -284,7 +296,7 @@ class Controller {
     }
     this.client = client;
     this.socket = new EventSocket({
-      url: client.socketUrl,
+      url: () => client.socketUrl(),
       WebSocket: this.WebSocket,
       onEvent: (event) => this.onEvent(event),
       onStatus: (socket) => this.store.update({ connection: { ...this.state.connection, socket } }),
@@ -298,6 +310,8 @@ class Controller {
         version: health.version,
         device: health.device,
         socket: "connecting",
+        seen: health.client_seen ?? null,
+        limits: imageLimits(health),
       },
     });
     this.socket.open();
@@ -368,6 +382,22 @@ class Controller {
       }
       const inputs = activeInputs(mode, params);
       const needs = readNeeds(inputs);
+      // Refused (or warned about) before a single pixel is read: only the region a mode needs
+      // is read, always as 8 bits, and never more than the server accepts.
+      const limits = this.state.connection.limits ?? imageLimits(null);
+      /** @type {string[]} */
+      const warnings = [];
+      if (needs.composite) {
+        const warning = checkImageSize("The document", document, limits);
+        if (warning) warnings.push(warning);
+      }
+      if (needs.layer && document.activeLayer?.rect) {
+        const warning = checkImageSize("The active layer", document.activeLayer.rect, limits);
+        if (warning) warnings.push(warning);
+      }
+      if (warnings.length > 0) {
+        this.store.update({ message: { kind: "info", text: warnings.join(" ") } });
+      }
       let frame = { left: 0, top: 0, width: document.width, height: document.height };
       /** @type {Record<string, Raster>} */
       let images = {};
@@ -386,7 +416,17 @@ class Controller {
       const offset = { left: frame.left, top: frame.top };
       if (!mode.frame_scale) {
         // A scaled frame (upscale) does not fit the document: it opens as a new one instead.
-        landing = new Landing({ client, host: this.host, mode, modeName: mode.name, document, offset, prompt: params.prompt, jobId });
+        landing = new Landing({
+          client,
+          host: this.host,
+          mode,
+          modeName: mode.name,
+          document,
+          offset,
+          prompt: params.prompt,
+          jobId,
+          anchor: this.anchorFor(document),
+        });
         this.landing = landing;
       }
       this.store.update({
@@ -411,7 +451,7 @@ class Controller {
         if (landing) {
           this.store.update({ job: progress(jobId, "inserting") });
           await landing.finish(final.result);
-          this.reportLanded(landing, final.result);
+          this.reportLanded(landing, final.result, warnings);
         } else {
           await this.openAsDocument(final.result, mode);
         }
@@ -516,6 +556,7 @@ class Controller {
         offset: entry?.offset ?? { left: 0, top: 0 },
         prompt,
         jobId,
+        anchor: this.anchorFor(document),
       });
       this.store.update({ job: progress(jobId, "inserting") });
       try {
@@ -537,8 +578,8 @@ class Controller {
     await this.runHistoryAction(async (client) => {
       this.store.update({ job: progress(jobId, "downloading") });
       const bytes = await client.psd(jobId);
-      await this.host.openPsd(bytes, `acetate-${jobId}.psd`);
-      this.store.update({ message: { kind: "info", text: "Opened the layered PSD as a new document." } });
+      const untitled = await this.host.openPsd(bytes, `acetate-${jobId}.psd`);
+      this.store.update({ message: { kind: "info", text: `Opened the layered PSD as a new document.${untitled ? "" : SAVE_AS}` } });
     });
   }
 
@@ -569,19 +610,20 @@ class Controller {
   async openAsDocument(result, mode) {
     const client = /** @type {AcetateClient} */ (this.client);
     this.store.update({ job: progress(result.id, "downloading") });
-    await this.host.openPsd(await client.psd(result.id), `acetate-${result.id}.psd`);
-    this.store.update({ message: { kind: "info", text: `${mode?.label ?? result.mode}: the result opened as a new document.` } });
+    const untitled = await this.host.openPsd(await client.psd(result.id), `acetate-${result.id}.psd`);
+    this.store.update({ message: { kind: "info", text: `${mode?.label ?? result.mode}: the result opened as a new document.${untitled ? "" : SAVE_AS}` } });
   }
 
   /**
    * @private
    * @param {Landing} landing
    * @param {ResultRecord} result
+   * @param {string[]} [before] said before the job ran (e.g. a large document)
    */
-  reportLanded(landing, result) {
+  reportLanded(landing, result, before = []) {
     const count = landing.inserted;
     const groups = landing.groups.size;
-    const notes = landing.cropped ? ["The result is larger than the document and was cropped to the canvas."] : [];
+    const notes = [...before, ...(landing.cropped ? ["The result is larger than the document and was cropped to the canvas."] : [])];
     const warnings = [...notes, ...(result.warnings ?? [])].join(" ");
     this.store.update({
       message: {
@@ -642,6 +684,23 @@ class Controller {
       throw new InputProblem("serverUrl", this.state.connection.message);
     }
     return this.client;
+  }
+
+  /**
+   * The top-level layer a new result goes above: the one holding the active layer, or — when
+   * that is a group of the last result (Photoshop leaves the last created layer active) — the
+   * top group of that result, so that results stack as a flat list of groups, newest on top.
+   * @private
+   * @param {DocumentInfo} document
+   * @returns {number|null}
+   */
+  anchorFor(document) {
+    const top = document.activeLayer?.topId ?? null;
+    const landed = this.state.landed;
+    if (top !== null && landed && landed.documentId === document.id && landed.groupIds.includes(top)) {
+      return landed.groupIds[landed.groupIds.length - 1];
+    }
+    return top;
   }
 
   /** @private */

@@ -30,7 +30,7 @@ const { parseEvent } = require("./protocol.js");
  */
 class EventSocket {
   /**
-   * @param {{url: string, WebSocket: SocketClass, onEvent: (event: JobEvent) => void,
+   * @param {{url: string|(() => Promise<string>), WebSocket: SocketClass, onEvent: (event: JobEvent) => void,
    *   onStatus?: (status: "connecting"|"open"|"closed", detail?: string) => void,
    *   connectTimeoutMs?: number, minBackoffMs?: number, maxBackoffMs?: number}} options
    */
@@ -72,7 +72,7 @@ class EventSocket {
       return;
     }
     this.stopped = false;
-    this.connect();
+    void this.connect();
   }
 
   /** Stop for good: no more reconnects. */
@@ -107,13 +107,28 @@ class EventSocket {
     }
   }
 
-  /** @private */
-  connect() {
+  /**
+   * Connect once. `url` may be a function giving a fresh address per attempt (the server's
+   * WebSocket tickets are single-use).
+   * @private
+   */
+  async connect() {
     this.onStatus("connecting");
+    /** @type {string} */
+    let url;
+    try {
+      url = typeof this.url === "function" ? await this.url() : this.url;
+    } catch (error) {
+      this.retry(error instanceof Error ? error.message : String(error));
+      return;
+    }
+    if (this.stopped || this.socket !== null) {
+      return;
+    }
     /** @type {SocketLike} */
     let socket;
     try {
-      socket = new this.WebSocket(this.url);
+      socket = new this.WebSocket(url);
     } catch (error) {
       this.retry(error instanceof Error ? error.message : String(error));
       return;
@@ -158,7 +173,7 @@ class EventSocket {
     this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
     this.timer = setTimeout(() => {
       if (!this.stopped) {
-        this.connect();
+        void this.connect();
       }
     }, delay);
   }

@@ -102,8 +102,10 @@ function describeServerError(error, labels) {
       );
     case "forbidden_origin":
       return (
-        "The server refused this plugin (Origin check). Start it with --allow-origin and the " +
-        "value shown in the server's log."
+        "The server refused this panel's request (Origin check). The panel proves itself with " +
+        "its X-Acetate-Client header and WebSocket tickets, which servers older than this panel " +
+        "do not know: update Acetate on the server. If it still refuses, start the server with " +
+        "--allow-origin and the Origin shown in the server's log (\"panel client … sent Origin=…\")."
       );
     case "not_found":
       return "The server no longer has this job (it was deleted or has expired).";

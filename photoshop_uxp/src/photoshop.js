@@ -18,7 +18,7 @@ const {
   toRgba,
 } = require("./pixels.js");
 const { neighbour } = require("./placement.js");
-const { decodeUtf8 } = require("./utf8.js");
+const { decodeUtf8, encodeUtf8 } = require("./utf8.js");
 
 /** @typedef {import("./controller").Host} Host */
 /** @typedef {import("./placement").DocumentInfo} DocumentInfo */
@@ -33,6 +33,21 @@ const TOKEN_KEY = "acetate.token";
 /** Before Photoshop 25.10 a second modal request fails at once instead of waiting. */
 const MODAL_RETRIES = 8;
 const MODAL_RETRY_MS = 250;
+/** Since 25.10 `executeAsModal` itself waits this long for another plugin's modal scope. */
+const MODAL_TIMEOUT_MS = 3000;
+/** Layer kinds read through a rasterised temporary duplicate (constants.md LayerKind). */
+const RASTERIZED_KINDS = ["text", "smartObject", "solidColor", "gradientFill", "pattern"];
+
+/**
+ * Another plugin holds the modal state: `number` 9 and "Plugin: … is running a modal command"
+ * since 25.10 (media/executeasmodal.md), "host is in a modal state" before.
+ * @param {unknown} error
+ */
+function isModalClash(error) {
+  const number = /** @type {any} */ (error)?.number;
+  const message = error instanceof Error ? error.message : String(error ?? "");
+  return number === 9 || /is running a modal command|modal state/i.test(message);
+}
 
 /**
  * @typedef {Object} Modules
@@ -46,6 +61,7 @@ const MODAL_RETRY_MS = 250;
  * The controller's `Host`, plus what the panel's start-up needs.
  * @typedef {Host & {
  *   allowedOrigins(): Promise<string[]>,
+ *   pluginVersion(): Promise<string>,
  *   loadSaved(): unknown,
  *   save(data: unknown): void,
  *   loadToken(): Promise<string>,
@@ -75,28 +91,76 @@ function createHost(modules) {
    * @returns {Promise<T>}
    */
   async function modal(commandName, body) {
+    let entered = false;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await core.executeAsModal(body, { commandName });
+        return await core.executeAsModal(
+          (context) => {
+            entered = true;
+            return body(context);
+          },
+          // `timeOut` (25.10+) is missing from @types/photoshop 25.0.4's ExecuteAsModalOptions.
+          /** @type {any} */ ({ commandName, timeOut: MODAL_TIMEOUT_MS }),
+        );
       } catch (error) {
-        const busy = error instanceof Error && /modal state/i.test(error.message);
-        if (!busy || attempt >= MODAL_RETRIES) {
-          throw busy ? new HostProblem("Photoshop is busy with another command; try again.") : error;
+        // Only a refusal to enter is a clash; an error from inside the scope is the body's.
+        const busy = !entered && isModalClash(error);
+        if (!busy || attempt >= MODAL_RETRIES || /** @type {any} */ (error)?.number === 9) {
+          if (busy) {
+            const who = /Plugin: ?(\S+) is running/i.exec(error instanceof Error ? error.message : "")?.[1];
+            throw new HostProblem(
+              `Photoshop is busy with another command${who ? ` (the plugin ${who} is running one)` : ""}; try again when it has finished.`,
+            );
+          }
+          throw error;
         }
         await new Promise((resolve) => setTimeout(resolve, MODAL_RETRY_MS));
       }
     }
   }
 
+  /**
+   * Undo whatever `body` changed: a history suspension rolled back at the end, so temporary
+   * duplicates leave no layer and no history state. When the body fails (or the user
+   * cancelled, after which Photoshop refuses further changes), the rollback's own error is
+   * dropped and the original one thrown; Photoshop also rolls back open suspensions itself
+   * when a scope ends with an exception (media/executeasmodal.md).
+   * @template T
+   * @param {any} context
+   * @param {number} documentID
+   * @param {() => Promise<T>} body
+   * @returns {Promise<T>}
+   */
+  async function withoutTrace(context, documentID, body) {
+    const suspension = await context.hostControl.suspendHistory({ documentID, name: "Acetate: read" });
+    let result;
+    try {
+      result = await body();
+    } catch (error) {
+      try {
+        await context.hostControl.resumeHistory(suspension, false);
+      } catch {
+        // Secondary: the scope was cancelled or is failing anyway; Photoshop rolls back.
+      }
+      throw error;
+    }
+    await context.hostControl.resumeHistory(suspension, false);
+    return result;
+  }
+
   /** @param {any} doc @returns {DocumentInfo} */
   function describe(doc) {
-    return {
-      id: doc.id,
-      name: doc.name,
-      width: Math.round(Number(doc.width)),
-      height: Math.round(Number(doc.height)),
-      bits: documentBits(doc.bitsPerChannel),
-    };
+    const width = Math.round(Number(doc.width));
+    const height = Math.round(Number(doc.height));
+    const active = doc.activeLayers?.[0] ?? null;
+    /** @type {DocumentInfo["activeLayer"]} */
+    let activeLayer = null;
+    if (active) {
+      const bounds = safeBounds(active);
+      const rect = bounds ? intersect(rectFromBounds(bounds), { left: 0, top: 0, width, height }) : null;
+      activeLayer = { id: active.id, topId: topLevel(active).id, kind: String(active.kind), rect };
+    }
+    return { id: doc.id, name: doc.name, width, height, bits: documentBits(doc.bitsPerChannel), activeLayer };
   }
 
   /** @param {any} doc */
@@ -136,7 +200,126 @@ function createHost(modules) {
     }
   }
 
+  /**
+   * The active layer's pixels as the user sees them on it, clipped to the canvas: a pixel
+   * layer with its user and vector masks applied to alpha (getPixels returns unmasked pixels);
+   * a group through a merged temporary duplicate; text, smart objects and fills through a
+   * rasterised temporary duplicate (the duplicates and their history vanish in a rolled-back
+   * suspension); the Background opaque. A clipped layer is read on its own, not clipped by
+   * its base. Null when the layer has no pixels on the canvas.
+   * @param {any} context the modal scope's execution context
+   * @param {any} doc
+   * @param {any} layer
+   * @param {Rect} canvas
+   * @returns {Promise<(import("./pixels").Raster & {rect: Rect})|null>}
+   */
+  async function readLayer(context, doc, layer, canvas) {
+    const kind = String(layer.kind);
+    if (kind === NORMAL) {
+      return readPixelLayer(context, doc, layer, canvas);
+    }
+    return withoutTrace(context, doc.id, async () => {
+      const copy = await layer.duplicate();
+      if (kind === GROUP) {
+        // Layer.merge works on the selected layers: the duplicate is (README checklist).
+        const merged = await copy.merge();
+        return readPixelLayer(context, doc, merged ?? copy, canvas);
+      }
+      await copy.rasterize(constants.RasterizeType.ENTIRELAYER);
+      return readPixelLayer(context, doc, copy, canvas);
+    });
+  }
+
+  /**
+   * @param {any} context
+   * @param {any} doc
+   * @param {any} layer a pixel layer
+   * @param {Rect} canvas
+   */
+  async function readPixelLayer(context, doc, layer, canvas) {
+    const bounds = safeBounds(layer);
+    const rect = bounds ? intersect(rectFromBounds(bounds), canvas) : null;
+    if (!rect) {
+      return null;
+    }
+    // Only the layer's region, always 8-bit sRGB (Photoshop converts deeper documents).
+    const read = await take(
+      await imaging.getPixels({
+        documentID: doc.id,
+        layerID: layer.id,
+        sourceBounds: boundsOf(rect),
+        colorSpace: "RGB",
+        colorProfile: SRGB,
+        componentSize: 8,
+        applyAlpha: false,
+      }),
+      "rgba",
+    );
+    const inside = intersect(read.rect, rect);
+    if (!inside) {
+      return null;
+    }
+    const data = placeInto(read.data, read.rect, rect, 4);
+    if (layer.isBackgroundLayer) {
+      for (let i = 3; i < data.length; i += 4) {
+        data[i] = 255;
+      }
+    }
+    for (const kind of /** @type {const} */ (["user", "vector"])) {
+      const mask = await readMask(context, doc, layer, kind, rect);
+      if (mask) {
+        for (let p = 0; p < mask.length; p++) {
+          data[p * 4 + 3] = Math.round((data[p * 4 + 3] * mask[p]) / 255);
+        }
+      }
+    }
+    return { data, width: rect.width, height: rect.height, rect };
+  }
+
+  /**
+   * A layer's user or vector mask over `rect`, or null when it has none (what getLayerMask
+   * does then is undocumented: any failure outside a cancelled scope means "no mask").
+   * @param {any} context
+   * @param {any} doc
+   * @param {any} layer
+   * @param {"user"|"vector"} kind
+   * @param {Rect} rect
+   */
+  async function readMask(context, doc, layer, kind, rect) {
+    let result;
+    try {
+      result = await imaging.getLayerMask({ documentID: doc.id, layerID: layer.id, kind, sourceBounds: boundsOf(rect) });
+    } catch (error) {
+      if (context?.isCancelled) {
+        throw error;
+      }
+      return null;
+    }
+    if (!result || !result.imageData) {
+      return null;
+    }
+    const read = await take(result, "mask");
+    return placeInto(read.data, read.rect, rect, 1);
+  }
+
+  /**
+   * Refuse, in plain words and before any modal scope, a layer that has no pixels to read.
+   * @param {any} layer
+   */
+  function checkReadable(layer) {
+    const kind = String(layer.kind);
+    if (kind === NORMAL || kind === GROUP || RASTERIZED_KINDS.includes(kind)) {
+      return;
+    }
+    const what = kind === "threeD" ? "a 3D layer" : kind === "video" ? "a video layer" : `an adjustment layer (${kind})`;
+    throw new HostProblem(
+      `The active layer "${layer.name}" is ${what}: it has no pixels of its own to send. ` +
+        "Select a pixel, text, shape or smart object layer or a group.",
+    );
+  }
+
   const { constants } = photoshop;
+  const NORMAL = constants.LayerKind.NORMAL;
   const GROUP = constants.LayerKind.GROUP;
   const PLACE_ABOVE = constants.ElementPlacement.PLACEBEFORE;
   const PLACE_BELOW = constants.ElementPlacement.PLACEAFTER;
@@ -162,7 +345,10 @@ function createHost(modules) {
         throw new HostProblem("Select a layer first.");
       }
       const selected = selection ? selectionBounds(doc) : null;
-      return modal("Acetate: read document", async () => {
+      if (active) {
+        checkReadable(active);
+      }
+      return modal("Acetate: read document", async (context) => {
         /** @type {DocumentPixels} */
         const out = { document: info };
         if (composite) {
@@ -179,25 +365,7 @@ function createHost(modules) {
           out.composite = { data: placeInto(read.data, read.rect, canvas, 4), ...size(canvas) };
         }
         if (active) {
-          out.layer = null;
-          const bounds = active.bounds;
-          if (bounds && bounds.right > bounds.left && bounds.bottom > bounds.top) {
-            const read = await take(
-              await imaging.getPixels({
-                documentID: doc.id,
-                layerID: active.id,
-                colorSpace: "RGB",
-                colorProfile: SRGB,
-                componentSize: 8,
-                applyAlpha: false,
-              }),
-              "rgba",
-            );
-            const rect = intersect(read.rect, canvas);
-            if (rect) {
-              out.layer = { data: placeInto(read.data, read.rect, rect, 4), ...size(rect), rect };
-            }
-          }
+          out.layer = await readLayer(context, doc, active, canvas);
         }
         if (selection) {
           out.selection = null;
@@ -221,9 +389,15 @@ function createHost(modules) {
       const doc = findDocument(documentId);
       checkMode(doc);
       const { layer } = insertion;
-      // Converted before the modal scope so that Photoshop is blocked as briefly as possible.
+      // Converted before the modal scope so that Photoshop is blocked as briefly as possible
+      // (32-bit: linear light; pixels.js).
       const channels = fromBytes(layer.data, documentBits(doc.bitsPerChannel));
       return modal(commandName, async (context) => {
+        // The user may have switched documents while the job ran; creating layers in an
+        // inactive document is undocumented, so the job's document is made active first.
+        if (app.activeDocument?.id !== doc.id) {
+          app.activeDocument = doc;
+        }
         // One history state per inserted layer, named after it (a suspension cannot be held
         // across the network waits between layers).
         const suspension = await context.hostControl.suspendHistory({ documentID: doc.id, name: commandName });
@@ -275,8 +449,10 @@ function createHost(modules) {
             if (next) {
               await group.move(next.item.layer, next.place === "above" ? PLACE_ABOVE : PLACE_BELOW);
             } else {
-              // A result's first group goes at the top level, above what was active.
-              const top = topLevel(anchor);
+              // A result's first group goes at the top level, above the layer that was active
+              // before the result's first insertion (every creation makes the new item active).
+              const remembered = insertion.group.anchor != null ? findLayer(doc, insertion.group.anchor) : null;
+              const top = topLevel(remembered ?? anchor);
               if (top && top.id !== group.id) {
                 await group.move(top, PLACE_ABOVE);
               }
@@ -296,10 +472,14 @@ function createHost(modules) {
             try {
               item.delete();
             } catch {
-              // Already gone with its group.
+              // Already gone with its group, or the user cancelled (no changes possible then).
             }
           }
-          await context.hostControl.resumeHistory(suspension, false);
+          try {
+            await context.hostControl.resumeHistory(suspension, false);
+          } catch {
+            // After a cancel Photoshop refuses this and rolls back itself: report the original.
+          }
           throw error;
         }
       });
@@ -331,19 +511,31 @@ function createHost(modules) {
       const folder = await localFileSystem.getTemporaryFolder();
       const file = await folder.createFile(fileName, { overwrite: true });
       await file.write(bytes, { format: formats.binary });
-      await modal("Acetate: open PSD", async () => {
-        await app.open(file);
+      // A document opened from the plugin's temporary folder would be saved back there by
+      // Ctrl+S: it is duplicated into an untitled document and the temporary one closed.
+      return modal("Acetate: open PSD", async () => {
+        const opened = await app.open(file);
+        try {
+          await opened.duplicate(fileName.replace(/\.psd$/i, ""));
+          opened.closeWithoutSaving();
+          return true;
+        } catch {
+          return false; // the panel tells the user to use File ▸ Save As
+        }
       });
     },
 
     /** The manifest's network entries (what this build may connect to). */
     async allowedOrigins() {
-      const { localFileSystem, formats } = uxp.storage;
-      const folder = await localFileSystem.getPluginFolder();
-      const entry = await folder.getEntry("manifest.json");
-      const manifest = JSON.parse(await entry.read({ format: formats.utf8 }));
+      const manifest = await readManifest();
       const domains = manifest?.requiredPermissions?.network?.domains;
       return Array.isArray(domains) ? domains.map(String) : [];
+    },
+
+    /** The plugin's version (manifest), sent as `X-Acetate-Client: photoshop/<version>`. */
+    async pluginVersion() {
+      const manifest = await readManifest();
+      return typeof manifest?.version === "string" ? manifest.version : "0";
     },
 
     /** @returns {unknown} the saved panel data, or null */
@@ -364,6 +556,7 @@ function createHost(modules) {
     /** The server token, kept in UXP's secure storage rather than with the settings. */
     async loadToken() {
       try {
+        // secure-storage.md: getItem resolves with a Uint8Array; the panel stores UTF-8 bytes.
         const bytes = await uxp.storage.secureStorage.getItem(TOKEN_KEY);
         return bytes ? decodeUtf8(new Uint8Array(bytes)) : "";
       } catch {
@@ -375,7 +568,8 @@ function createHost(modules) {
     async saveToken(token) {
       const storage = uxp.storage.secureStorage;
       if (token) {
-        await storage.setItem(TOKEN_KEY, token);
+        // As UTF-8 bytes: how secure storage encodes a string value is undocumented.
+        await storage.setItem(TOKEN_KEY, encodeUtf8(token));
       } else {
         await storage.removeItem(TOKEN_KEY).catch(() => {});
       }
@@ -390,6 +584,14 @@ function createHost(modules) {
       uxp.entrypoints.setup({ panels: { [panelId]: handlers } });
     },
   };
+
+  /** @returns {Promise<any>} the plugin's manifest.json */
+  async function readManifest() {
+    const { localFileSystem, formats } = uxp.storage;
+    const folder = await localFileSystem.getPluginFolder();
+    const entry = await folder.getEntry("manifest.json");
+    return JSON.parse(await entry.read({ format: formats.utf8 }));
+  }
 
   /** @param {any} doc @returns {Rect|null} */
   function selectionBounds(doc) {
@@ -406,6 +608,20 @@ function createHost(modules) {
   }
 
   return host;
+}
+
+/**
+ * A layer's bounds, or null when reading them fails.
+ * @param {any} layer
+ * @returns {{left: number, top: number, right: number, bottom: number}|null}
+ */
+function safeBounds(layer) {
+  try {
+    const bounds = layer.bounds;
+    return bounds && bounds.right > bounds.left && bounds.bottom > bounds.top ? bounds : null;
+  } catch {
+    return null;
+  }
 }
 
 /**

@@ -3,7 +3,9 @@
  * Pixel buffers: bit-depth conversion between the wire's 8-bit straight RGBA and Photoshop's
  * 8/16/32-bit channels, and cropping/padding rectangles of pixels. Pure functions.
  *
- * Photoshop's 16-bit channels run 0..32768 (not 65535); its 32-bit channels are floats 0..1.
+ * Photoshop's 16-bit channels run 0..32768 (not 65535). 32-bit documents are linear light
+ * (ps-reference/media/imaging.md: their profiles are "… (Linear RGB Profile)"), floats 0..1 and
+ * beyond: 8-bit sRGB colour goes through the sRGB → linear curve, alpha stays v / 255.
  */
 "use strict";
 
@@ -31,13 +33,27 @@ function documentBits(bitsPerChannel) {
   return /** @type {Bits} */ (bits);
 }
 
+/** sRGB-encoded 8-bit value → linear light (IEC 61966-2-1), for each byte value. */
+const SRGB_TO_LINEAR = Float32Array.from({ length: 256 }, (_, v) => {
+  const c = v / 255;
+  return c <= 0.04045 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+});
+
+/** @param {number} linear @returns {number} the sRGB-encoded value 0..1 */
+function linearToSrgb(linear) {
+  const c = linear <= 0 ? 0 : linear >= 1 ? 1 : linear;
+  return c <= 0.0031308 ? c * 12.92 : 1.055 * Math.pow(c, 1 / 2.4) - 0.055;
+}
+
 /**
- * 8-bit values in the channel type of a `bits`-deep document (16: 0..32768, 32: 0..1).
+ * 8-bit straight RGBA (`components` 4) or gray (1) values in the channel type of a
+ * `bits`-deep document: 16 → 0..32768; 32 → linear light for colour, v / 255 for alpha.
  * @param {Uint8Array} values
  * @param {Bits} bits
+ * @param {number} [components] 4: every 4th value is alpha (kept linear)
  * @returns {Channels}
  */
-function fromBytes(values, bits) {
+function fromBytes(values, bits, components = 4) {
   if (bits === 8) {
     return values;
   }
@@ -50,22 +66,35 @@ function fromBytes(values, bits) {
   }
   const out = new Float32Array(values.length);
   for (let i = 0; i < values.length; i++) {
-    out[i] = values[i] / 255;
+    const alpha = components === 4 && i % 4 === 3;
+    out[i] = alpha ? values[i] / 255 : SRGB_TO_LINEAR[values[i]];
   }
   return out;
 }
 
 /**
- * The inverse of `fromBytes`: channel values of any depth back to 8 bits (clamped).
+ * The inverse of `fromBytes`: channel values of any depth back to 8 bits (clamped; 32-bit
+ * colour through the linear → sRGB curve). Reads ask Photoshop for 8 bits, so this only
+ * matters for data that arrives deeper anyway.
  * @param {Channels} values
  * @param {Bits} bits
+ * @param {number} [components]
  * @returns {Uint8Array}
  */
-function toBytes(values, bits) {
+function toBytes(values, bits, components = 4) {
   if (bits === 8) {
     return values instanceof Uint8Array ? values : Uint8Array.from(values);
   }
-  const scale = bits === 16 ? 255 / MAX_16 : 255;
+  if (bits === 32) {
+    const out = new Uint8Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const alpha = (components === 4 && i % 4 === 3) || (components === 2 && i % 2 === 1);
+      const v = Math.round((alpha ? Math.min(Math.max(values[i], 0), 1) : linearToSrgb(values[i])) * 255);
+      out[i] = v;
+    }
+    return out;
+  }
+  const scale = 255 / MAX_16;
   const out = new Uint8Array(values.length);
   for (let i = 0; i < values.length; i++) {
     const v = Math.round(values[i] * scale);
@@ -187,6 +216,8 @@ function anySelected(mask) {
 }
 
 module.exports = {
+  SRGB_TO_LINEAR,
+  linearToSrgb,
   documentBits,
   fromBytes,
   toBytes,

@@ -22,6 +22,9 @@ const { anySelected, intersect, placeInto, union } = require("./pixels.js");
  * @property {number} width
  * @property {number} height
  * @property {8|16|32} bits
+ * @property {{id: number, topId: number, kind: string, rect: Rect|null}|null} [activeLayer]
+ *   the active layer when the document was looked at: its id, the top-level layer holding it,
+ *   its kind and its bounds on the canvas (null: empty)
  */
 
 /**
@@ -49,7 +52,8 @@ const { anySelected, intersect, placeInto, union } = require("./pixels.js");
  * @property {NewLayer} layer
  * @property {number[]} rank
  * @property {Placed[]} siblings
- * @property {{id: number|null, name: string, rank: number[], siblings: Placed[]}} group
+ * @property {{id: number|null, name: string, rank: number[], siblings: Placed[], anchor?: number|null}} group
+ *   `anchor`: the top-level layer a result's first group goes above
  */
 
 /** @typedef {{composite: boolean, layer: boolean, selection: boolean}} Needs */
@@ -204,4 +208,57 @@ function clipToCanvas(layer, canvas) {
   return { ...layer, ...inside, data: placeInto(layer.data, rect, inside, 4) };
 }
 
-module.exports = { readNeeds, prepareInputs, neighbour, clipToCanvas };
+/** The documented image limits (docs/protocol.md, Limits) when the server publishes none. */
+const DEFAULT_LIMITS = { maxSide: 8192, maxPixels: 64 * 1024 * 1024 };
+/** Above this many pixels the panel warns that reading and sending takes long. */
+const WARN_PIXELS = 16 * 1000 * 1000;
+
+/**
+ * The server's image limits from `GET /api/health` (`limits`), else the documented ones.
+ * @param {import("./protocol").Health|null|undefined} health
+ * @returns {{maxSide: number, maxPixels: number}}
+ */
+function imageLimits(health) {
+  const limits = health && typeof health.limits === "object" && health.limits !== null ? health.limits : {};
+  /** @param {string[]} names @param {number} fallback */
+  const pick = (names, fallback) => {
+    for (const name of names) {
+      const value = limits[name];
+      if (typeof value === "number" && Number.isFinite(value) && value > 0) {
+        return value;
+      }
+    }
+    return fallback;
+  };
+  const megapixels = pick(["max_megapixels", "image_max_megapixels"], 0);
+  return {
+    maxSide: pick(["max_side", "image_max_side", "max_image_side"], DEFAULT_LIMITS.maxSide),
+    maxPixels: megapixels > 0 ? megapixels * 1024 * 1024 : pick(["max_pixels", "image_max_pixels", "max_image_pixels"], DEFAULT_LIMITS.maxPixels),
+  };
+}
+
+/**
+ * Refuse, before any pixel is read, an image the server would refuse; a warning text for a
+ * large one (UXP warns near 600 MB of plugin memory), else null.
+ * @param {string} what e.g. "The document"
+ * @param {{width: number, height: number}} size
+ * @param {{maxSide: number, maxPixels: number}} limits
+ * @returns {string|null}
+ */
+function checkImageSize(what, size, limits) {
+  const pixels = size.width * size.height;
+  const megapixels = (/** @type {number} */ n) => `${Math.round((n / (1024 * 1024)) * 10) / 10} megapixels`;
+  if (size.width > limits.maxSide || size.height > limits.maxSide || pixels > limits.maxPixels) {
+    throw new HostProblem(
+      `${what} is ${size.width}×${size.height} px (${megapixels(pixels)}); the server accepts images up to ` +
+        `${limits.maxSide} px a side and ${megapixels(limits.maxPixels)}. Work on a smaller area ` +
+        "(a selection or layer, where the mode reads one) or reduce the size with Image ▸ Image Size.",
+    );
+  }
+  if (pixels > WARN_PIXELS) {
+    return `${what} is large (${size.width}×${size.height} px): reading and sending it takes a while and much memory.`;
+  }
+  return null;
+}
+
+module.exports = { readNeeds, prepareInputs, neighbour, clipToCanvas, imageLimits, checkImageSize, DEFAULT_LIMITS };

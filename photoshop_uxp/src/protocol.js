@@ -135,7 +135,15 @@ const MAX_PROMPT = 4000;
  */
 
 /** @typedef {{id: string, position: number}} JobCreated */
-/** @typedef {{version: string, api_version?: number, device: string, queue_length: number, running: string|null}} Health */
+/**
+ * What the server saw of the panel's request (`client_seen`: UXP's Origin is undocumented).
+ * @typedef {{origin?: string|null, sec_fetch_site?: string|null, sec_fetch_mode?: string|null}} ClientSeen
+ */
+/**
+ * Image limits the server publishes (`limits` in `GET /api/health`, when present).
+ * @typedef {{max_side?: number, max_pixels?: number, [key: string]: any}} ImageLimits
+ */
+/** @typedef {{version: string, api_version?: number, device: string, queue_length: number, running: string|null, client_seen?: ClientSeen, limits?: ImageLimits}} Health */
 /** @typedef {{api_version: number, modes: ModeInfo[]}} ModesInfo */
 /** @typedef {{name: string, family?: string, tiny?: boolean, test?: boolean, [key: string]: any}} BaseModelInfo */
 

@@ -45,6 +45,8 @@
  * @property {string} [version]
  * @property {string} [device]
  * @property {"open"|"connecting"|"closed"} socket
+ * @property {import("./protocol").ClientSeen|null} [seen]  the Origin/Sec-Fetch-* headers the server saw
+ * @property {{maxSide: number, maxPixels: number}} [limits]  the server's image limits
  */
 
 /**

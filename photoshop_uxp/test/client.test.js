@@ -72,6 +72,7 @@ test("a job whose server stops answering ends with an error instead of waiting f
       response.end(JSON.stringify(body));
     };
     if (request.url === "/api/health") reply({ version: "stub", api_version: 2, device: "none", queue_length: 0, running: null });
+    else if (request.url === "/api/ws-ticket" && request.method === "POST") reply({ ticket: "stub", expires_in: 60 });
     else if (request.url === "/api/modes") reply(builtinModes());
     else if (request.url === "/api/models") reply({ bases: [] });
     else if (request.url?.startsWith("/api/jobs?")) reply({ jobs: [] });
@@ -227,15 +228,29 @@ test("submit checks raw image sizes before sending anything", () => {
   assert.throws(() => client.submit({ mode: "inpaint", prompt: "x" }, { mask: { data: new Uint8Array(16 * 4), width: 4, height: 4 } }, { mask: "mask" }), RangeError);
 });
 
-test("addresses: normalized base URLs, explicit origins, the token on the WebSocket URL", () => {
+test("addresses: normalized base URLs, explicit origins, a fresh ticket and the token on the WebSocket URL", async () => {
   assert.equal(normalizeBaseUrl(" HTTP://LocalHost:7865/ "), "http://localhost:7865");
   assert.throws(() => normalizeBaseUrl("localhost:7865"), TypeError);
   assert.throws(() => normalizeBaseUrl("http://localhost:7865/api"), TypeError);
   assert.equal(explicitOrigin("http://localhost"), "http://localhost:80");
   assert.equal(explicitOrigin("ws://[::1]:7865"), "ws://[::1]:7865");
-  const client = new AcetateClient({ baseUrl: "http://127.0.0.1:7865", token: " a&b ", fetch });
-  assert.equal(client.socketUrl, "ws://127.0.0.1:7865/api/ws?token=a%26b");
-  assert.equal(new AcetateClient({ baseUrl: "http://127.0.0.1:7865", fetch }).socketUrl, "ws://127.0.0.1:7865/api/ws");
+  /** @type {any[]} */
+  const seen = [];
+  let n = 0;
+  const tickets = async (/** @type {string} */ url, /** @type {any} */ init) => {
+    seen.push({ url, init });
+    const body = new TextEncoder().encode(JSON.stringify({ ticket: `t${++n}+/`, expires_in: 60 })).buffer;
+    return { status: 200, ok: true, headers: { get: () => null }, arrayBuffer: async () => body, text: async () => "" };
+  };
+  const client = new AcetateClient({ baseUrl: "http://127.0.0.1:7865", token: " a&b ", fetch: tickets, client: "photoshop/1.2.3" });
+  assert.equal(await client.socketUrl(), "ws://127.0.0.1:7865/api/ws?ticket=t1%2B%2F&token=a%26b");
+  assert.equal(await client.socketUrl(), "ws://127.0.0.1:7865/api/ws?ticket=t2%2B%2F&token=a%26b", "a new single-use ticket per connection");
+  assert.deepEqual(seen[0].init.headers, { "X-Acetate-Client": "photoshop/1.2.3", Authorization: "Bearer a&b" });
+  assert.equal(seen[0].init.method, "POST");
+  const plain = new AcetateClient({ baseUrl: "http://127.0.0.1:7865", fetch: tickets });
+  assert.equal(await plain.socketUrl(), "ws://127.0.0.1:7865/api/ws?ticket=t3%2B%2F");
+  await plain.health().catch(() => {});
+  assert.equal("body" in seen.at(-1).init, false, "a GET carries no body key (UXP's fetch throws on one)");
 });
 
 test("UTF-8 fallbacks agree with the platform's", () => {
@@ -244,4 +259,13 @@ test("UTF-8 fallbacks agree with the platform's", () => {
     assert.equal(decodeUtf8(new TextEncoder().encode(text)), text);
   }
   assert.equal(decodeUtf8(Uint8Array.from([0x61, 0xff, 0xc3])), "a\ufffd\ufffd");
+});
+
+test("the fake UXP network is strict like UXP: a body key on GET is a TypeError, so is an address outside the manifest", async () => {
+  const { createFakeUxp } = require("./fakes/uxp.js");
+  const { PLUGIN_DIR, tempDir } = require("./helpers.js");
+  const fake = createFakeUxp({ pluginDir: PLUGIN_DIR, tempDir: tempDir("net"), network: { domains: ["http://127.0.0.1:7865", "ws://127.0.0.1:7865"] } });
+  await assert.rejects(fake.fetch("http://127.0.0.1:7865/api/health", { method: "GET", body: undefined }), TypeError);
+  await assert.rejects(fake.fetch("http://127.0.0.1:9999/api/health"), (error) => error instanceof TypeError && /Manifest entry not found/.test(error.message));
+  assert.throws(() => new fake.WebSocket("ws://127.0.0.1:9999/api/ws"), /Manifest entry not found/);
 });

@@ -10,7 +10,6 @@ const fs = require("node:fs");
 const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
-const WebSocket = require("ws");
 
 const { createFakePhotoshop } = require("./fakes/photoshop.js");
 const { createFakeUxp } = require("./fakes/uxp.js");
@@ -156,20 +155,26 @@ function decodePngWithPython(png) {
 
 /**
  * The plugin's real host + controller on the fake Photoshop, against a server URL.
- * @param {{serverUrl: string, token?: string, allowed?: string[], fetch?: any, requestTimeoutMs?: number, eventTimeoutMs?: number}} options
+ * The network goes through the fake UXP's `fetch`/`WebSocket` (real sockets, with the Origin and
+ * Sec-Fetch-* headers `network` chooses) unless `fetch` replaces it.
+ * @param {{serverUrl: string, token?: string, allowed?: string[], fetch?: any, requestTimeoutMs?: number, eventTimeoutMs?: number,
+ *   network?: import("./fakes/uxp").NetworkOptions}} options
  */
-function createPlugin({ serverUrl, token = "", allowed, fetch: fetchImpl, requestTimeoutMs, eventTimeoutMs }) {
+function createPlugin({ serverUrl, token = "", allowed, fetch: fetchImpl, requestTimeoutMs, eventTimeoutMs, network = {} }) {
   const { photoshop, world } = createFakePhotoshop();
   const temp = tempDir("plugin-temp");
-  const { uxp, localStorage } = createFakeUxp({ pluginDir: PLUGIN_DIR, tempDir: temp });
-  const host = createHost({ photoshop, uxp, localStorage });
   const port = /:(\d+)$/.exec(serverUrl)?.[1] ?? "80";
   const origins = allowed ?? ["127.0.0.1", "localhost"].flatMap((name) => [`http://${name}:${port}`, `ws://${name}:${port}`]);
+  const fakeUxp = createFakeUxp({ pluginDir: PLUGIN_DIR, tempDir: temp, network: { domains: origins, ...network } });
+  const { uxp, localStorage } = fakeUxp;
+  const host = createHost({ photoshop, uxp, localStorage });
   const store = createStore({ ...defaultSettings(serverUrl), values: { decode: "fast" } }, token);
   /** @type {{url: string, inModal: boolean}[]} */
   const requests = [];
-  const baseFetch = fetchImpl ?? fetch;
+  const baseFetch = fetchImpl ?? fakeUxp.fetch;
+  const version = JSON.parse(fs.readFileSync(path.join(PLUGIN_DIR, "manifest.json"), "utf8")).version;
   const controller = new Controller({
+    version,
     host,
     store,
     allowed: origins,
@@ -178,7 +183,7 @@ function createPlugin({ serverUrl, token = "", allowed, fetch: fetchImpl, reques
       requests.push({ url, inModal: world.inModal });
       return baseFetch(url, init);
     },
-    WebSocket,
+    WebSocket: fakeUxp.WebSocket,
     requestTimeoutMs,
     eventTimeoutMs,
   });
@@ -197,7 +202,7 @@ function createPlugin({ serverUrl, token = "", allowed, fetch: fetchImpl, reques
       },
     });
   };
-  return { photoshop, world, host, store, controller, requests, configure, temp };
+  return { photoshop, world, host, store, controller, requests, configure, temp, uxp: fakeUxp };
 }
 
 /**

@@ -10,7 +10,7 @@ const { builtinModes, dummyModeInfo } = require("./helpers.js");
 const { parseModes } = require("../src/protocol.js");
 const { buildParameters, defaultSettings } = require("../src/settings.js");
 const { createStore } = require("../src/state.js");
-const { mountPanel, describeProgress } = require("../src/ui/panel.js");
+const { mountPanel, describeProgress, showPreview } = require("../src/ui/panel.js");
 
 const MODES = [...parseModes(builtinModes()), dummyModeInfo()];
 
@@ -198,4 +198,66 @@ test("progress wording for every phase", () => {
   assert.equal(describeProgress({ ...base, phase: "queued", position: 2 }), "Waiting in the queue (position 2)…");
   assert.equal(describeProgress({ ...base, phase: "started" }), "Loading the model…");
   assert.equal(describeProgress({ ...base, phase: "inserting" }), "Adding the layers…");
+});
+
+test("macOS token field: text while focused (UXP cannot read password values there), password again on blur", () => {
+  const ui = mount();
+  const token = ui.$("input[type=password]");
+  token.dispatchEvent(new ui.window.Event("focus"));
+  assert.equal(token.getAttribute("type"), "text");
+  token.value = "s3cret";
+  token.dispatchEvent(new ui.window.Event("blur"));
+  assert.equal(token.getAttribute("type"), "password");
+  assert.equal(ui.store.state.token, "s3cret");
+  assert.deepEqual(ui.tokens, ["s3cret"], "saved once, read while it was a text field");
+});
+
+test("labels wrap their controls (UXP has no <label for>)", () => {
+  const ui = mount();
+  assert.equal(ui.document.querySelectorAll("label[for]").length, 0);
+  const controls = [...ui.document.querySelectorAll("input, select, textarea")];
+  assert.ok(controls.length > 5);
+  for (const control of controls) {
+    assert.equal(control.closest("label") !== null, true, `${control.getAttribute("id") ?? control.tagName} is inside its label`);
+  }
+});
+
+test("connection details show the Origin and Sec-Fetch-* headers the server saw", () => {
+  const ui = mount();
+  ui.store.update({ connection: { status: "connected", message: "Connected", socket: "open", seen: { origin: "null", sec_fetch_site: null, sec_fetch_mode: "cors" } } });
+  assert.equal(ui.document.querySelector(".details").textContent, 'Server saw: Origin "null" · Sec-Fetch-Site none · Sec-Fetch-Mode "cors"');
+  ui.store.update({ connection: { status: "connected", message: "Connected", socket: "open", seen: null } });
+  assert.match(ui.document.querySelector(".details").textContent, /did not report/);
+});
+
+test("previews fall back when ImageBlob rejects a MIME type (it documents image/jpg), else none is shown", () => {
+  const { document } = parseHTML("<html><body><img></body></html>");
+  const image = document.querySelector("img");
+  /** @type {string[]} */
+  const tried = [];
+  const saved = { ImageBlob: globalThis.ImageBlob, create: URL.createObjectURL, revoke: URL.revokeObjectURL };
+  try {
+    URL.createObjectURL = () => "blob:1";
+    URL.revokeObjectURL = () => {};
+    globalThis.ImageBlob = class {
+      constructor(_data, /** @type {{type: string}} */ { type }) {
+        tried.push(type);
+        if (!["image/png", "image/jpg"].includes(type)) throw new Error(`unsupported type ${type}`);
+      }
+    };
+    assert.equal(showPreview(image, new ArrayBuffer(4), ""), "blob:1");
+    assert.deepEqual(tried, ["image/jpeg", "image/jpg"]);
+    assert.equal(image.getAttribute("src"), "blob:1");
+    globalThis.ImageBlob = class {
+      constructor() {
+        throw new Error("no ImageBlob support");
+      }
+    };
+    assert.equal(showPreview(image, new ArrayBuffer(4), "blob:1"), "");
+    assert.equal(image.style.display, "none");
+  } finally {
+    globalThis.ImageBlob = saved.ImageBlob;
+    URL.createObjectURL = saved.create;
+    URL.revokeObjectURL = saved.revoke;
+  }
 });

@@ -62,7 +62,7 @@ test("readDocument reads composite, active layer and selection in one modal scop
 
   const read = await host.readDocument({ composite: true, layer: true, selection: true });
 
-  assert.deepEqual(read.document, { id: doc.id, name: "Untitled", width: 8, height: 6, bits: 8 });
+  assert.deepEqual(read.document, { id: doc.id, name: "Untitled", width: 8, height: 6, bits: 8, activeLayer: { id: layer.id, topId: layer.id, kind: "pixel", rect: { left: 2, top: 1, width: 3, height: 2 } } });
   assert.deepEqual(read.layer.rect, { left: 2, top: 1, width: 3, height: 2 });
   assert.deepEqual(read.layer.data, sticker.data);
   assert.deepEqual(read.selection.rect, { left: 3, top: 2, width: 2, height: 2 });
@@ -177,13 +177,21 @@ for (const bits of [8, 16, 32]) {
       ],
     });
     assert.deepEqual(doc.tree(), [group("a cat #2"), group("a cat #1"), ...before]);
-    const convert = (/** @type {number} */ v) => (bits === 8 ? v : bits === 16 ? Math.round((v * 32768) / 255) : Math.fround(v / 255));
+    // 32-bit: linear light (IEC 61966-2-1 curve on colour, alpha v / 255), written independently here.
+    const linear = (/** @type {number} */ c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+    const convert = (/** @type {number} */ v, /** @type {number} */ i) =>
+      bits === 8 ? v : bits === 16 ? Math.round((v * 32768) / 255) : Math.fround(i % 4 === 3 ? v / 255 : linear(v / 255));
     for (const item of records) {
       const groupLayer = doc.allLayers().find((l) => l.name === `a cat #${item.batch_index + 1}`);
       const layer = groupLayer.layers.find((l) => l.name === item.name);
       const image = images[item.file];
       const rect = { left: image.left, top: image.top, width: image.width, height: image.height };
-      assert.deepEqual(layerRegion(doc, layer, rect), Array.from(image.data, convert), item.file);
+      const got = layerRegion(doc, layer, rect);
+      const want = Array.from(image.data, convert);
+      assert.ok(got.every((v, i) => Math.abs(v - want[i]) <= (bits === 32 ? 1e-6 : 0)), item.file);
+    }
+    if (bits === 32) {
+      assert.ok(world.callsOf("imaging.createImageDataFromBuffer").every((call) => call.args.colorProfile === "sRGB IEC61966-2.1"), "the base profile, without (Linear RGB Profile)");
     }
     const puts = world.callsOf("imaging.putPixels");
     assert.equal(puts.length, 6);
@@ -276,14 +284,19 @@ test("a modal scope held by someone else is retried, then reported", async () =>
   await assert.rejects(host.insertLayer(doc.id, insertion, "x"), (error) => error instanceof HostProblem && /busy/.test(error.message));
 });
 
-test("openPsd writes the file to the plugin's temp folder and opens it in a modal scope", async () => {
+test("openPsd writes the file to the plugin's temp folder, opens it, and leaves an untitled duplicate (not the temp file) open", async () => {
   const { host, world } = setup();
   const bytes = new Uint8Array([0x38, 0x42, 0x50, 0x53, 0, 1, 2, 3]).buffer; // "8BPS"…
-  await host.openPsd(bytes, "acetate-j_1.psd");
+  assert.equal(await host.openPsd(bytes, "acetate-j_1.psd"), true);
   assert.equal(world.opened.length, 1);
   assert.equal(path.basename(world.opened[0]), "acetate-j_1.psd");
   assert.deepEqual(new Uint8Array(fs.readFileSync(world.opened[0])), new Uint8Array(bytes));
   assert.ok(world.callsOf("app.open")[0].inModal);
+  assert.deepEqual(world.documents.map((d) => [d.name, d.path]), [["acetate-j_1", ""]], "Ctrl+S cannot save into the temp folder");
+  assert.equal(world.active, world.documents[0]);
+  // When the duplicate fails, the temp document stays and the panel says "Save As".
+  world.failOn("Document.duplicate");
+  assert.equal(await host.openPsd(bytes, "acetate-j_2.psd"), false);
 });
 
 test("storage: settings in localStorage, the token in secure storage, manifest origins", async () => {
@@ -294,9 +307,186 @@ test("storage: settings in localStorage, the token in secure storage, manifest o
   assert.equal(await host.loadToken(), "");
   await host.saveToken("sécret");
   assert.equal(await host.loadToken(), "sécret");
-  assert.ok(fake.secrets.has("acetate.token"));
+  assert.deepEqual(fake.secrets.get("acetate.token"), new Uint8Array(Buffer.from("sécret", "utf8")), "stored as UTF-8 bytes");
   await host.saveToken("");
   assert.equal(await host.loadToken(), "");
   const manifest = JSON.parse(fs.readFileSync(path.join(PLUGIN_DIR, "manifest.json"), "utf8"));
   assert.deepEqual(await host.allowedOrigins(), manifest.requiredPermissions.network.domains);
+  assert.equal(await host.pluginVersion(), manifest.version);
+});
+
+// ---- issue 11: Photoshop's own behaviour, through the fake that follows it ----
+
+/** A canvas-sized mask: `value` inside `rect`, else `outside`. */
+function rectMask(doc, rect, value = 255, outside = 0) {
+  const mask = new Uint8Array(doc.width * doc.height).fill(outside);
+  for (let y = rect.top; y < rect.top + rect.height; y++) mask.fill(value, y * doc.width + rect.left, y * doc.width + rect.left + rect.width);
+  return mask;
+}
+
+test("reading a pixel layer applies its user and vector masks to alpha: hidden pixels are never sent", async () => {
+  const { host, world } = setup();
+  const doc = world.addDocument({ width: 6, height: 4 });
+  const image = testImage(6, 4, 2);
+  const userMask = rectMask(doc, { left: 0, top: 0, width: 3, height: 4 }); // left half shown
+  const vectorMask = rectMask(doc, { left: 0, top: 0, width: 6, height: 2 }, 255, 128); // bottom half at 50 %
+  doc.addPixelLayer("Masked", image, { userMask, vectorMask });
+  const read = await host.readDocument({ layer: true });
+  for (let p = 0; p < 24; p++) {
+    const x = p % 6, y = Math.floor(p / 6);
+    const expected = x >= 3 ? 0 : y >= 2 ? Math.round((255 * 128) / 255) : 255;
+    assert.equal(read.layer.data[p * 4 + 3], expected, `alpha at ${x},${y}`);
+  }
+  assert.deepEqual(world.callsOf("imaging.getLayerMask").map((c) => c.args.kind), ["user", "vector"]);
+  assert.equal(world.liveImageData.size, 0);
+});
+
+test("layer kinds: a group is read through a merged duplicate, text through a rasterised one; nothing is left behind", async () => {
+  const { host, world } = setup();
+  const doc = world.addDocument({ width: 6, height: 4 });
+  doc.addPixelLayer("Background", testImage(6, 4, 1), { background: true });
+  const group = doc.addGroup("Group");
+  const a = testImage(2, 2, 3);
+  doc.addPixelLayer("A", { ...a, left: 1, top: 1 }, { parent: group });
+  const text = doc.addPixelLayer("Title", { ...testImage(3, 1, 4), left: 2, top: 0 }, { kind: "text", vectorMask: rectMask(doc, { left: 0, top: 0, width: 4, height: 4 }) });
+  const before = doc.tree();
+  doc.setActive(group);
+  const fromGroup = await host.readDocument({ layer: true });
+  assert.deepEqual(fromGroup.layer.rect, { left: 1, top: 1, width: 2, height: 2 });
+  assert.deepEqual(fromGroup.layer.data, a.data);
+  doc.setActive(text);
+  const fromText = await host.readDocument({ layer: true });
+  assert.deepEqual(fromText.layer.rect, { left: 2, top: 0, width: 2, height: 1 }, "the vector mask (x < 4) is baked in by rasterising");
+  assert.deepEqual(fromText.layer.data, cropImage({ data: testImage(3, 1, 4).data, width: 3 }, { left: 0, top: 0, width: 2, height: 1 }));
+  assert.deepEqual(doc.tree(), before, "no temporary layer left");
+  assert.equal(doc.history.length, 0, "no history state");
+  assert.equal(doc.activeLayers[0], text, "the active layer is what it was");
+  assert.ok(world.callsOf("Layer.duplicate").length === 2 && world.callsOf("Layer.merge").length === 1 && world.callsOf("Layer.rasterize").length === 1);
+  assert.ok(world.callsOf("imaging.getPixels").every((call) => call.args.layerID !== group.id && call.args.layerID !== text.id), "getPixels only on pixel layers");
+});
+
+test("the Background layer (3 components from getPixels) reads opaque; an adjustment layer is refused in plain words", async () => {
+  const { host, world } = setup();
+  const doc = world.addDocument({ width: 4, height: 3 });
+  const image = testImage(4, 3, 8);
+  const background = doc.addPixelLayer("Background", image, { background: true });
+  const read = await host.readDocument({ layer: true, composite: true });
+  assert.deepEqual(read.layer.data, image.data);
+  assert.deepEqual(read.composite.data, image.data);
+  assert.ok(world.callsOf("imaging.getPixels").length === 2);
+  doc.addPixelLayer("Curves 1", testImage(1, 1), { kind: "curves" });
+  await assert.rejects(host.readDocument({ layer: true }), (error) => error instanceof HostProblem && /adjustment layer \(curves\).*no pixels of its own/.test(error.message));
+  doc.setActive(background);
+});
+
+test("a clipped layer is read on its own (its own pixels and masks, not clipped by its base)", async () => {
+  const { host, world } = setup();
+  const doc = world.addDocument({ width: 4, height: 2 });
+  doc.addPixelLayer("Base", { ...testImage(1, 1, 2), left: 0, top: 0 });
+  const image = testImage(4, 2, 5);
+  doc.addPixelLayer("Clipped", image, { clipped: true });
+  const read = await host.readDocument({ layer: true });
+  assert.deepEqual(read.layer.data, image.data);
+});
+
+for (const [what, arm, pattern] of [
+  ["an error", (/** @type {any} */ world) => world.failOn("imaging.getPixels"), /injected/],
+  ["the user's cancel", (/** @type {any} */ world) => world.cancelOn("Layer.merge"), /User cancelled/],
+]) {
+  test(`temporary duplicates leave no layer and no history on ${what}, and the original error is reported`, async () => {
+    const { host, world } = setup();
+    const doc = world.addDocument({ width: 4, height: 4 });
+    const group = doc.addGroup("Group");
+    doc.addPixelLayer("A", testImage(4, 4, 3), { parent: group });
+    doc.setActive(group);
+    const before = doc.tree();
+    arm(world);
+    await assert.rejects(host.readDocument({ layer: true }), pattern);
+    assert.deepEqual(doc.tree(), before);
+    assert.equal(doc.history.length, 0);
+    assert.equal(world.liveImageData.size, 0);
+  });
+}
+
+test("a cancel during insertion shows the cancel, not an error from the rollback; nothing is left", async () => {
+  const { host, world } = setup();
+  const doc = world.addDocument({ width: 4, height: 4 });
+  doc.addPixelLayer("Background", testImage(4, 4, 9));
+  const before = doc.tree();
+  world.cancelOn("imaging.putPixels");
+  const insertion = { layer: { ...testImage(2, 2), name: "x", visible: true, left: 0, top: 0 }, rank: [0, 0], siblings: [], group: { id: null, name: "g", rank: [0], siblings: [] } };
+  await assert.rejects(host.insertLayer(doc.id, insertion, "x"), /User cancelled/);
+  assert.deepEqual(doc.tree(), before);
+  assert.equal(doc.history.length, 0);
+  assert.deepEqual(world.autoResumed, [{ name: "x", commit: false }], "Photoshop rolled the suspension back itself");
+});
+
+test("another plugin's modal command: waited for with executeAsModal's timeOut, then reported as busy naming it", async () => {
+  const { host, world } = setup();
+  const doc = world.addDocument({ width: 4, height: 4 });
+  world.otherModal = { plugin: "com.other.plugin", until: Date.now() + 100 };
+  const read = await host.readDocument({ composite: true });
+  assert.equal(read.composite.width, 4, "a short clash is waited out inside executeAsModal");
+  assert.ok(world.timeOuts.every((t) => typeof t === "number" && t >= 1000), "every scope passes a timeOut");
+  world.otherModal = { plugin: "com.other.plugin", until: Date.now() + 60_000 };
+  const insertion = { layer: { ...testImage(1, 1), name: "x", visible: true, left: 0, top: 0 }, rank: [0, 0], siblings: [], group: { id: null, name: "g", rank: [0], siblings: [] } };
+  await assert.rejects(host.insertLayer(doc.id, insertion, "x"), (error) => error instanceof HostProblem && /busy.*com\.other\.plugin/.test(error.message));
+  assert.equal(world.callsOf("core.executeAsModal").length, 2, "number 9: not retried on top of the timeOut");
+  world.otherModal = null;
+});
+
+test("the job's document is made active inside the insertion scope (the user switched documents)", async () => {
+  const { host, world } = setup();
+  const job = world.addDocument({ width: 4, height: 4, name: "Job" });
+  world.addDocument({ width: 4, height: 4, name: "Other" });
+  const insertion = { layer: { ...testImage(1, 1), name: "x", visible: true, left: 0, top: 0 }, rank: [0, 0], siblings: [], group: { id: null, name: "g", rank: [0], siblings: [] } };
+  await host.insertLayer(job.id, insertion, "x");
+  assert.equal(job.tree()[0].name, "g");
+  assert.ok(world.callsOf("app.activeDocument")[0].inModal);
+});
+
+test("Generate twice with batch 2: a flat list of 4 groups above the layer that was active, never nested", async () => {
+  const { host, world } = setup();
+  const doc = world.addDocument({ width: 8, height: 6 });
+  doc.addPixelLayer("Background", testImage(8, 6, 9));
+  const middle = doc.addPixelLayer("Middle", testImage(2, 2, 1));
+  doc.addPixelLayer("Top", testImage(2, 2, 2));
+  doc.setActive(middle);
+  const { images, records } = joint();
+  /** @type {number[]} */
+  let landed = [];
+  for (const [prompt, jobId] of [["one", "j_1"], ["two", "j_2"]]) {
+    // What the controller remembers before the first insertion (Controller.anchorFor).
+    const info = host.activeDocument();
+    const top = info.activeLayer.topId;
+    const anchor = landed.includes(top) ? landed.at(-1) : top;
+    const land = landing(host, doc, images, { prompt, jobId });
+    land.anchor = anchor;
+    for (const item of [records[2], records[3], records[0], records[1]]) land.add(item); // fg#0, fg#1, bg#0, bg#1
+    await land.settle();
+    landed = land.groupIds;
+  }
+  const tree = doc.tree();
+  assert.deepEqual(tree.map((/** @type {any} */ l) => l.name), ["Top", "two #2", "two #1", "one #2", "one #1", "Middle", "Background"]);
+  for (const group of tree.filter((/** @type {any} */ l) => l.kind === "group")) {
+    assert.deepEqual(group.layers.map((/** @type {any} */ l) => [l.name, l.kind]), [["foreground", "pixel"], ["background", "pixel"]], `${group.name} holds layers only`);
+  }
+});
+
+test("the fake follows Photoshop: a new layer goes inside an active group, a new group becomes active", async () => {
+  const { world } = setup();
+  const doc = world.addDocument({ width: 4, height: 4 });
+  const group = doc.addGroup("G");
+  await assert.rejects(doc.createPixelLayer({ name: "outside modal" }), /modal scope/);
+  world.inModal = true; // test-only shortcut into "modal"
+  try {
+    const inner = await doc.createPixelLayer({ name: "inner" });
+    assert.equal(inner.parent, group, "inside the active group");
+    const wrapper = await doc.createLayerGroup({ name: "W", fromLayers: [inner] });
+    assert.equal(doc.activeLayers[0], wrapper, "the new group is active");
+    const next = await doc.createPixelLayer({ name: "next" });
+    assert.equal(next.parent, wrapper, "so the next layer would nest in it");
+  } finally {
+    world.inModal = false;
+  }
 });

@@ -16,14 +16,20 @@ test("16-bit channels use Photoshop's 0..32768 scale: round(v * 32768 / 255)", (
   assert.deepEqual(pixels.toBytes(out, 16), all, "reading 16-bit back gives the same bytes");
 });
 
-test("32-bit channels are floats v / 255 and read back exactly", () => {
-  const all = Uint8Array.from({ length: 256 }, (_, v) => v);
+test("32-bit documents are linear light: colour through the sRGB → linear curve, alpha v / 255, and back exactly", () => {
+  const all = Uint8Array.from({ length: 256 * 4 }, (_, i) => i >> 2);
   const out = pixels.fromBytes(all, 32);
   assert.ok(out instanceof Float32Array);
-  assert.equal(out[255], 1);
-  assert.equal(out[51], Math.fround(0.2));
-  assert.deepEqual(pixels.toBytes(out, 32), all);
-  assert.deepEqual(pixels.toBytes(Float32Array.from([-0.5, 1.7, 0.5]), 32), Uint8Array.from([0, 255, 128]));
+  // IEC 61966-2-1 reference points, computed independently of the plugin's table.
+  const linear = (/** @type {number} */ v) => (v / 255 <= 0.04045 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4);
+  for (const v of [0, 1, 10, 11, 51, 128, 188, 254, 255]) {
+    assert.ok(Math.abs(out[v * 4] - linear(v)) < 1e-6, `R of ${v}`);
+    assert.equal(out[v * 4 + 3], Math.fround(v / 255), `alpha of ${v} stays linear`);
+  }
+  assert.ok(Math.abs(out[128 * 4] - 0.2158605) < 1e-6, "sRGB 128 is about 21.6 % linear, not 50 %");
+  assert.equal(out[255 * 4], 1);
+  assert.deepEqual(pixels.toBytes(out, 32), all, "reading back gives the same bytes");
+  assert.deepEqual(pixels.toBytes(Float32Array.from([-0.5, 1.7, 0.2158605, 0.5]), 32), Uint8Array.from([0, 255, 128, 128]), "HDR values clamp");
 });
 
 test("8-bit data passes through untouched", () => {

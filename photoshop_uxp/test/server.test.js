@@ -149,11 +149,66 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
       assert.equal(plugin.store.state.message?.kind, "info", plugin.store.state.message?.text);
       const expected = await serverPng(server.url, fgJob, "foreground.png");
       const layer = findLayer(doc, "a red apple #1/foreground");
-      const convert = (/** @type {number} */ v) => (bits === 16 ? Math.round((v * 32768) / 255) : Math.fround(v / 255));
-      assert.deepEqual(Array.from(layer.pixels), Array.from(expected.data, convert));
+      // 32-bit documents are linear light: colour through the sRGB → linear curve, alpha v / 255.
+      const linear = (/** @type {number} */ c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+      const convert = (/** @type {number} */ v, /** @type {number} */ i) =>
+        bits === 16 ? Math.round((v * 32768) / 255) : Math.fround(i % 4 === 3 ? v / 255 : linear(v / 255));
+      const want = Array.from(expected.data, convert);
+      assert.ok(Array.from(layer.pixels).every((v, i) => Math.abs(v - want[i]) <= (bits === 32 ? 1e-6 : 0)));
       plugin.controller.disconnect();
     });
   }
+
+  test("Generate twice with batch 2: a flat list of 4 groups above the layer that was active, never nested", TIMEOUT, async () => {
+    const plugin = createPlugin({ serverUrl: server.url });
+    const doc = plugin.world.addDocument({ width: 64, height: 64 });
+    doc.addPixelLayer("Background", testImage(64, 64, 3));
+    const middle = doc.addPixelLayer("Middle", { ...testImage(8, 8, 4), left: 4, top: 4 });
+    doc.addPixelLayer("Top", { ...testImage(8, 8, 5), left: 40, top: 40 });
+    doc.setActive(middle);
+    for (const prompt of ["first", "second"]) {
+      plugin.configure(quick({ mode: "fg", prompt, batch: "2" }, { width: "64", height: "64" }));
+      await plugin.controller.generate();
+      assert.equal(plugin.store.state.message?.kind, "info", plugin.store.state.message?.text);
+    }
+    const tree = doc.tree();
+    assert.deepEqual(tree.map((/** @type {any} */ l) => l.name), ["Top", "second #2", "second #1", "first #2", "first #1", "Middle", "Background"]);
+    for (const group of tree.filter((/** @type {any} */ l) => l.kind === "group")) {
+      assert.deepEqual(group.layers, [{ name: "foreground", kind: "pixel", visible: true }], `${group.name}: one layer, no nested group`);
+    }
+    plugin.controller.disconnect();
+  });
+
+  test("img2img with a group as the source: read through a merged duplicate that leaves nothing behind", TIMEOUT, async () => {
+    const plugin = createPlugin({ serverUrl: server.url });
+    const doc = plugin.world.addDocument({ width: 64, height: 64 });
+    doc.addPixelLayer("Background", testImage(64, 64, 3), { background: true });
+    const group = doc.addGroup("Sticker group");
+    doc.addPixelLayer("Sticker", { ...testImage(40, 24, 6), left: 12, top: 20 }, { parent: group, userMask: new Uint8Array(64 * 64).fill(255) });
+    doc.setActive(group);
+    const before = doc.tree();
+    plugin.configure(quick({ mode: "img2img", prompt: "a sticker" }, { strength: "0.5" }));
+    await plugin.controller.generate();
+    assert.equal(plugin.store.state.message?.kind, "info", plugin.store.state.message?.text);
+    const jobId = plugin.store.state.history[0].id;
+    const record = await (await fetch(`${server.url}/api/jobs/${jobId}`)).json();
+    assert.deepEqual([record.result.canvas.width, record.result.canvas.height], [40, 24], "the group's merged bounds went up");
+    assert.deepEqual(doc.tree().slice(1), before, "no temporary duplicate left");
+    assert.ok(doc.history.every((state) => state.name.startsWith("Acetate: ")), "no history state from reading");
+    assert.equal(plugin.world.liveImageData.size, 0);
+    plugin.controller.disconnect();
+  });
+
+  test("a document over the server's image limits is refused with the numbers before any pixel is read", TIMEOUT, async () => {
+    const plugin = createPlugin({ serverUrl: server.url });
+    plugin.world.addDocument({ width: 8200, height: 4 });
+    plugin.configure(quick({ mode: "layer_on_artwork", prompt: "x" }));
+    await plugin.controller.generate();
+    assert.equal(plugin.store.state.message?.kind, "error");
+    assert.match(plugin.store.state.message.text, /8200×4 px .*up to 8192 px a side and 64 megapixels/);
+    assert.equal(plugin.world.callsOf("imaging.getPixels").length, 0);
+    plugin.controller.disconnect();
+  });
 
   test("the history comes back from the server for the same client id", TIMEOUT, async () => {
     assert.ok(fgJob, "needs the fg job");

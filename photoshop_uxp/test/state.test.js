@@ -235,3 +235,16 @@ test("clipToCanvas keeps layers inside the document and crops the rest", () => {
   assert.deepEqual(Array.from(clipped.data), [0, 1, 2, 3, 4, 5, 6, 7]);
   assert.equal(clipToCanvas(layer, { width: 2, height: 2 }), null, "entirely outside");
 });
+
+test("image limits: read from GET /api/health when published, else the documented 8192 px / 64 MP; large images warned about", () => {
+  const { imageLimits, checkImageSize } = require("../src/placement.js");
+  assert.deepEqual(imageLimits(null), { maxSide: 8192, maxPixels: 64 * 1024 * 1024 });
+  assert.deepEqual(imageLimits(/** @type {any} */ ({ limits: { max_side: 4096, max_pixels: 1000 } })), { maxSide: 4096, maxPixels: 1000 });
+  assert.deepEqual(imageLimits(/** @type {any} */ ({ limits: { image_max_side: 2048, max_megapixels: 4 } })), { maxSide: 2048, maxPixels: 4 * 1024 * 1024 });
+  const limits = imageLimits(null);
+  assert.equal(checkImageSize("The document", { width: 1000, height: 1000 }, limits), null);
+  assert.match(String(checkImageSize("The document", { width: 5000, height: 4000 }, limits)), /large \(5000×4000 px\)/);
+  assert.throws(() => checkImageSize("The document", { width: 8193, height: 10 }, limits), /8193×10 px .*8192 px a side and 64 megapixels/);
+  assert.match(String(checkImageSize("The active layer", { width: 8192, height: 8192 }, limits)), /large/, "64 MP exactly is allowed");
+  assert.throws(() => checkImageSize("The active layer", { width: 9000, height: 8000 }, { maxSide: 10000, maxPixels: limits.maxPixels }), /The active layer is 9000×8000 px \(68\.7 megapixels\)/);
+});

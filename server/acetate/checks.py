@@ -12,7 +12,13 @@ import numpy as np
 
 from acetate.errors import InputError
 from acetate.modes import MASK_FIELDS, MODES
-from acetate.protocol import GenerateParameters
+from acetate.protocol import (
+    MAX_PIXELS,
+    GenerateParameters,
+    Region,
+    item_image_key,
+    region_fields,
+)
 
 
 def check_request(params: GenerateParameters, images: Mapping[str, np.ndarray]) -> None:
@@ -24,16 +30,94 @@ def check_request(params: GenerateParameters, images: Mapping[str, np.ndarray]) 
     for field in spec.required_images:
         if field not in images:
             raise InputError(f"mode {mode} needs an image in {field!r}", field=field)
+    item_masks = set(_item_mask_keys(params))
     for field in images:
-        if field not in spec.allowed_images:
+        if field not in spec.allowed_images and field not in item_masks:
             raise InputError(f"mode {mode} does not use {field!r}", field=field)
     for field, array in images.items():
-        expected_ndim = 2 if field in MASK_FIELDS else 3
+        expected_ndim = 2 if field in MASK_FIELDS or field in item_masks else 3
         if array.ndim != expected_ndim or array.dtype != np.uint8:
             raise InputError(f"{field}: wrong image layout", field=field)
 
     _check_masks(params, images)
     _check_control(params, images)
+    _check_list_regions(params, images)
+    frame = MODES[mode].frame_image
+    if frame is not None and frame in images:
+        check_regions(params, images, images[frame].shape[1], images[frame].shape[0])
+    elif params.width is not None and params.height is not None:
+        check_regions(params, images, params.width, params.height)
+
+
+def _item_mask_keys(params: GenerateParameters) -> dict[str, str]:
+    """Image keys a request's list items may send masks under → the item's field path."""
+    keys: dict[str, str] = {}
+    for item_list in MODES[params.mode].lists:
+        names = region_fields(item_list.field)
+        items = getattr(params, item_list.field, None) or []
+        for index in range(len(items)) if names else ():
+            keys[item_image_key(item_list.field, index)] = f"{item_list.field}[{index}].{names[0]}"
+    return keys
+
+
+def _check_list_regions(params: GenerateParameters, images: Mapping[str, np.ndarray]) -> None:
+    """Each item's region is a box or a mask of the declared size; masks ≤ 64 MP in all."""
+    total = 0
+    for item_list in MODES[params.mode].lists:
+        items = getattr(params, item_list.field, None) or []
+        for name in region_fields(item_list.field):
+            for index, item in enumerate(items):
+                field = f"{item_list.field}[{index}].{name}"
+                region: Region | None = getattr(item, name, None)
+                mask = images.get(item_image_key(item_list.field, index))
+                if region is None:
+                    raise InputError(f"{field}: required (a box or a mask)", field=field)
+                if mask is None:
+                    if region.width is None or region.height is None:
+                        raise InputError(
+                            f"{field}: give width and height (a box), or a mask",
+                            field=field,
+                        )
+                    continue
+                rows, cols = mask.shape[:2]
+                total += rows * cols
+                if region.width is not None and (region.width, region.height) != (cols, rows):
+                    raise InputError(
+                        f"{field}.mask is {cols}×{rows} but the region is "
+                        f"{region.width}×{region.height}",
+                        field=f"{field}.mask",
+                    )
+                if not mask.any():
+                    raise InputError(f"{field}.mask is empty", field=f"{field}.mask")
+    if total > MAX_PIXELS:
+        raise InputError(
+            f"the region masks have {total} pixels in all (at most {MAX_PIXELS})",
+            field=next(iter(MODES[params.mode].lists)).field,
+        )
+
+
+def check_regions(
+    params: GenerateParameters, images: Mapping[str, np.ndarray], width: int, height: int
+) -> None:
+    """Every list item's region lies inside the `width`×`height` canvas (known once resolved)."""
+    for item_list in MODES[params.mode].lists:
+        items = getattr(params, item_list.field, None) or []
+        for name in region_fields(item_list.field):
+            for index, item in enumerate(items):
+                region: Region | None = getattr(item, name, None)
+                if region is None:
+                    continue
+                mask = images.get(item_image_key(item_list.field, index))
+                rows, cols = mask.shape[:2] if mask is not None else (region.height, region.width)
+                if rows is None or cols is None:
+                    continue
+                if region.left + cols > width or region.top + rows > height:
+                    field = f"{item_list.field}[{index}].{name}"
+                    raise InputError(
+                        f"{field}: {cols}×{rows} at ({region.left}, {region.top}) extends past "
+                        f"the {width}×{height} canvas",
+                        field=field,
+                    )
 
 
 def _check_masks(params: GenerateParameters, images: Mapping[str, np.ndarray]) -> None:

@@ -30,7 +30,7 @@ from PIL import Image
 from acetate.errors import AcetateError, GenerationCancelled, InputError
 from acetate.export.atomic import write_bytes_atomic
 from acetate.export.psd import PSD_FILE
-from acetate.modes import MASK_FIELDS
+from acetate.images import is_mask_field
 from acetate.protocol import (
     FINAL_EVENTS,
     GenerateParameters,
@@ -39,6 +39,7 @@ from acetate.protocol import (
     JobMessage,
     JobRecord,
     ResultRecord,
+    region_fields,
 )
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,16 @@ class AcetateClient:
         images = dict(images or {})
         if encoding == "json" or not images:
             for name, array in images.items():
-                body[name] = base64.b64encode(encode_png(array)).decode("ascii")
+                value = base64.b64encode(encode_png(array)).decode("ascii")
+                list_field, _, rest = name.partition(".")
+                index = rest.partition(".")[0]
+                items = body.get(list_field) if rest else None
+                if isinstance(items, list) and index.isdigit() and int(index) < len(items):
+                    # a list item's region mask goes inline, in its region
+                    for region in region_fields(list_field):
+                        items[int(index)].setdefault(region, {})["mask"] = value
+                    continue
+                body[name] = value
             data = await self._json("POST", "/api/jobs", json=body)
         else:
             form = aiohttp.FormData()
@@ -182,7 +192,7 @@ class AcetateClient:
                         name, encode_png(array), content_type="image/png", filename=f"{name}.png"
                     )
                     continue
-                expected = 2 if name in MASK_FIELDS else 3
+                expected = 2 if is_mask_field(name) else 3
                 if array.ndim != expected:
                     raise InputError(f"{name}: expected a {expected}-D uint8 array", field=name)
                 raw = np.ascontiguousarray(array, dtype=np.uint8).tobytes()

@@ -6,11 +6,15 @@ Everything else is a bug or an environment failure: HTTP 5xx for that job only.
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 
 class AcetateError(Exception):
     """Base class: carries a stable machine-readable `code`."""
 
     code = "internal_error"
+    #: The request field the error is about, when one is known.
+    field: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -60,3 +64,18 @@ class OutOfMemory(AcetateError):
     """The device ran out of memory; the job fails, the server frees memory and carries on."""
 
     code = "out_of_memory"
+
+
+def error_field(error: BaseException) -> str | None:
+    """The request field an error was tagged with (`tag_field`), or None."""
+    field = getattr(error, "field", None)
+    return field if isinstance(field, str) else None
+
+
+def tag_field(error: BaseException, field: str) -> None:
+    """Say which request field (e.g. `objects[2]`) an error happened at, unless it already
+    names one: a mode that runs a list item by item tags a failure with the item."""
+    if error_field(error) is None:
+        # an exception type with __slots__ cannot be tagged: it stays untagged
+        with suppress(AttributeError):
+            error.field = field  # type: ignore[attr-defined]

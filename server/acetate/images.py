@@ -24,6 +24,12 @@ from acetate.protocol import MAX_PIXELS, MAX_SIDE, GrayImage, RgbaImage
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def is_mask_field(field: str) -> bool:
+    """Whether an image field holds a mask: a mask input, or a list item's region mask
+    (`objects.0.mask`, see `acetate.protocol.item_image_key`)."""
+    return field in MASK_FIELDS or (field.count(".") == 2 and field.endswith(".mask"))
+
+
 def check_size(width: int, height: int, field: str) -> None:
     """Reject images over the per-side and total pixel limits (DESIGN.md security rule 5)."""
     if width < 1 or height < 1:
@@ -42,22 +48,42 @@ def check_size(width: int, height: int, field: str) -> None:
         )
 
 
-def decode_png(data: bytes, field: str) -> np.ndarray:
-    """PNG bytes → RGBA (or mask) array. Only PNG is accepted."""
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, without Pillow; None if there is none."""
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def decode_png(data: bytes, field: str, *, trusted: bool = False) -> np.ndarray:
+    """PNG bytes → RGBA (or mask) array. Only PNG is accepted.
+
+    The size is checked from the IHDR chunk before Pillow sees the data, so a decompression
+    bomb is `image_too_large` (413), never a decode. `trusted` (the server's own result files,
+    whose frames were checked at submit) skips the input limits.
+    """
     if not data.startswith(PNG_SIGNATURE):
         raise InputError(f"{field}: not a PNG image", field=field, code="bad_image")
+    size = png_size(data)
+    if size is not None and not trusted:
+        check_size(*size, field)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore" if trusted else "error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=["PNG"])
-            check_size(image.width, image.height, field)
+            if not trusted:
+                check_size(image.width, image.height, field)
             image.load()
     except InputError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InputError(
+            f"{field}: the image is too large to decode", field=field, code="image_too_large"
+        ) from error
+    except (OSError, ValueError, SyntaxError, Warning) as error:
         message = f"{field}: unreadable PNG ({error})"
         raise InputError(message, field=field, code="bad_image") from error
-    return pil_to_array(image, mask=field in MASK_FIELDS)
+    return pil_to_array(image, mask=is_mask_field(field))
 
 
 def pil_to_array(image: Image.Image, *, mask: bool) -> np.ndarray:
@@ -89,7 +115,7 @@ def decode_raw(
     """Raw 8-bit bytes: 4 bytes/px straight RGBA, or 1 byte/px for masks (the default per field)."""
     check_size(width, height, field)
     if channels is None:
-        channels = 1 if field in MASK_FIELDS else 4
+        channels = 1 if is_mask_field(field) else 4
     expected = width * height * channels
     if len(data) != expected:
         raise InputError(
@@ -118,12 +144,12 @@ def decode_image_value(value: Any, field: str) -> np.ndarray:
         return decode_png(_b64(value, field), field)
     if isinstance(value, RgbaImage):
         rgba = decode_raw(_b64(value.rgba, field), value.width, value.height, field, channels=4)
-        if field in MASK_FIELDS:
+        if is_mask_field(field):
             return pil_to_array(Image.fromarray(rgba, "RGBA"), mask=True)
         return rgba
     if isinstance(value, GrayImage):
         gray = decode_raw(_b64(value.gray, field), value.width, value.height, field, channels=1)
-        if field in MASK_FIELDS:
+        if is_mask_field(field):
             return gray
         return np.dstack([gray, gray, gray, np.full_like(gray, 255)])
     raise InputError(f"{field}: unsupported image value", field=field, code="bad_image")
@@ -135,12 +161,16 @@ def load_image_file(path: Path, field: str) -> np.ndarray:
         with Image.open(path) as image:
             check_size(image.width, image.height, field)
             image.load()
-            return pil_to_array(image, mask=field in MASK_FIELDS)
+            return pil_to_array(image, mask=is_mask_field(field))
     except InputError:
         raise
     except FileNotFoundError as error:
         raise InputError(f"{field}: no such file: {path}", field=field) from error
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InputError(
+            f"{field}: {path} is too large to decode", field=field, code="image_too_large"
+        ) from error
+    except (OSError, ValueError) as error:
         raise InputError(f"{field}: cannot read {path}: {error}", field=field) from error
 
 

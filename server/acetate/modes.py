@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from dataclasses import field as default_field
 from typing import Any, Literal, get_args
 
 #: A base model family; `acetate.engine.store.family` identifies checkpoints as one of these.
 Family = Literal["sd15", "sdxl"]
-OptionType = Literal["int", "float", "bool", "enum", "text", "prompts"]
+#: `region`: where a list item goes on the canvas, a box `{left, top, width, height}` or a mask
+#: `{mask, left, top}` cropped to its bounds (multipart part `<list>.<i>.mask`).
+OptionType = Literal["int", "float", "bool", "enum", "text", "prompts", "region"]
 ImageKind = Literal["rgba", "mask"]
 #: Where an editor reads an image input from: the visible composite of the document, one
 #: layer (the active one unless the user picks another), or the selection as a mask.
@@ -159,6 +161,12 @@ class LayerOut:
     visible: bool = True
     #: Written with an alpha channel even when fully opaque (transparent layers).
     keeps_alpha: bool = False
+    #: Returned only when this image input is not sent (a background generated when none is
+    #: given).
+    only_without: str | None = None
+    #: Counted layers: the item field of the `count_from` list whose text names each layer in
+    #: records and editors (`title`); the file keeps the pattern name (`object_0.png`).
+    title_from: str | None = None
 
     def names(self, count: int) -> list[str]:
         if self.count_from is None:
@@ -180,6 +188,20 @@ class LayerOut:
     def matches(self, name: str) -> bool:
         return self.number(name) is not None
 
+    def titles(self, items: list[Mapping[str, Any]]) -> list[str]:
+        """Display names of a counted layer's items: the `title_from` text, first 60
+        characters, made unique with " (2)", " (3)"; the label and number when empty."""
+        titles: list[str] = []
+        for index, item in enumerate(items):
+            text = str(item.get(self.title_from or "") or "").strip()[:TITLE_LENGTH].strip()
+            base = text or f"{self.label} {index + 1}"
+            title, copy = base, 1
+            while title in titles:
+                copy += 1
+                title = f"{base} ({copy})"
+            titles.append(title)
+        return titles
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": self.name,
@@ -189,7 +211,15 @@ class LayerOut:
         }
         if self.count_from:
             data["count_from"] = self.count_from
+        if self.only_without:
+            data["only_without"] = self.only_without
+        if self.title_from:
+            data["title_from"] = self.title_from
         return data
+
+
+#: Layer titles taken from text (`LayerOut.title_from`) keep this many characters.
+TITLE_LENGTH = 60
 
 
 @dataclass(frozen=True)
@@ -204,15 +234,30 @@ class Stage:
     stop_at: float = 1.0
     #: Whether the request's `stop_at` applies to this stage.
     takes_stop_at: bool = True
+    #: Run once per item of this list input (progress counts every run).
+    per_item: str | None = None
+    #: Run only when this image input is not sent.
+    only_without: str | None = None
+
+    def runs(self, counts: Mapping[str, int], images: Collection[str]) -> int:
+        """How many times this stage runs for a request with these list lengths and images."""
+        if self.only_without is not None and self.only_without in images:
+            return 0
+        return counts.get(self.per_item, 0) if self.per_item is not None else 1
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "label": self.label,
             "scheduler": self.scheduler,
             "stop_at": self.stop_at,
             "takes_stop_at": self.takes_stop_at,
         }
+        if self.per_item:
+            data["per_item"] = self.per_item
+        if self.only_without:
+            data["only_without"] = self.only_without
+        return data
 
 
 @dataclass(frozen=True)
@@ -282,6 +327,17 @@ class ModeSpec:
     def stages(self, family: Family) -> tuple[Stage, ...]:
         return self.families[family].stages
 
+    def denoise_runs(
+        self, family: Family, counts: Mapping[str, int], images: Collection[str], batch: int
+    ) -> int:
+        """Denoising runs of one request (what progress counts, times the steps). A mode with a
+        per-item stage runs its result sets one after another, each repeating every stage;
+        other modes denoise all result sets together, once per stage."""
+        stages = self.stages(family)
+        runs = sum(stage.runs(counts, images) for stage in stages)
+        per_result_set = any(stage.per_item is not None for stage in stages)
+        return runs * batch if per_result_set else runs
+
     def layer_spec(self, name: str) -> LayerOut | None:
         return next((layer for layer in self.layers if layer.matches(name)), None)
 
@@ -294,10 +350,15 @@ class ModeSpec:
                 return index, number
         return len(self.layers), 0
 
-    def layer_names(self, counts: Mapping[str, int]) -> list[str]:
-        """Layer names per result set, bottom → top, for the given `count_from` values."""
+    def layer_names(
+        self, counts: Mapping[str, int], images: Collection[str] | None = None
+    ) -> list[str]:
+        """Layer names per result set, bottom → top, for the given `count_from` values (and,
+        when given, the image inputs sent: `only_without` layers drop out)."""
         names: list[str] = []
         for layer in self.layers:
+            if images is not None and layer.only_without in images:
+                continue
             names += layer.names(counts.get(layer.count_from or "", 0))
         return names
 
@@ -470,6 +531,45 @@ _FOREGROUND = LayerOut("foreground", "Foreground", keeps_alpha=True)
 _BACKGROUND = LayerOut("background", "Background")
 _BLENDED = LayerOut("blended", "Blended", visible=False)
 
+# -- scene: a background and N objects, each generated on the composite below it -----------
+
+MAX_SCENE_OBJECTS = 16
+_SCENE_BACKGROUND = Stage(
+    "scene_background",
+    "Generating the background",
+    takes_stop_at=False,
+    only_without="bg",
+)
+_SCENE_OBJECT_OPTIONS = (
+    Option("prompt", "Prompt", "What this object shows (the scene prompt is appended).", "text",
+           default="", max_length=MAX_PROMPT),
+    Option("negative_prompt", "Negative prompt",
+           "What this object should not show (default: the request's).", "text",
+           max_length=MAX_PROMPT),
+    Option("region", "Region",
+           "Where the object goes: a box {left, top, width, height} in canvas pixels, or a "
+           "mask {mask, left, top} cropped to its bounds (multipart part objects.<i>.mask).",
+           "region"),
+    Option("seed", "Seed",
+           "This object's own seed (default: derived from the request seed and its index).",
+           "int", minimum=0, maximum=2**32 - 1),
+)  # fmt: skip
+_SCENE_OBJECTS = ListInput(
+    "objects",
+    "Objects",
+    "The objects, bottom to top; each is generated on the scene below it.",
+    item_options=_SCENE_OBJECT_OPTIONS,
+    min_items=1,
+    max_items=MAX_SCENE_OBJECTS,
+)
+
+
+def _per_object(stage: Stage) -> Stage:
+    return Stage(
+        stage.name, stage.label, stage.scheduler, stage.stop_at, stage.takes_stop_at, "objects"
+    )
+
+
 _JOINT_REASON = (
     "no official SDXL joint model exists (LayerDiffusion released joint foreground/background "
     "generation for SD1.5 only); use an SD1.5 base, or fg then fg2bg"
@@ -544,7 +644,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="A transparent layer regenerated at a strength, still transparent.",
         pipeline="acetate.engine.pipelines.transparent:run_img2img",
         layers=(_FOREGROUND,),
-        options=("strength", *_SAMPLING, "decode", "layer_prompts", *_CONTROL),
+        options=("strength", "feather", *_SAMPLING, "decode", "layer_prompts", *_CONTROL),
         families=_editing(),
         inputs=(
             _image("image", "Layer", "The transparent layer to vary."),
@@ -618,6 +718,49 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         prompt_required=False,
         frame_scale="scale",
     ),
+    ModeSpec(
+        name="scene",
+        label="Scene (background + objects)",
+        help="A background (given or generated) and one transparent layer per object, each "
+        "generated inside its region on the scene below it.",
+        pipeline="acetate.engine.pipelines.scene:run_scene",
+        layers=(
+            LayerOut("background", "Background", only_without="bg"),
+            LayerOut(
+                "object_{i}", "Object", count_from="objects", keeps_alpha=True, title_from="prompt"
+            ),
+            _BLENDED,
+        ),
+        options=(
+            "width",
+            "height",
+            "margin",
+            "feather",
+            *_SAMPLING,
+            "decode",
+            "layer_prompts",
+        ),
+        families={
+            "sdxl": FamilySupport(
+                _SDXL_BG2FG_FILES,
+                (_SCENE_BACKGROUND, _per_object(_BLEND), _per_object(_SDXL_FOREGROUND)),
+                _CONDITIONAL_CFG,
+            ),
+            "sd15": FamilySupport(_SD15_BG2FG_FILES, (_SCENE_BACKGROUND, _per_object(_FRAMES))),
+        },
+        inputs=(
+            ImageInput(
+                "bg",
+                "Background",
+                "The scene's background (absent: generated first from the background layer "
+                "prompt, else the prompt).",
+                source="canvas",
+                required=False,
+                frame=True,
+            ),
+        ),
+        lists=(_SCENE_OBJECTS,),
+    ),
 )
 
 
@@ -645,9 +788,18 @@ def _check_registry() -> None:
             raise ValueError(f"mode {spec.name}: more than one frame image")
         if set(spec.families) & set(spec.unsupported):
             raise ValueError(f"mode {spec.name}: a family both supported and unsupported")
+        lists = {item.field for item in spec.lists}
         for layer in spec.layers:
             if layer.count_from is not None and "{i}" not in layer.name:
                 raise ValueError(f"mode {spec.name}: counted layer {layer.name} lacks {{i}}")
+            if layer.title_from is not None and layer.count_from not in lists:
+                raise ValueError(f"mode {spec.name}: {layer.name} titled from a non-list")
+            if layer.only_without is not None and layer.only_without not in spec.allowed_images:
+                raise ValueError(f"mode {spec.name}: {layer.name} depends on an unknown input")
+        for support in spec.families.values():
+            for stage in support.stages:
+                if stage.per_item is not None and stage.per_item not in lists:
+                    raise ValueError(f"mode {spec.name}: stage {stage.name} per unknown list")
 
 
 _check_registry()

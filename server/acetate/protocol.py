@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from acetate.modes import (
     IMAGE_FIELDS,
@@ -20,6 +20,7 @@ from acetate.modes import (
     MODE_NAMES,
     OPTIONS,
     ModeSpec,
+    Option,
     Scheduler,
 )
 from acetate.modes import MODES as MODE_SPECS
@@ -176,7 +177,70 @@ ImageValue = Annotated[
 ]
 
 
-_PYTHON_TYPES: dict[str, Any] = {"int": int, "float": float, "bool": bool, "enum": str, "text": str}
+class Region(_Strict):
+    """Where a list item goes on the canvas: a box `{left, top, width, height}`, or a mask
+    `{mask, left, top}` cropped to its bounds (in multipart bodies the mask may come as the part
+    `<list>.<i>.mask` instead). Once a request is parsed, masks are images keyed
+    `<list>.<i>.mask` (`item_image_key`) and `width`/`height` are the mask's."""
+
+    left: int = Field(ge=0, le=MAX_SIDE)
+    top: int = Field(ge=0, le=MAX_SIDE)
+    width: int | None = Field(None, ge=1, le=MAX_SIDE)
+    height: int | None = Field(None, ge=1, le=MAX_SIDE)
+    mask: ImageValue | None = None
+
+    @model_validator(mode="after")
+    def _both_sides(self) -> Region:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("give both width and height (a box), or neither (a mask)")
+        return self
+
+
+def item_image_key(list_field: str, index: int) -> str:
+    """The images-dict key (and multipart part name) of a list item's region mask."""
+    return f"{list_field}.{index}.mask"
+
+
+def region_fields(list_field: str) -> tuple[str, ...]:
+    """The item fields of type `region` of a list input."""
+    spec = LIST_INPUTS.get(list_field)
+    if spec is None:
+        return ()
+    return tuple(option.name for option in spec.item_options if option.type == "region")
+
+
+def split_item_images(params: GenerateParameters) -> tuple[GenerateParameters, dict[str, Any]]:
+    """Take region masks out of a request's list items: the parameters without them (each
+    region's `mask` null) and the mask values by `item_image_key`."""
+    found: dict[str, Any] = {}
+    updates: dict[str, Any] = {}
+    for list_field in LIST_INPUTS:
+        items = getattr(params, list_field, None)
+        names = region_fields(list_field)
+        if not items or not names:
+            continue
+        new_items = []
+        for index, item in enumerate(items):
+            changes: dict[str, Any] = {}
+            for name in names:
+                region = getattr(item, name, None)
+                if isinstance(region, Region) and region.mask is not None:
+                    found[item_image_key(list_field, index)] = region.mask
+                    changes[name] = region.model_copy(update={"mask": None})
+            new_items.append(item.model_copy(update=changes) if changes else item)
+        if found:
+            updates[list_field] = new_items
+    return (params.model_copy(update=updates) if updates else params), found
+
+
+_PYTHON_TYPES: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "enum": str,
+    "text": str,
+    "region": Region,
+}
 
 
 def _option_annotation(name: str) -> Any:
@@ -184,10 +248,22 @@ def _option_annotation(name: str) -> Any:
     return _PYTHON_TYPES[option.type] | None
 
 
+def _item_field(option: Option) -> Any:
+    """A list item's field: default, bounds and help from its `Option`."""
+    bounds: dict[str, Any] = {}
+    if option.minimum is not None:
+        bounds["gt" if option.exclusive_minimum else "ge"] = option.minimum
+    if option.maximum is not None:
+        bounds["le"] = option.maximum
+    if option.max_length is not None:
+        bounds["max_length"] = option.max_length
+    return Field(option.default, title=option.label, description=option.help, **bounds)
+
+
 def _list_item_model(name: str) -> type[BaseModel]:
     spec = LIST_INPUTS[name]
     fields: dict[str, Any] = {
-        option.name: (_PYTHON_TYPES[option.type] | None, Field(option.default))
+        option.name: (_PYTHON_TYPES[option.type] | None, _item_field(option))
         for option in spec.item_options
     }
     fields.update({image.field: (ImageValue | None, None) for image in spec.item_images})
@@ -260,11 +336,16 @@ class CanvasSize(_Lenient):
 
 
 class LayerRecord(_Lenient):
-    """One layer image and where it goes on the canvas."""
+    """One layer image and where it goes on the canvas.
+
+    `name` is what editors and the PSD call the layer; `key` is the mode's layer name it comes
+    from (`object_0`; absent: the same as `name`), which orders it; `file` is its file — clients
+    always use `file`, never derive it from `name`."""
 
     name: str
     batch_index: int
     file: str
+    key: str | None = None
     left: int
     top: int
     width: int
@@ -300,6 +381,8 @@ class JobRecord(_Lenient):
     position: int | None = None
     result: ResultRecord | None = None
     error: JobError | None = None
+    #: The name of the token that submitted the job; shown to admins only (`--tokens`).
+    owner: str | None = None
 
 
 class JobList(_Lenient):
@@ -380,13 +463,21 @@ class JobMessage:
         return cls(JobEvent.done, job_id, {"result": result.model_dump(mode="json")})
 
     @classmethod
-    def failed(cls, job_id: str | None, error: JobError) -> JobMessage:
-        """The `error` event (`job_id` None: about the socket's own messages)."""
-        return cls(JobEvent.error, job_id, error.model_dump(mode="json"))
+    def failed(
+        cls, job_id: str | None, error: JobError, result: ResultRecord | None = None
+    ) -> JobMessage:
+        """The `error` event (`job_id` None: about the socket's own messages); `result`: the
+        partial result, when layers were finished before the failure."""
+        fields = error.model_dump(mode="json")
+        if result is not None:
+            fields["result"] = result.model_dump(mode="json")
+        return cls(JobEvent.error, job_id, fields)
 
     @classmethod
-    def cancelled(cls, job_id: str) -> JobMessage:
-        return cls(JobEvent.cancelled, job_id)
+    def cancelled(cls, job_id: str, result: ResultRecord | None = None) -> JobMessage:
+        """The `cancelled` event; `result`: the partial result, when layers were finished."""
+        fields = {} if result is None else {"result": result.model_dump(mode="json")}
+        return cls(JobEvent.cancelled, job_id, fields)
 
     @property
     def layer(self) -> LayerRecord:
@@ -446,5 +537,15 @@ class ResolvedRequest(_Frozen):
     def record_parameters(self) -> dict[str, Any]:
         """The result record's `parameters`: every field, images as {width, height, sha256}."""
         record = self.parameters.model_dump(mode="json")
-        record.update({name: image.model_dump() for name, image in self.images.items()})
+        for name, image in self.images.items():
+            list_field, _, rest = name.partition(".")
+            index, _, _ = rest.partition(".")
+            items = record.get(list_field) if rest else None
+            if isinstance(items, list) and index.isdigit() and int(index) < len(items):
+                # A list item's region mask: recorded inside its region.
+                for region in region_fields(list_field):
+                    if isinstance(items[int(index)].get(region), dict):
+                        items[int(index)][region]["mask"] = image.model_dump()
+                continue
+            record[name] = image.model_dump()
         return record

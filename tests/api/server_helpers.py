@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from acetate.api.app import create_app
+from acetate.api.app import create_app, runner_options, ssl_context
 from acetate.api.config import ServerConfig
-from acetate.api.middlewares import RedactingAccessLogger
 from acetate.client import AcetateClient
 from acetate.protocol import FINAL_EVENTS, JobMessage
 
@@ -31,7 +30,8 @@ class LiveServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def client(self, token: str | None = None) -> AcetateClient:
         client = AcetateClient(self.url, token if token is not None else self.config.token)
@@ -52,9 +52,10 @@ def free_port() -> int:
 
 async def start_server(config: ServerConfig, engine: Any, store: Any) -> LiveServer:
     app = create_app(config, engine, store)
-    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, shutdown_timeout=5.0)
+    options = {**runner_options(config), "shutdown_timeout": 5.0}
+    runner = web.AppRunner(app, **options)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", config.port)
+    site = web.TCPSite(runner, "127.0.0.1", config.port, ssl_context=ssl_context(config))
     await site.start()
     return LiveServer(app, runner, config.port, config)
 
@@ -74,3 +75,75 @@ def mask(width: int, height: int) -> np.ndarray:
     selection = np.zeros((height, width), np.uint8)
     selection[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 255
     return selection
+
+
+class BlockingEngine:
+    """The real engine, except that `stream` waits for `gate` (or the job's cancel) first:
+    jobs stay running/queued as long as a test needs."""
+
+    def __init__(self, engine: Any) -> None:
+        import threading
+
+        self.engine = engine
+        self.gate = threading.Event()
+
+    @property
+    def device_name(self) -> str:
+        return str(self.engine.device_name)
+
+    def prepare(self, params: Any, images: Any) -> Any:
+        return self.engine.prepare(params, images)
+
+    def stream(self, prepared: Any, images: Any, callback: Any = None, cancel: Any = None) -> Any:
+        from acetate.errors import GenerationCancelled
+
+        while not self.gate.wait(0.02):
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("cancelled while blocked")
+        yield from self.engine.stream(prepared, images, callback, cancel)
+
+    def release(self) -> None:
+        self.engine.release()
+
+
+async def raw_http(port: int, data: bytes, *, timeout: float = 30.0) -> bytes:
+    """Send raw bytes on a fresh connection; everything the server answers until it closes."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+def status_of_raw(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def body_of_raw(answer: bytes) -> Any:
+    import json
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        size, _, rest = body.partition(b"\r\n")
+        body = rest[: int(size, 16)]
+    return json.loads(body)
+
+
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    content_length: int | None = None,
+) -> bytes:
+    """A raw HTTP/1.1 request (the bytes exactly as given: no client normalises them)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body or content_length is not None:
+        lines.append(f"Content-Length: {len(body) if content_length is None else content_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -3,12 +3,16 @@
 Schemathesis generates requests (valid and invalid) for every operation in the document the
 server serves at `/api/openapi.json`; the server runs in a thread with the real engine on the
 tiny models.
-Accepted jobs are cancelled at once so the CPU stays free. Bounded to stay well under 60 s.
+Accepted jobs are cancelled at once so the CPU stays free. Bounded to stay well under 60 s in
+`make test`; `make fuzz` sets `ACETATE_FUZZ_EXAMPLES` (examples per operation) for the long run
+and prints the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +28,11 @@ from acetate import __version__
 from acetate.api.config import ServerConfig
 from acetate.api.openapi import build_openapi
 
-MAX_EXAMPLES = 25
+#: Examples per operation (`make fuzz` raises it; CI keeps the short run).
+MAX_EXAMPLES = int(os.environ.get("ACETATE_FUZZ_EXAMPLES", "25"))
+LONG_RUN = "ACETATE_FUZZ_EXAMPLES" in os.environ
+#: status → count, per operation; printed at the end of the module.
+FIGURES: collections.Counter[tuple[str, int]] = collections.Counter()
 
 
 class ThreadedServer:
@@ -77,6 +85,7 @@ def test_the_served_document_is_the_fuzzed_one(fuzz_server: ThreadedServer) -> N
 def test_no_server_errors(case: Any, fuzz_server: ThreadedServer) -> None:
     started_at.append(time.monotonic())
     response = case.call(base_url=fuzz_server.live.url, timeout=30)
+    FIGURES[(f"{case.method} {case.path}", response.status_code)] += 1
     assert response.status_code < 500, (case.method, case.path, response.text[:500])
     if response.status_code >= 400:
         body = response.json()
@@ -89,5 +98,12 @@ def test_no_server_errors(case: Any, fuzz_server: ThreadedServer) -> None:
 def test_server_still_healthy_and_fuzzing_was_bounded(fuzz_server: ThreadedServer) -> None:
     health = requests.get(f"{fuzz_server.live.url}/api/health", timeout=30)
     assert health.status_code == 200
-    if started_at:
+    total = sum(FIGURES.values())
+    errors = sum(count for (_, status), count in FIGURES.items() if status >= 500)
+    print(f"\nHTTP fuzz: {total} cases, {errors} responses >= 500")
+    for operation in sorted({op for op, _ in FIGURES}):
+        statuses = {s: c for (op, s), c in sorted(FIGURES.items()) if op == operation}
+        print(f"  {operation}: {statuses}")
+    assert errors == 0
+    if started_at and not LONG_RUN:
         assert time.monotonic() - started_at[0] < 60

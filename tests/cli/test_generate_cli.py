@@ -94,7 +94,7 @@ def test_choices_and_help_come_from_the_schema_and_specs() -> None:
     assert "default 64" in flags["--margin"].help
     # every built-in mode is named in --mode's help, and each image's modes in its help
     assert all(name in flags["--mode"].help for name in MODE_NAMES)
-    assert "(bg2fg)" in flags["--bg"].help
+    assert "(bg2fg, scene optional)" in flags["--bg"].help
 
 
 def test_help_is_grouped(capsys: pytest.CaptureFixture[str]) -> None:
@@ -191,7 +191,12 @@ def mode_args(mode: str, folder: Path) -> tuple[list[str], tuple[int, int]]:
         "inpaint": (["--image", image, "--mask", mask, "--feather", "2"], (width, height)),
         "layer_on_artwork": (["--canvas", opaque, "--selection", mask], (width, height)),
         "upscale": (["--image", image, "--scale", "1.5"], (144, 96)),
-    }[mode]
+        "scene": (
+            ["--width", "192", "--height", "128", "--object", "a crow@4,6,60,40",
+             "--object", f"a lantern@{mask}@40,10"],
+            (192, 128),
+        ),
+    }[mode]  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -225,14 +230,14 @@ def test_every_mode_writes_its_layers(
     parameters = record["parameters"]
     assert (parameters["steps"], parameters["seed"], parameters["decode"]) == (2, 5, "fast")
     spec = MODES[mode]
-    assert sorted(layer["name"] for layer in record["layers"]) == sorted(
-        layer.name for layer in spec.layers
-    )
-    for layer in record["layers"]:
+    counts = {"objects": len(parameters.get("objects") or [])}
+    keys = [layer.get("key") or layer["name"] for layer in record["layers"]]
+    assert sorted(keys) == sorted(spec.layer_names(counts, images=set()))
+    for layer, key in zip(record["layers"], keys, strict=True):
         assert layer["batch_index"] == 0
         with Image.open(out / layer["file"]) as png:
             assert png.size == (layer["width"], layer["height"])
-            if spec.layer_spec(layer["name"]).keeps_alpha:
+            if spec.layer_spec(key).keeps_alpha:
                 assert png.mode == "RGBA"
         assert layer["left"] >= 0 and layer["top"] >= 0
         assert layer["left"] + layer["width"] <= canvas_w
@@ -244,6 +249,10 @@ def test_every_mode_writes_its_layers(
         assert parameters["layer_prompts"]["background"] == "a street"
     if mode == "upscale":
         assert parameters["scale"] == 1.5
+    if mode == "scene":
+        assert [layer["name"] for layer in record["layers"]][1:3] == ["a crow", "a lantern"]
+        mask = parameters["objects"][1]["region"]["mask"]
+        assert (mask["width"], mask["height"]) == (96, 64)
 
 
 # -- errors: one line naming the flag, exit code 2 -----------------------------------------
@@ -269,8 +278,17 @@ def _one_line(stderr: str) -> str:
         (["--prompt", "cat", "--fg-prompt", "x" * 5000], "--fg-prompt", "at most 4000"),
         (["--mode", "fg"], "--prompt", "needs a prompt"),
         (["--prompt", "cat", "--control", "image"], "--control-image", "needs a control_image"),
+        (["--mode", "scene", "--prompt", "x", "--object", "a crow@1,2"], "--object[0]",
+         "expected PROMPT@"),
+        (["--mode", "scene", "--prompt", "x", "--width", "128", "--height", "64",
+          "--object", "a crow@0,0,8,8", "--object", "a bat@100,10,60,20"],
+         "objects[1].region", "extends past the 128×64 canvas"),
+        (["--mode", "scene", "--prompt", "x", "--object", "a crow@m.png@1,2"], "objects.0.mask",
+         "no such file"),
+        (["--mode", "scene", "--prompt", "x", "--scene", "missing.json"], "--scene",
+         "cannot read"),
     ],
-)
+)  # fmt: skip
 def test_errors_are_one_line_naming_the_flag(
     argv: list[str],
     flag: str,
@@ -285,6 +303,38 @@ def test_errors_are_one_line_naming_the_flag(
     line = _one_line(stderr)
     assert flag in line and words in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_scene_json_takes_the_api_objects_and_mask_files(
+    tiny_models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _save(tmp_path / "moon.png", _mask(40, 30))
+    objects = [
+        {"prompt": "a crow", "region": {"left": 2, "top": 2, "width": 50, "height": 30}},
+        {"prompt": "a moon", "region": {"left": 70, "top": 20, "mask": "moon.png"}, "seed": 4},
+    ]
+    (tmp_path / "scene.json").write_text(json.dumps(objects), encoding="utf-8")
+    out = tmp_path / "out"
+    code, _, stderr = generate(
+        "--mode", "scene", "--model", "tiny-sdxl", "--prompt", "night", "--steps", "1",
+        "--decode", "fast", "--device", "cpu", "--width", "128", "--height", "64",
+        "--models-dir", str(tiny_models_dir), "--scene", str(tmp_path / "scene.json"),
+        "--bg", _save(tmp_path / "bg.png", rgba(128, 64, seed=3, opaque=True)),
+        "--out", str(out), "--psd",
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, stderr
+    record = json.loads((out / "result.json").read_text())
+    assert [layer["file"] for layer in record["layers"]] == [
+        "object_0.png",
+        "object_1.png",
+        "blended.png",
+    ]
+    moon = record["layers"][1]
+    assert moon["name"] == "a moon" and moon["left"] >= 70 and moon["top"] >= 20
+    assert moon["left"] + moon["width"] <= 110 and moon["top"] + moon["height"] <= 50
+    assert record["parameters"]["objects"][1]["seed"] == 4
+    assert (out / "layers.psd").is_file()
 
 
 def test_missing_out_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

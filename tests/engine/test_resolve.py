@@ -27,6 +27,16 @@ IMAGES: dict[str, dict[str, np.ndarray]] = {
     "inpaint": {"image": IMAGE, "mask": MASK},
     "layer_on_artwork": {"canvas": IMAGE, "selection": MASK},
     "upscale": {"image": IMAGE},
+    "scene": {"bg": IMAGE, "objects.1.mask": MASK[10:50, 20:70]},
+}
+#: Request fields a mode needs beyond the prompt (its list inputs).
+FIELDS: dict[str, dict[str, object]] = {
+    "scene": {
+        "objects": [
+            {"prompt": "a crow", "region": {"left": 0, "top": 0, "width": 30, "height": 20}},
+            {"prompt": "a moon", "region": {"left": 40, "top": 30}},
+        ]
+    }
 }
 
 
@@ -36,7 +46,10 @@ def engine(tiny_models_dir: Path) -> Engine:
 
 
 def resolve(engine: Engine, **fields: object) -> ResolvedRequest:
-    params = GenerateParameters.model_validate({"prompt": "a lamp", **fields})
+    mode = str(fields.get("mode", "fg"))
+    params = GenerateParameters.model_validate(
+        {"prompt": "a lamp", **FIELDS.get(mode, {}), **fields}
+    )
     return engine.prepare(params, IMAGES[params.mode]).request
 
 
@@ -52,11 +65,10 @@ def test_every_mode_resolves_completely_and_round_trips_through_json(
     assert params.model == model and params.seed is not None
     for name in ("steps", "cfg", "scheduler", "stop_at"):
         assert getattr(params, name) is not None, name
-    assert len(request.stages) == (
-        2
-        if model == "tiny-sdxl" and request.spec.name in ("fg2bg", "bg2fg", "layer_on_artwork")
-        else 1
-    )
+    two_step = model == "tiny-sdxl" and request.spec.name in ("fg2bg", "bg2fg", "layer_on_artwork")
+    # scene: its background stage, then the bg→fg stages every object runs
+    scene = {"tiny-sdxl": 3, "tiny-sd15": 2}[model] if mode == "scene" else None
+    assert len(request.stages) == (scene or (2 if two_step else 1))
     if request.spec.is_editor_mode:
         assert params.width is None and params.height is None
     else:
@@ -64,6 +76,10 @@ def test_every_mode_resolves_completely_and_round_trips_through_json(
     again = ResolvedRequest.model_validate_json(request.model_dump_json())
     assert again == request
     assert again.record_parameters() == request.record_parameters()
+    if mode == "scene":  # a region mask is recorded inside its region, not as a request field
+        recorded = request.record_parameters()
+        assert recorded["objects"][1]["region"]["mask"]["width"] == 50
+        assert "objects.1.mask" not in recorded
     with pytest.raises(ValidationError):  # frozen: nothing downstream can change it
         request.family = "sd15"  # type: ignore[misc]
 

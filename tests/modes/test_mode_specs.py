@@ -92,6 +92,7 @@ def test_derived_rules_match_the_behaviour_before_specs() -> None:
         "inpaint",
         "layer_on_artwork",
         "upscale",
+        "scene",  # its frame image `bg` is optional: without it, width/height
     }
     frames = {name: MODES[name].frame_image for name in BUILTIN_NAMES}
     assert frames == {
@@ -103,6 +104,7 @@ def test_derived_rules_match_the_behaviour_before_specs() -> None:
         "inpaint": "image",
         "layer_on_artwork": "canvas",
         "upscale": "image",
+        "scene": "bg",
     }
     required = {name: MODES[name].required_images for name in BUILTIN_NAMES}
     assert required == {
@@ -114,10 +116,14 @@ def test_derived_rules_match_the_behaviour_before_specs() -> None:
         "inpaint": ("image", "mask"),
         "layer_on_artwork": ("canvas",),
         "upscale": ("image",),
+        "scene": (),
     }
     stacks = {name: MODES[name].layer_names({}) for name in BUILTIN_NAMES}
     assert stacks["joint"] == ["background", "foreground", "blended"]
     assert stacks["fg2bg"] == ["background", "blended"]
+    scene = MODES["scene"]
+    assert scene.layer_names({"objects": 2}) == ["background", "object_0", "object_1", "blended"]
+    assert scene.layer_names({"objects": 1}, images={"bg"}) == ["object_0", "blended"]
     assert [n for n in BUILTIN_NAMES if not MODES[n].prompt_required] == ["upscale"]
     hidden = {layer.name for spec in MODES.values() for layer in spec.layers if not layer.visible}
     alpha = {layer.name for spec in MODES.values() for layer in spec.layers if layer.keeps_alpha}
@@ -132,6 +138,21 @@ def test_counted_layers_expand_from_the_request() -> None:
     assert pattern.number("object_12") == 12
     assert pattern.number("object_") is None and pattern.number("objects_1") is None
     assert pattern.number("foreground") is None
+
+
+def test_titled_layers_take_unique_names_from_their_items() -> None:
+    from acetate.modes import LayerOut
+
+    pattern = LayerOut("object_{i}", "Object", count_from="objects", title_from="prompt")
+    items = [{"prompt": "a crow"}, {"prompt": "a crow"}, {"prompt": ""}, {"prompt": "é" * 90}]
+    assert pattern.titles(items) == ["a crow", "a crow (2)", "Object 3", "é" * 60]
+
+
+def test_scene_progress_counts_every_object_stage() -> None:
+    scene = MODES["scene"]
+    assert scene.denoise_runs("sdxl", {"objects": 3}, set(), 1) == 1 + 2 * 3
+    assert scene.denoise_runs("sd15", {"objects": 3}, {"bg"}, 2) == 3 * 2
+    assert MODES["bg2fg"].denoise_runs("sdxl", {}, {"bg"}, 4) == 2
 
 
 def test_group_name_uses_the_mode_label_for_an_empty_prompt() -> None:

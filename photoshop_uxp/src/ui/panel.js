@@ -105,19 +105,38 @@ function mountPanel(root, { store, controller, saveToken }) {
     if (read) {
       bound.set(id, { input, read });
     }
-    return el(doc, "div", { class: "row" }, [el(doc, "label", { for: `acetate-${id}`, text: label }), input]);
+    return el(doc, "div", { class: "row" }, [wrap(label, input)]);
   };
+  /**
+   * A label wrapped around its control: UXP does not support `<label for>` (uxp-api
+   * known-issues.md: "Wrap `<label>` around the control instead").
+   * @param {string} text
+   * @param {Node[]} controls
+   */
+  const wrap = (text, ...controls) => el(doc, "label", { class: "field" }, [el(doc, "span", { class: "label-text", text }), ...controls]);
 
   const serverInput = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text" }));
   serverInput.addEventListener("change", () => setSetting("serverUrl", serverInput.value.trim()));
   const tokenInput = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "password", placeholder: "only if the server has one" }));
-  tokenInput.addEventListener("change", () => {
-    store.update({ token: tokenInput.value.trim() });
-    saveToken(tokenInput.value.trim());
+  // uxp-api known-issues.md: "Password field values cannot be read on macOS … set the type to
+  // text on focus and switch it back to password on blur". The value is read while it is text.
+  const saveTokenValue = () => {
+    const value = tokenInput.value.trim();
+    if (value !== store.state.token) {
+      store.update({ token: value });
+      saveToken(value);
+    }
+  };
+  tokenInput.addEventListener("focus", () => tokenInput.setAttribute("type", "text"));
+  tokenInput.addEventListener("change", saveTokenValue);
+  tokenInput.addEventListener("blur", () => {
+    saveTokenValue();
+    tokenInput.setAttribute("type", "password");
   });
   const connectButton = el(doc, "button", { text: "Connect" });
   connectButton.addEventListener("click", () => void controller.connect());
   const status = el(doc, "div", { class: "status" });
+  const details = el(doc, "div", { class: "details", title: "What the server saw of this panel's requests (for the Origin rule)" });
 
   const modeSelect = /** @type {HTMLSelectElement} */ (el(doc, "select"));
   modeSelect.addEventListener("change", () => setSetting("mode", modeSelect.value));
@@ -132,9 +151,9 @@ function mountPanel(root, { store, controller, saveToken }) {
   const batchInput = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text", placeholder: "1" }));
   batchInput.addEventListener("input", () => setSetting("batch", batchInput.value));
 
-  const modeRow = el(doc, "div", { class: "row" }, [el(doc, "label", { for: "acetate-mode", text: FIELD_LABELS.mode }), modeSelect]);
+  const modeRow = el(doc, "div", { class: "row" }, [wrap(FIELD_LABELS.mode, modeSelect)]);
   modeSelect.setAttribute("id", "acetate-mode");
-  const modelRow = el(doc, "div", { class: "row" }, [el(doc, "label", { for: "acetate-model", text: FIELD_LABELS.model }), modelSelect]);
+  const modelRow = el(doc, "div", { class: "row" }, [wrap(FIELD_LABELS.model, modelSelect)]);
   modelSelect.setAttribute("id", "acetate-model");
   const basic = el(doc, "div", { class: "options" });
   const advancedToggle = el(doc, "button", { class: "advanced-toggle", text: "Advanced ▸" });
@@ -178,9 +197,10 @@ function mountPanel(root, { store, controller, saveToken }) {
   root.appendChild(
     el(doc, "div", { class: "acetate" }, [
       el(doc, "div", { class: "section" }, [
-        el(doc, "div", { class: "row" }, [el(doc, "label", { text: "Server" }), serverInput, connectButton]),
-        el(doc, "div", { class: "row" }, [el(doc, "label", { text: "Token" }), tokenInput]),
+        el(doc, "div", { class: "row" }, [wrap("Server", serverInput), connectButton]),
+        el(doc, "div", { class: "row" }, [wrap("Token", tokenInput)]),
         status,
+        details,
       ]),
       form,
       el(doc, "div", { class: "actions" }, [generateButton, cancelButton, undoButton]),
@@ -222,7 +242,7 @@ function mountPanel(root, { store, controller, saveToken }) {
       box.setAttribute("id", `acetate-${id}`);
       box.setAttribute("title", option.help);
       bound.set(id, { input: box, read: sync });
-      return el(doc, "div", { class: "row" }, [el(doc, "label", { for: `acetate-${id}`, text: option.label }), box]);
+      return el(doc, "div", { class: "row" }, [wrap(option.label, box)]);
     }
     const placeholder = option.type === "text" ? String(optionDefault(option, family) ?? "") : placeholderOf(option, mode, family);
     const input = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text", placeholder }));
@@ -372,6 +392,7 @@ function mountPanel(root, { store, controller, saveToken }) {
     const events = connection.status === "connected" ? ` · events: ${connection.socket === "open" ? "live" : "reconnecting…"}` : "";
     status.textContent = `${connection.message || "Not connected."}${events}`;
     status.className = `status ${connection.status}`;
+    details.textContent = connection.status === "connected" && connection.seen !== undefined ? describeSeen(connection.seen ?? null) : "";
     connectButton.textContent = connection.status === "connected" ? "Reconnect" : "Connect";
 
     setEnabled(generateButton, !state.busy && connection.status !== "outdated");
@@ -481,10 +502,34 @@ function showPreview(image, jpeg, previousUrl) {
     image.style.display = "none";
     return "";
   }
-  const url = URL.createObjectURL(new ImageBlobClass(jpeg, { type: "image/jpeg" }));
-  image.setAttribute("src", url);
-  image.style.display = "";
-  return url;
+  // ImageBlob documents "image/png" and "image/jpg" (uxp-api global-members/image-blob): try
+  // the standard name, then the documented one, else show no preview.
+  for (const type of ["image/jpeg", "image/jpg"]) {
+    try {
+      const url = URL.createObjectURL(new ImageBlobClass(jpeg, { type }));
+      image.setAttribute("src", url);
+      image.style.display = "";
+      return url;
+    } catch {
+      // Rejected MIME type: try the next name.
+    }
+  }
+  image.removeAttribute("src");
+  image.style.display = "none";
+  return "";
+}
+
+/**
+ * The connection details line: the Origin and Sec-Fetch-* headers the server saw on the
+ * panel's request (what UXP sends is undocumented; the first real run reports it).
+ * @param {import("../protocol").ClientSeen|null} seen
+ */
+function describeSeen(seen) {
+  if (!seen) {
+    return "Server did not report the request headers it saw (older server).";
+  }
+  const show = (/** @type {string|null|undefined} */ value) => (value === null || value === undefined ? "none" : JSON.stringify(value));
+  return `Server saw: Origin ${show(seen.origin)} · Sec-Fetch-Site ${show(seen.sec_fetch_site)} · Sec-Fetch-Mode ${show(seen.sec_fetch_mode)}`;
 }
 
 /**
@@ -520,4 +565,4 @@ function renderHistory(doc, list, state, controller) {
   }
 }
 
-module.exports = { mountPanel, describeProgress };
+module.exports = { mountPanel, describeProgress, describeSeen, showPreview };

@@ -2,10 +2,21 @@
 /**
  * A fake `photoshop` module for tests: in-memory documents whose layers hold typed-array
  * pixels in the document's bit depth, the Imaging API on real buffers, `executeAsModal` with
- * history suspension, and Photoshop's rules made strict:
+ * history suspension, and Photoshop's rules made strict. Each behaviour names the page it
+ * follows: AdobeDocs/uxp-photoshop (snapshot 6edd63f) `ps-reference/…` pages, Adobe's imaging
+ * sample, or sd-ppp; what no page states is marked "undocumented" and listed in the README's
+ * smoke checklist instead of being trusted.
  * - every write (layer creation, renaming, visibility, deletion, putPixels, open) throws
- *   outside `executeAsModal`, and a second modal scope throws "host is in a modal state";
- * - putPixels wants image data in the document's bit depth (16-bit: 0..32768);
+ *   outside `executeAsModal` (media/executeasmodal.md: "All pixel writes … must run inside");
+ * - another plugin's modal scope: error `number` 9, "Plugin: … is running a modal command",
+ *   after waiting up to `timeOut` ms (default 1 s; executeasmodal.md, 25.10+); before 25.10
+ *   "host is in a modal state" at once (`busyModal`); nested scopes are allowed;
+ * - a cancelled scope: `isCancelled`, and every further Photoshop call throws until the scope
+ *   returns (executeasmodal.md "User cancellation", "Automatic document closing");
+ * - history suspensions left open are resumed when the scope ends: committed when it returns,
+ *   rolled back when it throws (executeasmodal.md, resumeHistory notes);
+ * - putPixels wants image data in the document's bit depth (16-bit: 0..32768; 32-bit: linear
+ *   light, media/imaging.md);
  * - image data must be disposed, and cannot be used after it was.
  * Every call is recorded in `world.calls` with whether it ran inside a modal scope.
  */
@@ -13,7 +24,7 @@
 
 const fs = require("node:fs");
 
-const { ARRAY_OF_BITS, composite, crop, fromByte, fromBytes8Array, intersectBounds, isInside, maskRect, toBytes } = require("./raster.js");
+const { ARRAY_OF_BITS, composite, crop, fromByte, fromBytes8Array, intersectBounds, isInside, maskRect, maskedBytes, toBytes } = require("./raster.js");
 
 const SRGB = "sRGB IEC61966-2.1";
 
@@ -35,10 +46,22 @@ function createFakePhotoshop() {
     active: null,
     /** api → the call number (1-based) that throws */
     failures: /** @type {Record<string, number>} */ ({}),
-    /** How many executeAsModal calls fail with "host is in a modal state" first. */
+    /** How many executeAsModal calls fail with "host is in a modal state" first (before 25.10). */
     busyModal: 0,
+    /** Another plugin holding the modal state until `until` (Date.now() ms), 25.10+ behaviour. */
+    otherModal: /** @type {{plugin: string, until: number}|null} */ (null),
+    /** `timeOut` of every executeAsModal call, in order. */
+    timeOuts: /** @type {(number|undefined)[]} */ ([]),
+    /** The user cancels the modal scope at this call (api name, 1-based count from now). */
+    cancelAt: /** @type {{api: string, n: number}|null} */ (null),
+    /** Set while a cancelled scope is still running. */
+    cancelled: false,
+    /** History suspensions Photoshop resumed itself when a scope ended (commit or rollback). */
+    autoResumed: /** @type {{name: string, commit: boolean}[]} */ ([]),
     /** @type {string[]} */
     opened: [],
+    /** @type {any} the running modal scope's execution context */
+    context: null,
     documents,
     /**
      * @param {{width: number, height: number, bits?: 8|16|32, name?: string, mode?: string}} options
@@ -58,6 +81,13 @@ function createFakePhotoshop() {
       const done = world.calls.filter((call) => call.api === api).length;
       world.failures[api] = done + n;
     },
+    /**
+     * The user presses Cancel on the progress bar when the n-th call of `api` from now runs.
+     * @param {string} api @param {number} [n]
+     */
+    cancelOn(api, n = 1) {
+      world.cancelAt = { api, n: world.calls.filter((call) => call.api === api).length + n };
+    },
     /** @param {string} api */
     callsOf(api) {
       return world.calls.filter((call) => call.api === api);
@@ -72,6 +102,16 @@ function createFakePhotoshop() {
   function record(api, args, { write = false } = {}) {
     world.calls.push({ api, args, inModal: world.inModal });
     const count = world.callsOf(api).length;
+    if (world.cancelled && !api.startsWith("ImageData.")) {
+      // executeasmodal.md: "When the user cancels a modal scope, then JavaScript cannot make any
+      // further document changes until it returns from the modal scope."
+      throw new Error(`${api}: the modal scope was cancelled`);
+    }
+    if (world.inModal && world.cancelAt && world.cancelAt.api === api && world.cancelAt.n === count) {
+      world.cancelAt = null;
+      world.cancelled = true;
+      throw new Error("User cancelled the operation");
+    }
     if (world.failures[api] === count) {
       throw new Error(`${api} failed (injected)`);
     }
@@ -80,11 +120,19 @@ function createFakePhotoshop() {
     }
   }
 
+  /**
+   * Layer kinds (modules/constants.md LayerKind, values from @types/photoshop): "pixel" and
+   * "group"; content layers the fake renders like pixels but getPixels refuses ("text",
+   * "smartObject", "solidColor", "gradientFill", "pattern"); adjustment layers (any other
+   * kind, e.g. "curves") have no pixels.
+   */
+  const CONTENT_KINDS = ["text", "smartObject", "solidColor", "gradientFill", "pattern"];
+
   class FakeLayer {
     /**
      * @param {FakeDocument} doc
      * @param {string} name
-     * @param {"pixel"|"group"} kind
+     * @param {string} kind
      */
     constructor(doc, name, kind) {
       this.id = nextId++;
@@ -97,7 +145,15 @@ function createFakePhotoshop() {
       /** @type {FakeLayer[]|null} top first, like Photoshop */
       this.layers = kind === "group" ? [] : null;
       /** @type {Uint8Array|Uint16Array|Float32Array|null} canvas-sized RGBA in the doc's depth */
-      this.pixels = kind === "pixel" ? new ARRAY_OF_BITS[doc.bits](doc.width * doc.height * 4) : null;
+      this.pixels = kind === "pixel" || CONTENT_KINDS.includes(kind) ? new ARRAY_OF_BITS[doc.bits](doc.width * doc.height * 4) : null;
+      /** @type {Uint8Array|null} canvas-sized user (pixel) mask, 255 = shown */
+      this.userMask = null;
+      /** @type {Uint8Array|null} canvas-sized vector mask, rendered */
+      this.vectorMask = null;
+      /** Layer.isBackgroundLayer (classes/layer.md) */
+      this.isBackgroundLayer = false;
+      /** Layer.isClippingMask (classes/layer.md) */
+      this.isClippingMask = false;
       this._deleted = false;
     }
     get typename() {
@@ -152,6 +208,101 @@ function createFakePhotoshop() {
         this.parent = relative.parent;
       });
     }
+    /**
+     * classes/layer.md duplicate: "creating a copy above it in layer stack, and returns the
+     * newly created layer". That the copy becomes the active layer is undocumented (it is what
+     * Layer ▸ Duplicate does in the UI; README smoke checklist).
+     * @param {any} [relativeObject] @param {string} [placement] @param {string} [name]
+     */
+    async duplicate(relativeObject, placement, name) {
+      record("Layer.duplicate", { id: this.id, relativeObject: relativeObject?.id, placement, name }, { write: true });
+      if (relativeObject !== undefined) throw new Error("fake: duplicate elsewhere is not faked");
+      const doc = this._doc;
+      /** @param {FakeLayer} layer @returns {FakeLayer} */
+      const copy = (layer) => {
+        const twin = new FakeLayer(doc, layer._name, layer.kind);
+        twin._visible = layer._visible;
+        twin.pixels = layer.pixels ? layer.pixels.slice() : null;
+        twin.userMask = layer.userMask ? layer.userMask.slice() : null;
+        twin.vectorMask = layer.vectorMask ? layer.vectorMask.slice() : null;
+        twin.isClippingMask = layer.isClippingMask;
+        if (layer.layers) {
+          twin.layers = layer.layers.map(copy);
+          twin.layers.forEach((child) => (child.parent = twin));
+        }
+        return twin;
+      };
+      const twin = copy(this);
+      twin._name = name ?? `${this._name} copy`;
+      doc.change("Duplicate Layer", () => {
+        const siblings = doc.siblingsOf(this);
+        siblings.splice(siblings.indexOf(this), 0, twin);
+        twin.parent = this.parent;
+        doc._active = twin;
+      });
+      return twin;
+    }
+    /**
+     * classes/layer.md merge: "operates on the currently selected layers … If one layer is
+     * selected, it is merged down with the layer beneath … The merged layer will now be the
+     * active layer." A selected group merges into one pixel layer (Layer ▸ Merge Group).
+     */
+    async merge() {
+      record("Layer.merge", { id: this.id }, { write: true });
+      const doc = this._doc;
+      const active = doc._active;
+      if (!active) throw new Error("merge: no layer is selected");
+      /** @type {FakeLayer} */
+      let merged;
+      if (active.kind === "group") {
+        merged = new FakeLayer(doc, active._name, "pixel");
+        const flat = composite({ width: doc.width, height: doc.height, bits: doc.bits, layers: [active] });
+        merged.pixels = fromBytes8Array(flat, doc.bits);
+        doc.change("Merge Group", () => {
+          const siblings = doc.siblingsOf(active);
+          siblings.splice(siblings.indexOf(active), 1, merged);
+          merged.parent = active.parent;
+          active._deleted = true;
+          doc._active = merged;
+        });
+        return merged;
+      }
+      const siblings = doc.siblingsOf(active);
+      const below = siblings[siblings.indexOf(active) + 1];
+      if (!below || below.kind !== "pixel") throw new Error("merge: the layer below must be a pixel layer");
+      doc.change("Merge Down", () => {
+        const top = maskedBytes(active, doc);
+        const bottom = toBytes(/** @type {any} */ (below.pixels), doc.bits);
+        const flat = composite({ width: doc.width, height: doc.height, bits: doc.bits, layers: [
+          { kind: "pixel", visible: true, pixels: fromBytes8Array(top, doc.bits) },
+          { kind: "pixel", visible: true, pixels: fromBytes8Array(bottom, doc.bits) },
+        ] });
+        below.pixels = fromBytes8Array(flat, doc.bits);
+        siblings.splice(siblings.indexOf(active), 1);
+        active._deleted = true;
+        doc._active = below;
+      });
+      return below;
+    }
+    /**
+     * classes/layer.md rasterize(RasterizeType): the layer becomes a pixel layer; ENTIRELAYER
+     * also bakes the vector mask into the pixels; the user mask stays.
+     * @param {string} target
+     */
+    async rasterize(target) {
+      record("Layer.rasterize", { id: this.id, target }, { write: true });
+      if (!CONTENT_KINDS.includes(this.kind)) throw new Error(`rasterize: a ${this.kind} layer has nothing to rasterize`);
+      if (target !== "entire") throw new Error(`fake: rasterize ${target} is not faked`);
+      this._doc.change("Rasterize Layer", () => {
+        if (this.vectorMask) {
+          const bytes = toBytes(/** @type {any} */ (this.pixels), this._doc.bits);
+          for (let p = 0; p < this.vectorMask.length; p++) bytes[p * 4 + 3] = Math.round((bytes[p * 4 + 3] * this.vectorMask[p]) / 255);
+          this.pixels = fromBytes8Array(bytes, this._doc.bits);
+          this.vectorMask = null;
+        }
+        this.kind = "pixel";
+      });
+    }
     delete() {
       record("Layer.delete", { id: this.id }, { write: true });
       if (this._deleted) {
@@ -183,6 +334,8 @@ function createFakePhotoshop() {
       this.bits = bits;
       this.mode = mode;
       this.colorProfileName = SRGB;
+      /** classes/document.md `path`: the file it was opened from ("" for a new document) */
+      this.path = "";
       /** @type {FakeLayer[]} top first */
       this.layers = [];
       /** @type {FakeLayer|null} */
@@ -217,23 +370,50 @@ function createFakePhotoshop() {
     // ---- test helpers (not Photoshop API) ----
 
     /**
-     * Add a pixel layer from 8-bit RGBA at a canvas position (outside any modal scope).
+     * Add a layer from 8-bit RGBA at a canvas position (outside any modal scope), on top (or
+     * at the top of `parent`). `kind`: "pixel" (default), a content kind ("text", …) or an
+     * adjustment kind; `background`: the Background layer (opaque, at the bottom).
      * @param {string} name
      * @param {{data: Uint8Array, width: number, height: number, left?: number, top?: number}} image
+     * @param {{kind?: string, background?: boolean, userMask?: Uint8Array, vectorMask?: Uint8Array, clipped?: boolean, parent?: FakeLayer}} [options]
      */
-    addPixelLayer(name, { data, width, height, left = 0, top = 0 }) {
-      const layer = new FakeLayer(this, name, "pixel");
+    addPixelLayer(name, { data, width, height, left = 0, top = 0 }, options = {}) {
+      const layer = new FakeLayer(this, name, options.kind ?? "pixel");
       const pixels = /** @type {any} */ (layer.pixels);
-      for (let y = 0; y < height; y++) {
-        for (let x = 0; x < width; x++) {
-          for (let c = 0; c < 4; c++) {
-            pixels[((top + y) * this.width + left + x) * 4 + c] = fromByte(data[(y * width + x) * 4 + c], this.bits);
+      if (pixels) {
+        for (let y = 0; y < height; y++) {
+          for (let x = 0; x < width; x++) {
+            for (let c = 0; c < 4; c++) {
+              const v = options.background && c === 3 ? 255 : data[(y * width + x) * 4 + c];
+              pixels[((top + y) * this.width + left + x) * 4 + c] = fromByte(v, this.bits, c === 3);
+            }
           }
         }
       }
-      this.layers.unshift(layer);
+      layer.userMask = options.userMask ?? null;
+      layer.vectorMask = options.vectorMask ?? null;
+      layer.isBackgroundLayer = Boolean(options.background);
+      layer.isClippingMask = Boolean(options.clipped);
+      if (options.background) {
+        this.layers.push(layer);
+      } else if (options.parent) {
+        /** @type {FakeLayer[]} */ (options.parent.layers).unshift(layer);
+        layer.parent = options.parent;
+      } else {
+        this.layers.unshift(layer);
+      }
       this._active = layer;
       return layer;
+    }
+    /**
+     * Add an empty group on top (test helper).
+     * @param {string} name
+     */
+    addGroup(name) {
+      const group = new FakeLayer(this, name, "group");
+      this.layers.unshift(group);
+      this._active = group;
+      return group;
     }
     /** @param {FakeLayer|null} layer */
     setActive(layer) {
@@ -345,6 +525,8 @@ function createFakePhotoshop() {
         layer,
         name: layer._name,
         visible: layer._visible,
+        kind: layer.kind,
+        vectorMask: layer.vectorMask,
         pixels: layer.pixels ? layer.pixels.slice() : null,
         children: layer.layers ? layer.layers.map(save) : null,
       });
@@ -357,6 +539,8 @@ function createFakePhotoshop() {
         const layer = saved.layer;
         layer._name = saved.name;
         layer._visible = saved.visible;
+        layer.kind = saved.kind;
+        layer.vectorMask = saved.vectorMask;
         layer.pixels = saved.pixels ? saved.pixels.slice() : null;
         layer.parent = parent;
         layer._deleted = false;
@@ -379,17 +563,54 @@ function createFakePhotoshop() {
 
     // ---- Photoshop API ----
 
-    /** @param {{name?: string}} [options] */
+    /**
+     * Layer creation in a document that is not the active one is undocumented (README smoke
+     * checklist): the fake refuses it, so the plugin must make the job's document active first.
+     * @param {string} api
+     */
+    requireActive(api) {
+      if (world.active !== this) throw new Error(`fake: ${api} on a document that is not active (undocumented)`);
+    }
+    /**
+     * classes/document.md duplicate(name?): "Creates a duplicate of the document, making the
+     * duplicate active."
+     * @param {string} [name]
+     */
+    async duplicate(name) {
+      record("Document.duplicate", { documentID: this.id, name }, { write: true });
+      const twin = world.addDocument({ width: this.width, height: this.height, bits: this.bits, name: name ?? `${this.name} copy`, mode: this.mode });
+      twin.layers = [...this.layers];
+      return twin;
+    }
+    /** classes/document.md closeWithoutSaving */
+    closeWithoutSaving() {
+      record("Document.closeWithoutSaving", { documentID: this.id }, { write: true });
+      documents.splice(documents.indexOf(this), 1);
+      if (world.active === this) world.active = documents.at(-1) ?? null;
+    }
+
+    /**
+     * classes/document.md createPixelLayer; the new layer goes above the active layer, inside
+     * it when it is a group (shared/reference/photoshop-uxp.md "Real Photoshop behaviour").
+     * @param {{name?: string}} [options]
+     */
     async createPixelLayer(options = {}) {
       record("Document.createPixelLayer", { documentID: this.id, ...options }, { write: true });
+      this.requireActive("createPixelLayer");
       const layer = new FakeLayer(this, options.name ?? "Layer", "pixel");
       this.change("New Layer", () => this.insertAboveActive(layer));
       return layer;
     }
-    /** @param {{name?: string, fromLayers?: FakeLayer|FakeLayer[]}} [options] */
+    /**
+     * classes/document.md createLayerGroup({name, fromLayers}): the group takes the layers'
+     * place; without layers it goes where a new layer would. The new group becomes the active
+     * layer, so the next created layer lands inside it (reference "Real Photoshop behaviour").
+     * @param {{name?: string, fromLayers?: FakeLayer|FakeLayer[]}} [options]
+     */
     async createLayerGroup(options = {}) {
       const members = options.fromLayers ? [options.fromLayers].flat() : [];
       record("Document.createLayerGroup", { documentID: this.id, name: options.name, fromLayers: members.map((l) => l.id) }, { write: true });
+      this.requireActive("createLayerGroup");
       const group = new FakeLayer(this, options.name ?? "Group", "group");
       this.change("New Group", () => {
         if (members.length === 0) {
@@ -463,7 +684,15 @@ function createFakePhotoshop() {
   }
 
   const imaging = {
-    /** @param {any} options */
+    /**
+     * media/imaging.md getPixels. `layerID` must name a pixel layer (Adobe's imaging sample
+     * refuses other kinds; sd-ppp merges/rasterises duplicates first); the pixels come back
+     * without the layer's masks (reference "Real Photoshop behaviour": read getLayerMask and
+     * multiply); "An opaque RGB pixel has only three components": the Background layer and the
+     * composite of a document with a Background come back with `components` 3; sourceBounds is
+     * trimmed to the region holding pixels; 32-bit data carries a "(Linear RGB Profile)" name.
+     * @param {any} options
+     */
     async getPixels(options) {
       record("imaging.getPixels", options);
       checkOptions(options, ["documentID", "layerID", "sourceBounds", "targetSize", "colorSpace", "colorProfile", "componentSize", "applyAlpha"], "getPixels");
@@ -471,24 +700,58 @@ function createFakePhotoshop() {
       if (options.colorSpace !== undefined && options.colorSpace !== "RGB") throw new Error("fake: RGB only");
       const bits = options.componentSize === undefined || options.componentSize === -1 ? doc.bits : options.componentSize;
       if (![8, 16, 32].includes(bits)) throw new Error(`getPixels: bad componentSize ${options.componentSize}`);
+      if (options.applyAlpha) throw new Error("fake: applyAlpha (matting on white) is not faked");
       let rgba8;
       /** @type {any} */
       let rect;
+      let opaque = false;
       if (options.layerID !== undefined) {
         const layer = doc.allLayers().find((l) => l.id === options.layerID);
-        if (!layer || layer.kind !== "pixel") throw new Error(`getPixels: no pixel layer ${options.layerID}`);
+        if (!layer) throw new Error(`getPixels: no layer ${options.layerID}`);
+        if (layer.kind !== "pixel") throw new Error(`getPixels: layer ${options.layerID} is not a pixel layer (${layer.kind})`);
         rect = doc.contentRect(layer);
         if (!rect) throw new Error("getPixels: the layer is empty");
         rgba8 = toBytes(/** @type {any} */ (layer.pixels), doc.bits);
+        opaque = layer.isBackgroundLayer;
       } else {
         rect = { left: 0, top: 0, right: doc.width, bottom: doc.height };
         rgba8 = composite(doc);
+        opaque = doc.layers.some((layer) => layer.isBackgroundLayer && layer.visible);
       }
       if (options.sourceBounds) rect = intersectBounds(rect, options.sourceBounds);
-      const cropped = crop(rgba8, doc.width, rect, 4);
-      const data = bits === 8 ? cropped : fromBytes8Array(cropped, bits);
-      const imageData = new ImageData(data, { width: rect.right - rect.left, height: rect.bottom - rect.top, components: 4, colorSpace: "RGB", colorProfile: options.colorProfile ?? doc.colorProfileName });
+      let cropped = crop(rgba8, doc.width, rect, 4);
+      if (opaque) {
+        const rgb = new Uint8Array((cropped.length / 4) * 3);
+        for (let p = 0; p < cropped.length / 4; p++) rgb.set(cropped.subarray(p * 4, p * 4 + 3), p * 3);
+        cropped = rgb;
+      }
+      const components = opaque ? 3 : 4;
+      const data = bits === 8 ? cropped : components === 4 ? fromBytes8Array(cropped, bits) : fromBytes8Array(cropped, bits); // (3-component deep data is not used by the plugin)
+      const profile = (options.colorProfile ?? doc.colorProfileName) + (bits === 32 ? " (Linear RGB Profile)" : "");
+      const imageData = new ImageData(data, { width: rect.right - rect.left, height: rect.bottom - rect.top, components, colorSpace: "RGB", colorProfile: profile });
       return { imageData, sourceBounds: { left: rect.left, top: rect.top, right: rect.right, bottom: rect.bottom }, level: 0 };
+    },
+    /**
+     * media/imaging.md getLayerMask({documentID, layerID, kind: "user"|"vector", sourceBounds}):
+     * a single-channel grayscale mask. What it does for a layer without such a mask is
+     * undocumented: the fake throws (README smoke checklist).
+     * @param {any} options
+     */
+    async getLayerMask(options) {
+      record("imaging.getLayerMask", options);
+      checkOptions(options, ["documentID", "layerID", "kind", "sourceBounds", "targetSize"], "getLayerMask");
+      const doc = documentById(options.documentID);
+      const layer = doc.allLayers().find((l) => l.id === options.layerID);
+      if (!layer) throw new Error(`getLayerMask: no layer ${options.layerID}`);
+      const kind = options.kind ?? "user";
+      const mask = kind === "user" ? layer.userMask : kind === "vector" ? layer.vectorMask : undefined;
+      if (mask === undefined) throw new Error(`getLayerMask: bad kind ${kind}`);
+      if (mask === null) throw new Error(`getLayerMask: the layer has no ${kind} mask`);
+      let rect = { left: 0, top: 0, right: doc.width, bottom: doc.height };
+      if (options.sourceBounds) rect = intersectBounds(rect, options.sourceBounds);
+      const data = crop(mask, doc.width, rect, 1);
+      const imageData = new ImageData(data, { width: rect.right - rect.left, height: rect.bottom - rect.top, components: 1, colorSpace: "Grayscale", colorProfile: "Gray Gamma 2.2" });
+      return { imageData, sourceBounds: rect };
     },
     /** @param {any} options */
     async getSelection(options) {
@@ -517,6 +780,9 @@ function createFakePhotoshop() {
         throw new Error(`createImageDataFromBuffer: ${buffer.length} values for ${width}×${height}×${components}`);
       }
       if (!["RGB", "Grayscale"].includes(colorSpace)) throw new Error(`bad colorSpace ${colorSpace}`);
+      // media/imaging.md: the "(Linear RGB Profile)" text "should not be included when
+      // specifying a profile" for 32-bit data.
+      if (/\(Linear/i.test(options.colorProfile ?? "")) throw new Error(`createImageDataFromBuffer: unknown profile ${options.colorProfile}`);
       if (buffer instanceof Uint16Array && !options.fullRange && buffer.some((v) => v > 32768)) {
         throw new Error("createImageDataFromBuffer: 16-bit values above 32768");
       }
@@ -557,25 +823,50 @@ function createFakePhotoshop() {
     },
   };
 
+  /** @param {number} ms */
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
   const core = {
     isModal: () => world.inModal,
     /**
+     * media/executeasmodal.md. `timeOut` (25.10+, default 1000 ms): while another plugin is
+     * modal the request waits up to that long, then fails with `number` 9 and a message naming
+     * that plugin. Nested scopes run inside the outer one. When the scope ends, suspensions
+     * still open are committed (normal return) or rolled back (exception).
      * @param {(context: any) => Promise<any>} body
-     * @param {{commandName: string}} options
+     * @param {{commandName: string, timeOut?: number}} options
      */
     async executeAsModal(body, options) {
-      record("core.executeAsModal", { commandName: options?.commandName });
+      record("core.executeAsModal", { commandName: options?.commandName, timeOut: options?.timeOut });
       if (!options || typeof options.commandName !== "string") throw new Error("executeAsModal needs a commandName");
-      if (world.inModal) throw new Error("host is in a modal state");
+      world.timeOuts.push(options.timeOut);
+      if (world.inModal) {
+        return body(world.context); // a nested scope shares the outer one's state
+      }
       if (world.busyModal > 0) {
         world.busyModal -= 1;
         throw new Error("host is in a modal state");
       }
+      if (world.otherModal) {
+        const wait = world.otherModal.until - Date.now();
+        const timeOut = options.timeOut ?? 1000;
+        if (wait > timeOut) {
+          await sleep(timeOut);
+          const error = /** @type {Error & {number?: number}} */ (new Error(`Plugin: ${world.otherModal.plugin} is running a modal command`));
+          error.number = 9;
+          throw error;
+        }
+        await sleep(Math.max(wait, 0));
+        world.otherModal = null;
+      }
       world.inModal = true;
+      world.cancelled = false;
       world.modalCommands.push(options.commandName);
       let nextSuspension = 1;
       const context = {
-        isCancelled: false,
+        get isCancelled() {
+          return world.cancelled;
+        },
         onCancel: null,
         reportProgress: () => {},
         hostControl: {
@@ -599,12 +890,24 @@ function createFakePhotoshop() {
           },
         },
       };
+      world.context = context;
+      let failed = false;
       try {
         return await body(context);
+      } catch (error) {
+        failed = true;
+        throw error;
       } finally {
         world.inModal = false;
+        world.cancelled = false;
+        world.context = null;
         for (const doc of documents) {
-          if (doc.suspensions.size > 0) throw new Error("executeAsModal ended with a history suspension open");
+          for (const [id, state] of [...doc.suspensions.entries()]) {
+            doc.suspensions.delete(id);
+            world.autoResumed.push({ name: state.name, commit: !failed });
+            if (failed) doc.restore(state.before);
+            else doc.history.push(state);
+          }
         }
       }
     },
@@ -613,6 +916,12 @@ function createFakePhotoshop() {
   const app = {
     get activeDocument() {
       return world.active;
+    },
+    /** classes/photoshop.md: `activeDocument` is writable (a change of state: modal only). */
+    set activeDocument(doc) {
+      record("app.activeDocument", { documentID: doc?.id }, { write: true });
+      if (!documents.includes(doc)) throw new Error("activeDocument: not an open document");
+      world.active = doc;
     },
     get documents() {
       return documents;
@@ -625,6 +934,7 @@ function createFakePhotoshop() {
       if (head !== "8BPS") throw new Error("app.open: not a PSD file");
       world.opened.push(file.nativePath);
       const doc = world.addDocument({ width: 1, height: 1, name: file.nativePath.split("/").pop() });
+      doc.path = file.nativePath;
       return doc;
     },
   };
@@ -639,7 +949,13 @@ function createFakePhotoshop() {
       },
     },
     constants: {
-      LayerKind: { NORMAL: "pixel", GROUP: "group" },
+      // Values as in @types/photoshop 25.0.4 dom/Constants.d.ts
+      LayerKind: {
+        NORMAL: "pixel", GROUP: "group", TEXT: "text", SMARTOBJECT: "smartObject", SOLIDFILL: "solidColor",
+        GRADIENTFILL: "gradientFill", PATTERNFILL: "pattern", CURVES: "curves", LEVELS: "levels",
+        HUESATURATION: "hueSaturation", LAYER3D: "threeD", VIDEO: "video",
+      },
+      RasterizeType: { ENTIRELAYER: "entire", FILLCONTENT: "content", TEXTCONTENTS: "type", SHAPE: "shape", PLACED: "placed" },
       ElementPlacement: { PLACEBEFORE: "placeBefore", PLACEAFTER: "placeAfter", PLACEINSIDE: "placeInside", PLACEATBEGINNING: "placeAtBeginning", PLACEATEND: "placeAtEnd" },
       DocumentMode: { RGB: "RGBColorMode", GRAYSCALE: "grayscaleMode", CMYK: "CMYKColorMode" },
       BitsPerChannelType: { EIGHT: "bitDepth8", SIXTEEN: "bitDepth16", THIRTYTWO: "bitDepth32" },

@@ -10,22 +10,39 @@ const MAX = { 8: 255, 16: 32768, 32: 1 };
 
 /** @typedef {{left: number, top: number, right: number, bottom: number}} Bounds */
 
-/** @param {number} v @param {8|16|32} bits */
-function fromByte(v, bits) {
-  return bits === 8 ? v : bits === 16 ? Math.round((v * 32768) / 255) : v / 255;
+/*
+ * 32-bit documents are linear light: ps-reference/media/imaging.md ("When working with 32 bit
+ * images, Photoshop will return color profile names that include … 'Linear Profile'", values
+ * 0..1+). The fake stores 32-bit colour as linear floats and converts to and from 8-bit sRGB with
+ * the IEC 61966-2-1 curve (as Photoshop does when asked for componentSize 8); alpha is linear.
+ */
+/** @param {number} c sRGB-encoded 0..1 */
+const toLinear = (c) => (c <= 0.04045 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4));
+/** @param {number} c linear 0..1 (clamped) */
+const toSrgb = (c) => {
+  const x = Math.min(Math.max(c, 0), 1);
+  return x <= 0.0031308 ? x * 12.92 : 1.055 * Math.pow(x, 1 / 2.4) - 0.055;
+};
+
+/** @param {number} v @param {8|16|32} bits @param {boolean} [alpha] */
+function fromByte(v, bits, alpha = false) {
+  return bits === 8 ? v : bits === 16 ? Math.round((v * 32768) / 255) : alpha ? v / 255 : toLinear(v / 255);
 }
 
-/** @param {Uint8Array} values @param {8|16|32} bits */
+/** @param {Uint8Array} values RGBA @param {8|16|32} bits */
 function fromBytes8Array(values, bits) {
   const out = new ARRAY_OF_BITS[bits](values.length);
-  for (let i = 0; i < values.length; i++) out[i] = fromByte(values[i], bits);
+  for (let i = 0; i < values.length; i++) out[i] = fromByte(values[i], bits, i % 4 === 3);
   return out;
 }
 
-/** @param {Uint8Array|Uint16Array|Float32Array} values @param {8|16|32} bits */
+/** @param {Uint8Array|Uint16Array|Float32Array} values RGBA @param {8|16|32} bits */
 function toBytes(values, bits) {
   const out = new Uint8Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = Math.max(0, Math.min(255, Math.round((values[i] * 255) / MAX[bits])));
+  for (let i = 0; i < values.length; i++) {
+    const v = bits === 32 && i % 4 !== 3 ? toSrgb(values[i]) : values[i] / MAX[bits];
+    out[i] = Math.max(0, Math.min(255, Math.round(v * 255)));
+  }
   return out;
 }
 
@@ -40,7 +57,8 @@ function composite(doc) {
         draw(layer.layers);
         continue;
       }
-      const src = toBytes(layer.pixels, doc.bits);
+      if (!layer.pixels) continue; // adjustment layers: the fake does not apply them
+      const src = maskedBytes(layer, doc);
       for (let p = 0; p < doc.width * doc.height; p++) {
         const a = src[p * 4 + 3] / 255;
         if (a === 0) continue;
@@ -60,6 +78,19 @@ function composite(doc) {
     bytes[p * 4 + 3] = Math.round(out[p * 4 + 3] * 255);
   }
   return bytes;
+}
+
+/**
+ * A layer's pixels as 8-bit RGBA with its user and vector masks applied to alpha.
+ * @param {any} layer @param {any} doc
+ */
+function maskedBytes(layer, doc) {
+  const src = toBytes(layer.pixels, doc.bits);
+  for (const mask of [layer.userMask, layer.vectorMask]) {
+    if (!mask) continue;
+    for (let p = 0; p < mask.length; p++) src[p * 4 + 3] = Math.round((src[p * 4 + 3] * mask[p]) / 255);
+  }
+  return src;
 }
 
 /**
@@ -108,4 +139,4 @@ function isInside(layer, group) {
   return false;
 }
 
-module.exports = { ARRAY_OF_BITS, composite, crop, fromByte, fromBytes8Array, intersectBounds, isInside, maskRect, toBytes };
+module.exports = { ARRAY_OF_BITS, maskedBytes, composite, crop, fromByte, fromBytes8Array, intersectBounds, isInside, maskRect, toBytes };

@@ -8,14 +8,17 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from acetate.errors import InputError
+from acetate.public import public_message
 
 #: Status for error codes that are not a plain 400.
 STATUS_BY_CODE: dict[str, int] = {
     "unauthorized": 401,
+    "forbidden": 403,
     "forbidden_host": 403,
     "forbidden_origin": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "body_timeout": 408,
     "not_ready": 409,
     "body_too_large": 413,
     "image_too_large": 413,
@@ -51,7 +54,8 @@ def json_error(
 def input_error_response(error: InputError) -> web.Response:
     status = STATUS_BY_CODE.get(error.code, 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return json_error(status, error.code, error.message, error.field, headers=headers)
+    message = public_message(error.message)
+    return json_error(status, error.code, message, error.field, headers=headers)
 
 
 def validation_error(error: ValidationError, known_fields: frozenset[str]) -> InputError:

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from acetate.api.auth import TicketBook, TokenRegistry
 from acetate.api.config import ServerConfig
 from acetate.api.ws import Hub
 from acetate.jobs.cache import LayerCache
@@ -27,5 +28,7 @@ QUEUE = web.AppKey("queue", JobQueue)
 CACHE = web.AppKey("cache", LayerCache)
 WORKER = web.AppKey("worker", Worker)
 HUB = web.AppKey("hub", Hub)
+TOKENS = web.AppKey("tokens", TokenRegistry)
+TICKETS = web.AppKey("tickets", TicketBook)
 #: One lock per job whose PSD is being built, so two requests build it once.
 PSD_LOCKS = web.AppKey("psd_locks", dict[str, asyncio.Lock])

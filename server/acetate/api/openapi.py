@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from acetate.api.schemas import Health, ModelsInfo
+from acetate.api.schemas import Health, ModelsInfo, WsTicket
 from acetate.protocol import (
     IMAGE_FIELDS,
     ErrorBody,
@@ -25,6 +25,7 @@ SCHEMAS: tuple[type[BaseModel], ...] = (
     ErrorBody,
     Health,
     ModelsInfo,
+    WsTicket,
 )
 
 
@@ -116,7 +117,7 @@ def build_openapi(version: str) -> dict[str, Any]:
                     "responses": {
                         "202": {"description": "queued", "content": _json(JobCreated)},
                         **common,
-                        **_errors(413, 415, 429),
+                        **_errors(408, 413, 415, 429),
                     },
                 },
                 "get": {
@@ -209,6 +210,30 @@ def build_openapi(version: str) -> dict[str, Any]:
                         **_errors(404, 409),
                     },
                 },
+            },
+            "/api/ws-ticket": {
+                "post": {
+                    "operationId": "wsTicket",
+                    "description": "A single-use ticket for `/api/ws?ticket=…`, valid 60 s, "
+                    "bound to the caller's token. Needs the `X-Acetate-Client: <name>/<version>` "
+                    "header (e.g. `photoshop/0.3.0`); a WebSocket sent with `Origin: null` is "
+                    "only admitted with such a ticket.",
+                    "parameters": [
+                        {
+                            "name": "X-Acetate-Client",
+                            "in": "header",
+                            "required": True,
+                            "schema": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z][A-Za-z0-9_-]{0,31}/[A-Za-z0-9_.+-]{1,40}$",
+                            },
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "ok", "content": _json(WsTicket)},
+                        **common,
+                    },
+                }
             },
             "/api/openapi.json": {
                 "get": {

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import web
@@ -12,15 +13,27 @@ from PIL import Image
 
 from acetate import __version__
 from acetate.api.errors import ApiError
-from acetate.api.keys import CACHE, CONFIG, ENGINE, HUB, MODELS, PSD_LOCKS, QUEUE
+from acetate.api.keys import CACHE, CONFIG, ENGINE, HUB, MODELS, PSD_LOCKS, QUEUE, TICKETS
+from acetate.api.middlewares import TICKET_PATH, principal_of
 from acetate.api.openapi import build_openapi
-from acetate.api.schemas import Health, ModesInfo
+from acetate.api.schemas import ClientSeen, Health, ModesInfo, WsTicket
 from acetate.api.uploads import read_upload
 from acetate.export.result import write_psd_for_result
 from acetate.jobs.job import Job
 from acetate.jobs.queue import JobNotFound, new_job
-from acetate.modes import API_VERSION, modes_document
-from acetate.protocol import JobCreated, JobList, LayerRecord, ResultRecord
+from acetate.modes import API_VERSION, MODES, modes_document
+from acetate.protocol import (
+    MAX_PIXELS,
+    MAX_SIDE,
+    JobCreated,
+    JobList,
+    JobRecord,
+    LayerRecord,
+    ResultRecord,
+)
+
+if TYPE_CHECKING:
+    from acetate.engine.resolve import Prepared
 
 #: How long a PNG download of a layer announced by `layer_ready` waits for the file.
 FILE_WAIT_S = 300.0
@@ -39,6 +52,12 @@ async def health(request: web.Request) -> web.Response:
         device=request.app[ENGINE].device_name,
         queue_length=queue.length,
         running=running,
+        # What this request carried: the panel shows it (what UXP really sends is undocumented).
+        client_seen=ClientSeen(
+            origin=request.headers.get("Origin"),
+            sec_fetch_site=request.headers.get("Sec-Fetch-Site"),
+            sec_fetch_mode=request.headers.get("Sec-Fetch-Mode"),
+        ),
     )
     return json_model(info)
 
@@ -61,33 +80,72 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(build_openapi(__version__))
 
 
+def check_output_frame(prepared: Prepared) -> None:
+    """The result frame (e.g. `upscale`'s input × scale) must fit the image limits too."""
+    request = prepared.request
+    width, height = request.canvas.width, request.canvas.height
+    if width <= MAX_SIDE and height <= MAX_SIDE and width * height <= MAX_PIXELS:
+        return
+    spec = MODES.get(request.mode)
+    field = (spec.frame_scale or spec.frame_image) if spec is not None else None
+    raise ApiError(
+        f"{field or 'request'}: the result would be {width}×{height}, over the image limits "
+        f"({MAX_SIDE} px a side, {MAX_PIXELS // (1024 * 1024)} megapixels)",
+        field=field,
+        code="image_too_large",
+    )
+
+
 async def submit_job(request: web.Request) -> web.Response:
-    upload = await read_upload(request, request.app[CONFIG].max_body_bytes)
+    config = request.app[CONFIG]
+    upload = await read_upload(request, config.max_body_bytes, config.body_timeout_s)
     # Unknown model, missing layer file, unsupported mode: a 4xx now rather than an error event.
     # The request is resolved once, here; the worker runs exactly what was resolved.
     prepared = await asyncio.to_thread(request.app[ENGINE].prepare, upload.params, upload.images)
-    owner = upload.params.client_id or request.remote or "unknown"
-    job = new_job(prepared, upload.images, owner)
+    check_output_frame(prepared)
+    owner = principal_of(request).name
+    job = new_job(prepared, upload.images, owner, peer=request.remote or "")
     position = await request.app[QUEUE].submit(job)
     return json_model(JobCreated(id=job.id, position=position), status=202)
+
+
+def _record(request: web.Request, job: Job) -> JobRecord:
+    """The job's record; admins of a server with tokens also see its owner."""
+    record = request.app[QUEUE].record(job)
+    principal = principal_of(request)
+    if principal.authenticated and principal.admin:
+        record = record.model_copy(update={"owner": job.owner})
+    return record
 
 
 async def list_jobs(request: web.Request) -> web.Response:
     client_id = request.query.get("client_id")
     if client_id is not None and len(client_id) > 128:
         raise ApiError("client_id is longer than 128 characters", field="client_id")
-    queue = request.app[QUEUE]
-    jobs = JobList(jobs=[queue.record(job) for job in queue.listing(client_id)])
-    return json_model(jobs)
+    principal = principal_of(request)
+    owner = None if principal.may_touch(None) else principal.name
+    listing = request.app[QUEUE].listing(client_id, owner=owner)
+    return json_model(JobList(jobs=[_record(request, job) for job in listing]))
 
 
 def _job(request: web.Request) -> Job:
-    return request.app[QUEUE].get(request.match_info["id"])
+    """The job named in the path, if the caller may touch it (its owner or an admin)."""
+    job = request.app[QUEUE].get(request.match_info["id"])
+    if not principal_of(request).may_touch(job.owner):
+        raise ApiError(f"job {job.id} belongs to someone else", field="id", code="forbidden")
+    return job
 
 
 async def get_job(request: web.Request) -> web.Response:
     job = _job(request)
-    return json_model(request.app[QUEUE].record(job))
+    return json_model(_record(request, job))
+
+
+async def ws_ticket(request: web.Request) -> web.Response:
+    """A single-use WebSocket ticket for a client that cannot send headers on the socket."""
+    tickets = request.app[TICKETS]
+    ticket = tickets.issue(principal_of(request))
+    return json_model(WsTicket(ticket=ticket, expires_in=math.ceil(tickets.ttl_s)))
 
 
 async def delete_job(request: web.Request) -> web.StreamResponse:
@@ -96,10 +154,10 @@ async def delete_job(request: web.Request) -> web.StreamResponse:
     job = _job(request)
     if job.status == "queued":
         await queue.cancel(job)
-        return json_model(queue.record(job))
+        return json_model(_record(request, job))
     if job.status == "started":
         await queue.cancel(job)
-        return json_model(queue.record(job), status=202)
+        return json_model(_record(request, job), status=202)
     await queue.delete(job)
     request.app[CACHE].drop(job.id)
     return web.Response(status=204)
@@ -110,6 +168,16 @@ def _find_layer(job: Job, file: str) -> LayerRecord:
     for layer in layers:
         if layer.file == file:
             return layer
+    if job.final and job.status != "done" and job.result is not None:
+        # A partial result: a layer the mode would have made, had the job not stopped.
+        spec = MODES.get(job.result.mode)
+        stem = file.removesuffix(".png")
+        if spec is not None and (spec.layer_spec(stem) or spec.layer_spec(stem.rpartition("_")[0])):
+            raise ApiError(
+                f"job {job.id} ended with status {job.status} before {file[:80]!r} was made",
+                field="file",
+                code="not_ready",
+            )
     raise JobNotFound(f"job {job.id} has no layer {file[:80]!r}", field="file")
 
 
@@ -148,7 +216,13 @@ async def get_layer(request: web.Request) -> web.StreamResponse:
         raise ApiError("format must be png or rgba", field="format")
     queue = request.app[QUEUE]
     job = _job(request)
-    layer = _find_layer(job, request.match_info["file"])
+    file = request.match_info["file"]
+    kept = job.result.layers if job.result is not None else []
+    if job.final and job.status != "done" and not any(layer.file == file for layer in kept):
+        # Its files were removed (or never written): they will never exist. (A job that
+        # stopped with a partial result keeps the files of its finished layers.)
+        raise ApiError(f"job {job.id} ended with status {job.status}", field="id", code="not_ready")
+    layer = _find_layer(job, file)
     path = _inside(queue.store.result_dir(job.id), layer.file)
     if fmt == "png":
         await _written(job, layer.file)
@@ -212,4 +286,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete("/api/jobs/{id}", delete_job)
     app.router.add_get("/api/jobs/{id}/layers/{file}", get_layer)
     app.router.add_get("/api/jobs/{id}/result.psd", get_psd)
+    app.router.add_post(TICKET_PATH, ws_ticket)
     app.router.add_get("/api/ws", app[HUB].handle)

@@ -7,6 +7,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class ClientSeen(BaseModel):
+    """The `Origin` and `Sec-Fetch-*` headers this very request carried (null: absent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    origin: str | None = None
+    sec_fetch_site: str | None = None
+    sec_fetch_mode: str | None = None
+
+
 class Health(BaseModel):
     """GET /api/health."""
 
@@ -17,6 +27,19 @@ class Health(BaseModel):
     device: str
     queue_length: int = Field(description="Waiting jobs plus the running one")
     running: str | None = Field(description="Id of the running job")
+    client_seen: ClientSeen = Field(
+        default_factory=ClientSeen,
+        description="Origin and Sec-Fetch-* headers of this request, as the server saw them",
+    )
+
+
+class WsTicket(BaseModel):
+    """POST /api/ws-ticket: a single-use ticket for `/api/ws?ticket=…`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticket: str
+    expires_in: int = Field(description="Seconds the ticket stays valid (single use)")
 
 
 class ModelsInfo(BaseModel):
@@ -37,7 +60,7 @@ class OptionInfo(_Published):
     name: str
     label: str
     help: str
-    type: Literal["int", "float", "bool", "enum", "text", "prompts"]
+    type: Literal["int", "float", "bool", "enum", "text", "prompts", "region"]
     default: Any = None
     family_defaults: dict[str, Any] | None = None
     minimum: float | None = None
@@ -84,6 +107,10 @@ class LayerInfo(_Published):
     visible: bool
     keeps_alpha: bool
     count_from: str | None = None
+    #: Returned only when this image input is not sent.
+    only_without: str | None = None
+    #: The list item field whose text names each counted layer (records' `name`).
+    title_from: str | None = None
 
 
 class StageInfo(_Published):
@@ -92,6 +119,10 @@ class StageInfo(_Published):
     scheduler: str | None
     stop_at: float
     takes_stop_at: bool
+    #: Runs once per item of this list (in every result set).
+    per_item: str | None = None
+    #: Runs only when this image input is not sent.
+    only_without: str | None = None
 
 
 class FamilyInfo(_Published):

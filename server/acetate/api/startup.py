@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from acetate import __version__
-from acetate.api.config import ServerConfig
+from acetate.api.config import ServerConfig, is_loopback, local_addresses
 from acetate.jobs.worker import GenerationEngine
 
 
@@ -26,14 +26,38 @@ def open_models(models_dir: Path, extra_dirs: Sequence[Path]) -> tuple[Any, list
     ]
 
 
+def _url(scheme: str, host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"{scheme}://{shown}:{port}"
+
+
+def server_urls(config: ServerConfig) -> list[str]:
+    """URLs whose Host the server accepts: loopback first (or the bound address), then this
+    computer's addresses for an all-interfaces bind, then `--allowed-host` names."""
+    scheme = "https" if config.tls else "http"
+    if config.wildcard:
+        hosts = ["127.0.0.1", *local_addresses()]
+    elif is_loopback(config.host):
+        hosts = ["[::1]" if config.host == "::1" else config.host]
+    else:
+        hosts = [config.host]
+    hosts += [name for name in config.allowed_hosts if name not in hosts]
+    return [_url(scheme, host, config.port) for host in hosts]
+
+
 def startup_lines(config: ServerConfig, engine: GenerationEngine, store: Any) -> list[str]:
     """URL, device, models found and the modes each can run."""
-    shown = "[::1]" if config.host == "::1" else config.host
-    url = f"http://{'127.0.0.1' if config.listen else shown}:{config.port}"
-    lines = [f"Acetate {__version__} server on {url} (device {engine.device_name})"]
-    if config.listen:
+    urls = server_urls(config)
+    lines = [f"Acetate {__version__} server on {urls[0]} (device {engine.device_name})"]
+    if config.wildcard:
         lines.append(f"Listening on all interfaces, port {config.port}; token required.")
-    elif config.token:
+    if len(urls) > 1:
+        lines.append("Reach it at: " + "  ".join(urls))
+    if config.wildcard:
+        lines.append("Other names or addresses: add them with --allowed-host NAME.")
+    if config.tokens_file is not None:
+        lines.append(f"Tokens per person from {config.tokens_file} (kill -HUP reloads it).")
+    elif config.token and not config.wildcard:
         lines.append("Token required (Authorization: Bearer …).")
     lines.append(f"Results kept in {config.output_dir}")
     bases = store.describe().get("bases", [])

@@ -8,7 +8,7 @@ Content-Length, then while reading), each image from its PNG header or its decla
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,17 +18,30 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from acetate.api.errors import ApiError, validation_error
+from acetate.api.jsonsafe import loads
 from acetate.checks import check_request
 from acetate.errors import InputError
 from acetate.images import decode_image_value, decode_png, decode_raw
 from acetate.modes import IMAGE_FIELDS
-from acetate.protocol import GenerateParameters, GenerateRequest, request_parameters
+from acetate.protocol import (
+    GenerateParameters,
+    GenerateRequest,
+    region_fields,
+    request_parameters,
+    split_item_images,
+)
 
 REQUEST_FIELDS: frozenset[str] = frozenset(GenerateRequest.model_fields)
 SIZE_FIELDS: frozenset[str] = frozenset(
     f"{name}_{side}" for name in IMAGE_FIELDS for side in ("width", "height")
 )
 MAX_FORM_FIELD = 64 * 1024
+
+log = logging.getLogger(__name__)
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body was complete (not a server error)."""
 
 
 @dataclass
@@ -45,22 +58,40 @@ def too_large(limit: int) -> ApiError:
     )
 
 
-async def read_upload(request: web.Request, max_body_bytes: int) -> Upload:
-    """Parse and validate a job submission; every problem is an `InputError` naming a field."""
+async def read_upload(
+    request: web.Request, max_body_bytes: int, body_timeout_s: float = 300.0
+) -> Upload:
+    """Parse and validate a job submission; every problem is an `InputError` naming a field.
+
+    The body must arrive within `body_timeout_s` (408 `body_timeout`); a client that
+    disconnects mid-body raises `ClientDisconnected`.
+    """
     if request.content_length is not None and request.content_length > max_body_bytes:
         raise too_large(max_body_bytes)
-    if request.content_type == "application/json":
-        body = await request.read()
-        upload = await asyncio.to_thread(parse_json_body, body)
-    elif request.content_type == "multipart/form-data":
-        parts = await read_multipart(request, max_body_bytes)
-        upload = await asyncio.to_thread(parse_multipart, parts)
-    else:
+    if request.content_type not in ("application/json", "multipart/form-data"):
         raise ApiError(
             "send application/json or multipart/form-data",
             field="Content-Type",
             code="unsupported_media_type",
         )
+    try:
+        async with asyncio.timeout(body_timeout_s):
+            if request.content_type == "application/json":
+                body = await request.read()
+            else:
+                parts = await read_multipart(request, max_body_bytes)
+    except TimeoutError:
+        raise ApiError(
+            f"the request body did not arrive within {body_timeout_s:g} s",
+            field="body",
+            code="body_timeout",
+        ) from None
+    except ConnectionError as error:
+        raise ClientDisconnected(str(error) or type(error).__name__) from None
+    if request.content_type == "application/json":
+        upload = await asyncio.to_thread(parse_json_body, body)
+    else:
+        upload = await asyncio.to_thread(parse_multipart, parts)
     # Images vs mode and mask sizes, before queuing (the engine checks again).
     check_request(upload.params, upload.images)
     return upload
@@ -70,24 +101,36 @@ def parse_request_object(data: Any) -> tuple[GenerateRequest, GenerateParameters
     if not isinstance(data, dict):
         raise InputError("the request must be a JSON object", field="body")
     try:
-        request = GenerateRequest.model_validate(data)
+        # Strict: JSON numbers are numbers and booleans booleans ("5" is not 5, true is not 1).
+        request = GenerateRequest.model_validate(data, strict=True)
         return request, request_parameters(request)
     except ValidationError as error:
         raise validation_error(error, REQUEST_FIELDS) from None
 
 
 def parse_json_body(body: bytes) -> Upload:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InputError(f"body is not valid JSON: {error}", field="body") from None
+    data = loads(body, "body")
     request, params = parse_request_object(data)
     images = {
         name: decode_image_value(getattr(request, name), name)
         for name in IMAGE_FIELDS
         if getattr(request, name) is not None
     }
+    params, item_masks = split_item_images(params)
+    images.update({key: decode_image_value(value, key) for key, value in item_masks.items()})
     return Upload(params, images)
+
+
+def is_item_part(name: str) -> bool:
+    """A list item's region mask part, `<list>.<i>.mask` (see `item_image_key`)."""
+    list_field, _, rest = name.partition(".")
+    index, _, leaf = rest.partition(".")
+    return bool(region_fields(list_field)) and index.isdigit() and len(index) < 3 and leaf == "mask"
+
+
+def _is_item_size_part(name: str) -> bool:
+    base, _, side = name.rpartition("_")
+    return side in ("width", "height") and is_item_part(base)
 
 
 @dataclass
@@ -115,9 +158,12 @@ async def _read_parts(reader: MultipartReader, max_body_bytes: int) -> list[Part
         if not isinstance(part, BodyPartReader):
             raise InputError("nested multipart is not supported", field="body")
         name = part.name or ""
-        if name not in IMAGE_FIELDS and name != "request" and name not in SIZE_FIELDS:
+        item_part = is_item_part(name)
+        known = name in IMAGE_FIELDS or name == "request" or name in SIZE_FIELDS
+        if not known and not item_part and not _is_item_size_part(name):
             raise InputError(f"unknown part {name[:60]!r}", field=name[:60] or "body")
-        limit = max_body_bytes if name in IMAGE_FIELDS or name == "request" else MAX_FORM_FIELD
+        large = name in IMAGE_FIELDS or name == "request" or item_part
+        limit = max_body_bytes if large else MAX_FORM_FIELD
         chunks: list[bytes] = []
         size = 0
         while chunk := await part.read_chunk(1 << 20):
@@ -149,10 +195,7 @@ def parse_multipart(part_list: list[Part]) -> Upload:
     parts = {part.name: part for part in part_list}
     if "request" not in parts:
         raise InputError("multipart body needs a part named 'request'", field="request")
-    try:
-        data = json.loads(parts["request"].data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InputError(f"'request' part is not valid JSON: {error}", field="request") from None
+    data = loads(parts["request"].data, "request", "'request' part")
     request, params = parse_request_object(data)
     images: dict[str, np.ndarray] = {}
     for name in IMAGE_FIELDS:
@@ -164,7 +207,14 @@ def parse_multipart(part_list: list[Part]) -> Upload:
             images[name] = decode_image_value(value, name)
         elif part is not None:
             images[name] = decode_part(part, parts)
-    for size_name in SIZE_FIELDS & parts.keys():
+    params, item_masks = split_item_images(params)
+    for key, value in item_masks.items():
+        if key in parts:
+            raise InputError(f"{key} sent both in 'request' and as a part", field=key)
+        images[key] = decode_image_value(value, key)
+    for name in filter(is_item_part, parts):
+        images[name] = decode_part(parts[name], parts)
+    for size_name in (SIZE_FIELDS & parts.keys()) | set(filter(_is_item_size_part, parts)):
         if size_name.rsplit("_", 1)[0] not in images:
             raise InputError(f"{size_name} without raw image data", field=size_name)
     return Upload(params, images)

@@ -8,7 +8,6 @@ a socket. Sockets live in `Hub.connections` and are removed in `finally`, closed
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from contextlib import suppress
 from typing import Literal
@@ -16,6 +15,10 @@ from typing import Literal
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from acetate.api.auth import LOCAL, Principal
+from acetate.api.jsonsafe import loads
+from acetate.api.middlewares import principal_of
+from acetate.errors import InputError
 from acetate.jobs.job import JOB_ID
 from acetate.jobs.queue import JobQueue
 from acetate.protocol import JobError, JobEvent, JobMessage
@@ -40,8 +43,9 @@ class WsCommand(BaseModel):
 class Connection:
     """One open socket, its subscriptions and its outbox."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, principal: Principal = LOCAL) -> None:
         self.ws = ws
+        self.principal = principal
         self.jobs: set[str] = set()
         self.outbox: asyncio.Queue[JobMessage | None] = asyncio.Queue()
         self.sender = asyncio.create_task(self._send_loop())
@@ -106,6 +110,11 @@ class Hub:
                 shown = job_id if JOB_ID.fullmatch(job_id) else None
                 connection.send(protocol_error("not_found", f"no job {job_id[:80]!r}", shown))
                 continue
+            if not connection.principal.may_touch(job.owner):
+                connection.send(
+                    protocol_error("forbidden", f"job {job_id} belongs to someone else", job_id)
+                )
+                continue
             connection.jobs.add(job_id)
             self.subscribers.setdefault(job_id, set()).add(connection)
             for message in self.queue.state_messages(job):
@@ -122,7 +131,10 @@ class Hub:
 
     def handle_text(self, connection: Connection, text: str) -> None:
         try:
-            command = WsCommand.model_validate(json.loads(text))
+            command = WsCommand.model_validate(loads(text, "message", "message"))
+        except InputError as error:
+            connection.send(protocol_error("bad_message", f"not a valid message: {error.message}"))
+            return
         except (ValueError, ValidationError) as error:
             detail = str(error).splitlines()[0][:200]
             connection.send(protocol_error("bad_message", f"not a valid message: {detail}"))
@@ -136,7 +148,7 @@ class Hub:
         """GET /api/ws: the socket's only reader."""
         ws = web.WebSocketResponse(max_msg_size=self.max_message_bytes, heartbeat=30.0)
         await ws.prepare(request)
-        connection = Connection(ws)
+        connection = Connection(ws, principal_of(request))
         self.connections.add(connection)
         try:
             async for message in ws:

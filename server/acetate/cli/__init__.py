@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from acetate import __version__
@@ -23,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="acetate", description="Transparent image layers with LayerDiffusion."
     )
     parser.add_argument("--version", action="version", version=f"acetate {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of unexpected errors"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"acetate.cli.{name}")
@@ -49,3 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"acetate {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        # A bug or an environment failure: one line, the traceback only with --debug.
+        if args.debug:
+            traceback.print_exc()
+        text = " ".join(str(error).split())[:500] or "(no message)"
+        hint = "" if args.debug else " (run with --debug for the traceback)"
+        print(
+            f"acetate {args.command}: unexpected error: {type(error).__name__}: {text}{hint}",
+            file=sys.stderr,
+        )
+        return 1

@@ -136,6 +136,23 @@ def _add_cli_flags(
             metavar="TEXT",
             help=_escape(f"Extra text in front of the prompt for the {layer} layer ({modes})."),
         )
+    request.add_argument(
+        "--object",
+        dest="object_specs",
+        action="append",
+        default=[],
+        metavar="PROMPT@L,T,W,H|PROMPT@MASK.png@L,T",
+        help="One scene object (repeatable, bottom to top): its prompt, then '@' and a box "
+        "left,top,width,height, or '@' a mask PNG (white = the object's region, cropped to its "
+        "bounds) and '@' its left,top. Sets --objects (mode scene).",
+    )
+    request.add_argument(
+        "--scene",
+        type=Path,
+        metavar="FILE.json",
+        help="The scene's objects as JSON, the same list as the API's `objects`; a region's "
+        "`mask` may also be a PNG path relative to the file. Sets --objects (mode scene).",
+    )
     output.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     output.add_argument("--psd", action="store_true", help="also write DIR/layers.psd")
     server.add_argument("--server", metavar="URL", help="run on an Acetate server instead")
@@ -382,10 +399,86 @@ def load_images(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def parse_object(text: str, index: int) -> tuple[dict[str, Any], Path | None]:
+    """`--object` text → an `objects` item and its mask file: split at the last '@' before the
+    box (`PROMPT@L,T,W,H`) or the mask reference (`PROMPT@MASK.png@L,T`)."""
+    flag = f"--object[{index}]"
+    head, at, numbers = text.rpartition("@")
+    try:
+        values = [int(value) for value in numbers.split(",")] if at else []
+    except ValueError:
+        values = []
+    if len(values) == 4:
+        left, top, width, height = values
+        region = {"left": left, "top": top, "width": width, "height": height}
+        return {"prompt": head, "region": region}, None
+    prompt, at, mask = head.rpartition("@")
+    if len(values) == 2 and at and mask:
+        return {"prompt": prompt, "region": {"left": values[0], "top": values[1]}}, Path(mask)
+    raise InputError(
+        f"{flag}: expected PROMPT@LEFT,TOP,WIDTH,HEIGHT or PROMPT@MASK.png@LEFT,TOP (got "
+        f"{text[:80]!r})",
+        field=flag,
+    )
+
+
+def scene_objects(args: argparse.Namespace) -> tuple[list[Any] | None, dict[str, Any]]:
+    """`--object`s or `--scene`: the `objects` list and the masks read from files (by image
+    key); None when neither flag is given."""
+    from acetate.images import load_image_file
+    from acetate.protocol import item_image_key
+
+    specs: list[str] = getattr(args, "object_specs", None) or []
+    scene: Path | None = getattr(args, "scene", None)
+    if not specs and scene is None:
+        return None, {}
+    if specs and scene is not None:
+        raise InputError("give --object flags or --scene, not both", field="--scene")
+    masks: dict[str, Any] = {}
+    objects: list[Any] = []
+    if scene is not None:
+        try:
+            objects = json.loads(scene.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise InputError(f"--scene: cannot read {scene}: {error}", field="--scene") from None
+        if isinstance(objects, dict) and isinstance(objects.get("objects"), list):
+            objects = objects["objects"]
+        if not isinstance(objects, list):
+            raise InputError("--scene: expected a JSON list of objects", field="--scene")
+        for index, item in enumerate(objects):
+            region = item.get("region") if isinstance(item, dict) else None
+            mask = region.get("mask") if isinstance(region, dict) else None
+            path = scene.parent / mask if isinstance(mask, str) and mask.endswith(".png") else None
+            if path is not None and path.is_file() and isinstance(region, dict):
+                key = item_image_key("objects", index)
+                masks[key] = load_image_file(path, key)
+                region.pop("mask")
+        return objects, masks
+    for index, text in enumerate(specs):
+        item, mask_path = parse_object(text, index)
+        objects.append(item)
+        if mask_path is not None:
+            key = item_image_key("objects", index)
+            masks[key] = load_image_file(mask_path, key)
+    return objects, masks
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        params = validate(request_fields(args), args.flags)
+        from acetate.images import decode_image_value
+        from acetate.protocol import split_item_images
+
+        fields = request_fields(args)
+        objects, masks = scene_objects(args)
+        if objects is not None:
+            if "objects" in fields:
+                raise InputError("give --objects, --object or --scene, once", field="--objects")
+            fields["objects"] = objects
+        params = validate(fields, args.flags)
+        params, inline = split_item_images(params)
         images = load_images(args)
+        images.update(masks)
+        images.update({key: decode_image_value(value, key) for key, value in inline.items()})
         from acetate.checks import check_request
 
         check_request(params, images)

@@ -38,8 +38,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--listen", action="store_true", help="bind all interfaces (LAN); needs --token"
     )
     parser.add_argument(
-        "--token", default=None, help="require this bearer token (default: $ACETATE_TOKEN)"
+        "--token",
+        default=None,
+        help="require this bearer token (default: $ACETATE_TOKEN); its holder is an admin",
     )
+    parser.add_argument(
+        "--tokens",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="one `name token [admin]` per line: a token per person, each owning its jobs "
+        "(mode 600, tokens of >= 128 bits; re-read on SIGHUP)",
+    )
+    parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS/WSS: PEM cert")
+    parser.add_argument("--tls-key", type=Path, default=None, help="the certificate's PEM key")
     parser.add_argument(
         "--allowed-host",
         action="append",
@@ -62,6 +74,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--keep-gb", type=float, default=20.0, help="delete the oldest results past this total"
     )
     parser.add_argument("--max-queued", type=int, default=16, help="queued jobs allowed per client")
+    parser.add_argument(
+        "--max-queued-per-address", type=int, default=32, help="queued jobs per peer address"
+    )
+    parser.add_argument(
+        "--max-queued-total", type=int, default=256, help="queued jobs on the whole server"
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="drop a connection whose request head is not complete after S seconds",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="answer 408 when a job's request body takes longer than S seconds",
+    )
     add_store_options(parser)
     add_engine_options(parser)
     parser.set_defaults(run=run)
@@ -76,6 +108,13 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         listen=args.listen,
         token=args.token or os.environ.get("ACETATE_TOKEN") or None,
+        tokens_file=args.tokens,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        max_queued_per_peer=args.max_queued_per_address,
+        max_queued_total=args.max_queued_total,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
         allowed_hosts=tuple(args.allowed_host),
         allowed_origins=tuple(args.allow_origin),
         max_queued_per_client=args.max_queued,
@@ -88,11 +127,15 @@ def run(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from acetate.api.app import create_app
-    from acetate.api.middlewares import RedactingAccessLogger
+    from acetate.api import redact
+    from acetate.api.app import create_app, runner_options, ssl_context
+    from acetate.api.auth import TokenRegistry
     from acetate.api.startup import open_models, startup_lines
     from acetate.engine.engine import Engine
 
+    redact.install()
+    TokenRegistry(config.token, config.tokens_file)  # a bad tokens file: refused before loading
+    context = ssl_context(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     store, notes = open_models(models_dir(args), args.extra_models_dir)
     engine = Engine(store, engine_options(args))
@@ -103,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         app,
         host=config.bind_host,
         port=config.port,
-        access_log_class=RedactingAccessLogger,
-        shutdown_timeout=config.shutdown_timeout_s,
+        ssl_context=context,
         print=None,
+        **runner_options(config),
     )
     return 0

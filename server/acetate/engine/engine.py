@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from acetate.engine.store.models import (
     load_controlnet,
 )
 from acetate.errors import InputError, OutOfMemory
+from acetate.modes import Family
 from acetate.protocol import GenerateParameters
 
 if TYPE_CHECKING:
@@ -174,7 +175,10 @@ class Engine:
         controlnet = self._controlnet(loaded, plan.controlnet) if plan.controlnet else None
         # 2. Run the mode's pipeline, counting steps over all of its stages
         params = request.parameters
-        total = (params.steps or 1) * len(request.stages)
+        spec = request.spec
+        counts = {item.field: len(getattr(params, item.field, None) or []) for item in spec.lists}
+        family = cast("Family", request.family)
+        total = (params.steps or 1) * spec.denoise_runs(family, counts, images, params.batch)
         progress = Progress(total, request.family, callback, cancel)
         progress.check_cancel()
         context = ModeContext(

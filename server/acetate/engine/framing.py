@@ -83,6 +83,18 @@ def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(mask, (width, height), interpolation=interpolation)
 
 
+def over(bottom: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Straight-alpha RGBA uint8 `top` composited over `bottom` (same size)."""
+    b = bottom.astype(np.float32) / 255.0
+    t = top.astype(np.float32) / 255.0
+    top_alpha, bottom_alpha = t[..., 3:], b[..., 3:]
+    alpha = top_alpha + bottom_alpha * (1.0 - top_alpha)
+    colour = t[..., :3] * top_alpha + b[..., :3] * bottom_alpha * (1.0 - top_alpha)
+    colour = np.where(alpha > 1e-6, colour / np.maximum(alpha, 1e-6), 0.0)
+    out = np.concatenate([np.clip(colour, 0.0, 1.0), alpha], axis=2)
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
 def grey_composite(rgba: np.ndarray) -> np.ndarray:
     """RGBA uint8 → RGB float32 in [0,1] over 50 % grey (how LayerDiffusion conditions look)."""
     values = rgba.astype(np.float32) / 255.0

@@ -21,6 +21,8 @@ class LayerImage:
     left: int = 0
     top: int = 0
     visible: bool = True
+    #: A note about this layer for the result's warnings (an object that came out empty).
+    warning: str | None = None
 
     @property
     def file(self) -> str:
@@ -57,7 +59,7 @@ class GenerationResult:
             canvas_width=request.canvas.width,
             canvas_height=request.canvas.height,
             layers=layers,
-            warnings=list(request.warnings),
+            warnings=[*request.warnings, *(layer.warning for layer in layers if layer.warning)],
         )
 
 

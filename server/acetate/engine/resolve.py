@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from acetate.checks import check_regions
 from acetate.engine.store.models import Plan
 from acetate.images import image_record
 from acetate.modes import MODES, TINY_SIZE, Family, ModeSpec
@@ -54,7 +55,7 @@ def resolve_request(
     if base.tiny and "width" in spec.options:
         # Test models: small images so every mode runs on a CPU in seconds.
         filled.update(width=params.width or TINY_SIZE, height=params.height or TINY_SIZE)
-    if spec.is_editor_mode:
+    if spec.frame_image is not None and spec.frame_image in images:
         filled.update(width=None, height=None)  # the frame is the input's
     if plan.controlnet is not None:
         filled["controlnet"] = plan.controlnet.name
@@ -65,6 +66,7 @@ def resolve_request(
     resolved = params.model_copy(update=filled)
     records = {field: ImageRecord(**image_record(array)) for field, array in images.items()}
     width, height = canvas_size(spec, resolved, images)
+    check_regions(resolved, images, width, height)
     return ResolvedRequest(
         parameters=GenerateParameters.model_validate(resolved.model_dump()),
         family=family,
@@ -102,7 +104,7 @@ def canvas_size(
     """(width, height) of the result frame: the frame image's (times `frame_scale`), else the
     generated size."""
     field = spec.frame_image
-    if field is None:
+    if field is None or field not in images:  # no frame image, or an optional one not sent
         return int(params.width or TINY_SIZE), int(params.height or TINY_SIZE)
     height, width = images[field].shape[:2]
     if spec.frame_scale is not None:

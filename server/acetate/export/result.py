@@ -6,7 +6,7 @@ none, and `result.json` exists only when every file it names does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,29 @@ def keeps_alpha(mode: str, name: str) -> bool:
     return declared is not None and declared.keeps_alpha
 
 
-def layer_record(layer: LayerImage, mode: str) -> LayerRecord:
-    """The record of one engine layer (a layer its mode declares hidden is always hidden)."""
+def layer_title(mode: str, name: str, parameters: Mapping[str, Any] | None) -> str | None:
+    """The display name of a layer its mode titles from a list item (`LayerOut.title_from`)."""
+    declared = _layer_spec(mode, name)
+    if declared is None or declared.title_from is None or parameters is None:
+        return None
+    number = declared.number(name)
+    items = parameters.get(declared.count_from or "")
+    if number is None or not isinstance(items, list) or number >= len(items):
+        return None
+    return declared.titles([item if isinstance(item, dict) else {} for item in items])[number]
+
+
+def layer_record(
+    layer: LayerImage, mode: str, parameters: Mapping[str, Any] | None = None
+) -> LayerRecord:
+    """The record of one engine layer (a layer its mode declares hidden is always hidden);
+    `parameters` (the result's) give titled layers their names."""
     declared = _layer_spec(mode, layer.name)
     visible = layer.visible and (declared is None or declared.visible)
+    title = layer_title(mode, layer.name, parameters)
     return LayerRecord(
-        name=layer.name,
+        name=title or layer.name,
+        key=layer.name if title is not None else None,
         batch_index=layer.batch_index,
         file=layer.file,
         left=layer.left,
@@ -74,6 +91,8 @@ class ResultWriter:
         self.parameters = parameters
         self.compress_level = compress_level
         self.layers: list[LayerImage] = []
+        #: Notes the layers carried (`LayerImage.warning`), added to the record's warnings.
+        self.warnings: list[str] = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # A previous record or PSD here would describe files that are about to change.
         for stale in (RESULT_FILE, PSD_FILE):
@@ -81,7 +100,7 @@ class ResultWriter:
                 (self.out_dir / stale).unlink()
 
     def add(self, layer: LayerImage) -> LayerRecord:
-        record = layer_record(layer, self.mode)
+        record = layer_record(layer, self.mode, self.parameters)
         write_png(
             self.out_dir / record.file,
             layer.pixels,
@@ -90,7 +109,14 @@ class ResultWriter:
             compress_level=self.compress_level,
         )
         self.layers.append(layer)
+        if layer.warning:
+            self.warnings.append(layer.warning)
         return record
+
+    def records(self) -> list[LayerRecord]:
+        """The records of the layers written so far, in record order (a partial result)."""
+        ordered = _ordered(self.mode, self.layers)
+        return [layer_record(layer, self.mode, self.parameters) for layer in ordered]
 
     def finish(
         self,
@@ -108,13 +134,13 @@ class ResultWriter:
             model=model,
             parameters=self.parameters,
             canvas=CanvasSize(width=canvas[0], height=canvas[1]),
-            layers=[layer_record(layer, self.mode) for layer in layers],
+            layers=self.records(),
             psd=None,
-            warnings=list(warnings),
+            warnings=[*warnings, *(w for w in self.warnings if w not in warnings)],
         )
         if psd:
-            pixels = {(layer.name, layer.batch_index): layer.pixels for layer in layers}
-            groups = result_groups(record, lambda r: pixels[(r.name, r.batch_index)])
+            pixels = {layer.file: layer.pixels for layer in layers}
+            groups = result_groups(record, lambda r: pixels[r.file])
             write_psd(self.out_dir / PSD_FILE, _canvas(record), groups)
             record.psd = PSD_FILE
         _write_record(self.out_dir, record)
@@ -187,7 +213,8 @@ def load_layer(out_dir: Path, layer: LayerRecord) -> np.ndarray:
         raise InputError(f"layer file must be a plain file name: {layer.file!r}", field="result")
     path = Path(out_dir) / layer.file
     try:
-        pixels = decode_png(path.read_bytes(), layer.file)
+        # Our own file, its frame checked at submit: not read through the input limits.
+        pixels = decode_png(path.read_bytes(), layer.file, trusted=True)
     except FileNotFoundError as error:
         raise InputError(f"missing layer file {path}", field="result") from error
     if pixels.shape[:2] != (layer.height, layer.width):

@@ -49,8 +49,11 @@ class Job:
     id: str
     prepared: Prepared | None
     images: dict[str, np.ndarray]
+    #: The principal that submitted it (its token's name; "local" without tokens).
     owner: str
     client_id: str | None = None
+    #: The submitting peer's address (queue bounds; a `client_id` is self-declared).
+    peer: str = ""
     created: float = field(default_factory=time.time)
     finished: float | None = None
     status: JobStatus = "queued"
@@ -72,7 +75,10 @@ class Job:
         """Wait until `file` is on disk (True) or the job ended without it (False)."""
         while file not in self.written and not self.final:
             await self.file_written.wait()
-        return file in self.written or self.status == "done"
+        if file in self.written or self.status == "done":
+            return True
+        # A partial result (error/cancelled, possibly restored from disk) keeps its files.
+        return self.result is not None and any(layer.file == file for layer in self.result.layers)
 
     @property
     def final(self) -> bool:
@@ -92,8 +98,8 @@ class Job:
         if self.status == "done" and self.result is not None:
             return JobMessage.done(self.id, self.result)
         if self.status == "error" and self.error is not None:
-            return JobMessage.failed(self.id, self.error)
-        return JobMessage.cancelled(self.id)
+            return JobMessage.failed(self.id, self.error, self.result)
+        return JobMessage.cancelled(self.id, self.result)
 
     def finish(self, status: JobStatus, *, error: JobError | None = None) -> None:
         self.status = status

@@ -20,6 +20,7 @@ from acetate.errors import InputError
 from acetate.jobs.job import Job, check_job_id, new_job_id
 from acetate.jobs.store import JobStore, StoredJob
 from acetate.protocol import JobError, JobMessage, JobRecord, LayerRecord, ResultRecord
+from acetate.public import public_message
 
 if TYPE_CHECKING:
     from acetate.engine.resolve import Prepared
@@ -40,9 +41,18 @@ class TooManyJobs(InputError):
 class JobQueue:
     """Known jobs (queued, running, finished), the waiting line, and the listeners."""
 
-    def __init__(self, store: JobStore, *, max_queued_per_client: int = 16) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        max_queued_per_client: int = 16,
+        max_queued_per_peer: int = 32,
+        max_queued_total: int = 256,
+    ) -> None:
         self.store = store
         self.max_queued_per_client = max_queued_per_client
+        self.max_queued_per_peer = max_queued_per_peer
+        self.max_queued_total = max_queued_total
         self.jobs: dict[str, Job] = {}
         self.running: Job | None = None
         self._waiting: deque[Job] = deque()
@@ -88,11 +98,14 @@ class JobQueue:
     def record(self, job: Job) -> JobRecord:
         return job.record(self.position(job))
 
-    def listing(self, client_id: str | None = None) -> list[Job]:
+    def listing(self, client_id: str | None = None, owner: str | None = None) -> list[Job]:
+        """Jobs oldest first; only `client_id`'s and/or only `owner`'s when given."""
         jobs = sorted(self.jobs.values(), key=lambda job: job.created)
-        if client_id is None:
-            return jobs
-        return [job for job in jobs if job.client_id == client_id]
+        if client_id is not None:
+            jobs = [job for job in jobs if job.client_id == client_id]
+        if owner is not None:
+            jobs = [job for job in jobs if job.owner == owner]
+        return jobs
 
     @property
     def length(self) -> int:
@@ -148,14 +161,30 @@ class JobQueue:
     # -- transitions ---------------------------------------------------------------------
 
     async def submit(self, job: Job) -> int:
-        """Queue a job and return its position; refuses when its owner has too many waiting."""
-        waiting = sum(1 for queued in self._waiting if queued.owner == job.owner)
-        if waiting >= self.max_queued_per_client:
+        """Queue a job and return its position; refuses (429) when its client id, its peer
+        address or its owner has too many waiting, or the whole queue is full."""
+        if len(self._waiting) >= self.max_queued_total:
             raise TooManyJobs(
-                f"this client already has {waiting} queued jobs "
+                f"the server already has {len(self._waiting)} queued jobs "
+                f"(at most {self.max_queued_total}); try again later",
+                field=None,
+            )
+        client = job.client_id or job.peer or job.owner
+        by_client = sum(1 for q in self._waiting if (q.client_id or q.peer or q.owner) == client)
+        if by_client >= self.max_queued_per_client:
+            raise TooManyJobs(
+                f"this client already has {by_client} queued jobs "
                 f"(at most {self.max_queued_per_client}); wait or cancel some",
                 field="client_id",
             )
+        if job.peer:
+            by_peer = sum(1 for queued in self._waiting if queued.peer == job.peer)
+            if by_peer >= self.max_queued_per_peer:
+                raise TooManyJobs(
+                    f"this address already has {by_peer} queued jobs "
+                    f"(at most {self.max_queued_per_peer}); wait or cancel some",
+                    field=None,
+                )
         self.jobs[job.id] = job
         await self.persist(job)
         self._waiting.append(job)
@@ -182,14 +211,23 @@ class JobQueue:
         self.emit(JobMessage.layer_ready(job.id, layer))
 
     async def finish(
-        self, job: Job, *, result: ResultRecord | None = None, error: JobError | None = None
+        self,
+        job: Job,
+        *,
+        result: ResultRecord | None = None,
+        error: JobError | None = None,
+        cancelled: bool = False,
     ) -> None:
-        """Record the final state, persist it, then announce it."""
+        """Record the final state, persist it, then announce it. `result` with `error` or
+        `cancelled`: the partial result (the layers finished before the job stopped)."""
         if result is not None:
             job.result = result
+        if result is not None and error is None and not cancelled:
             job.finish("done")
         elif error is not None:
-            job.finish("error", error=error)
+            # Records and events reach LAN clients: no server paths or object reprs.
+            public = error.model_copy(update={"message": public_message(error.message)})
+            job.finish("error", error=public)
         else:
             job.finish("cancelled")
         if self.running is job:
@@ -240,7 +278,14 @@ class JobQueue:
         return doomed
 
 
-def new_job(prepared: Prepared, images: dict[str, np.ndarray], owner: str) -> Job:
+def new_job(prepared: Prepared, images: dict[str, np.ndarray], owner: str, peer: str = "") -> Job:
     """A fresh queued job for a resolved request."""
     client_id = prepared.request.parameters.client_id
-    return Job(id=new_job_id(), prepared=prepared, images=images, owner=owner, client_id=client_id)
+    return Job(
+        id=new_job_id(),
+        prepared=prepared,
+        images=images,
+        owner=owner,
+        client_id=client_id,
+        peer=peer,
+    )

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from acetate.engine.outputs import LayerImage
-from acetate.errors import GenerationCancelled, InputError, OutOfMemory
+from acetate.errors import GenerationCancelled, InputError, OutOfMemory, error_field
 from acetate.export.png import FAST_COMPRESS_LEVEL
 from acetate.export.result import ResultWriter
 from acetate.jobs.cache import LayerCache
@@ -91,6 +91,9 @@ class Worker:
         self.preview_max_side = preview_max_side
         self.shutdown_timeout_s = shutdown_timeout_s
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="acetate-gpu")
+        #: The partial result of the job that just failed or was cancelled (layers it finished),
+        #: set on the engine thread before the exception leaves `_execute`.
+        self._partial: ResultRecord | None = None
 
     async def run(self) -> None:
         """Run jobs forever; cancelled on shutdown (the running job is cancelled first)."""
@@ -104,7 +107,10 @@ class Worker:
 
     async def _run_job(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
+        self._partial = None
         future = loop.run_in_executor(self.executor, self._execute, job, loop)
+        # A job that stops after finishing some layers keeps them: its record's `result` lists
+        # them (status error or cancelled) and their files stay downloadable.
         try:
             record = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -113,23 +119,26 @@ class Worker:
             try:
                 record = await asyncio.wait_for(future, self.shutdown_timeout_s)
             except BaseException:
-                await self.queue.finish(job)
+                await self.queue.finish(job, result=self._partial, cancelled=True)
             else:
                 await self.queue.finish(job, result=record)
             raise
         except GenerationCancelled:
-            await self.queue.finish(job)
+            await self.queue.finish(job, result=self._partial, cancelled=True)
         except InputError as error:
-            await self.queue.finish(
-                job, error=JobError(code=error.code, message=error.message, field=error.field)
-            )
+            error_record = JobError(code=error.code, message=error.message, field=error.field)
+            await self.queue.finish(job, error=error_record, result=self._partial)
         except OutOfMemory as error:
             log.warning("job %s ran out of memory: %s", job.id, error.message)
-            await self._fail(job, JobError(code=error.code, message=error.message))
+            error_record = JobError(code=error.code, message=error.message, field=error.field)
+            await self._fail(job, error_record)
         except Exception as error:
             log.exception("job %s failed", job.id)
             message = f"the worker failed: {type(error).__name__}: {error}"
-            await self._fail(job, JobError(code="internal_error", message=message))
+            error_record = JobError(
+                code="internal_error", message=message, field=error_field(error)
+            )
+            await self._fail(job, error_record)
         else:
             await self.queue.finish(job, result=record)
         finally:
@@ -141,7 +150,7 @@ class Worker:
             await self.release()
         except Exception:
             log.exception("releasing engine memory failed")
-        await self.queue.finish(job, error=error)
+        await self.queue.finish(job, error=error, result=self._partial)
 
     # -- on the engine thread ------------------------------------------------------------
 
@@ -167,6 +176,7 @@ class Worker:
 
         request = prepared.request
         out_dir = self.queue.store.result_dir(job.id)
+        writer: ResultWriter | None = None
         try:
             # Each layer is written and announced as soon as the engine yields it, before the
             # next stage starts; raw pixels are served from memory, PNG downloads from the file.
@@ -189,8 +199,28 @@ class Worker:
                 psd=False,
             )
         except BaseException:
-            shutil.rmtree(out_dir, ignore_errors=True)
+            self._partial = self._finish_partial(job, writer)
+            if self._partial is None:
+                shutil.rmtree(out_dir, ignore_errors=True)
             raise
+
+    def _finish_partial(self, job: Job, writer: ResultWriter | None) -> ResultRecord | None:
+        """The record of the layers written before a failure or cancel (None: none were)."""
+        prepared = job.prepared
+        if writer is None or not writer.layers or prepared is None:
+            return None
+        request = prepared.request
+        try:
+            return writer.finish(
+                job_id=job.id,
+                model=request.parameters.model or "",
+                canvas=(request.canvas.width, request.canvas.height),
+                warnings=list(request.warnings),
+                psd=False,
+            )
+        except Exception:
+            log.exception("could not record the partial result of job %s", job.id)
+            return None
 
     def _layer_written(self, job: Job, record: LayerRecord) -> None:
         job.mark_written(record.file)

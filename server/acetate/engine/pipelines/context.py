@@ -100,6 +100,9 @@ class ModeContext:
     images: dict[str, np.ndarray]
     progress: Progress
     controlnet: ControlNetModel | None = None
+    #: Index of this context's stage 0 in the request's stages (a mode that runs another
+    #: mode's stages after its own, as `scene` runs bg→fg per object after its background).
+    stage_offset: int = 0
 
     @property
     def params(self) -> GenerateParameters:
@@ -132,7 +135,7 @@ class ModeContext:
         return _filled(self.params.width, "width"), _filled(self.params.height, "height")
 
     def stage(self, index: int) -> StageSettings:
-        return self.request.stages[index]
+        return self.request.stages[self.stage_offset + index]
 
     def prompt_for(self, layer: str) -> str:
         """The main prompt with a layer's extra text in front (the official convention)."""

@@ -101,7 +101,7 @@ def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype) -> Any:
         raise ModelNotFoundError(f"{base.name}: {base.path} no longer exists", field="model")
     try:
         if base.format == "diffusers":
-            return cls.from_pretrained(
+            pipeline = cls.from_pretrained(
                 base.path,
                 **_dtype(dtype),
                 local_files_only=True,
@@ -109,22 +109,64 @@ def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype) -> Any:
                 variant=base.variant,
                 **extra,
             )
-        config_dir = base.config_dir or CONFIGS_DIR / base.family
-        tokenizers = load_tokenizers(base)
-        return cls.from_single_file(
-            str(base.path),
-            config=str(config_dir),
-            local_files_only=True,
-            **_dtype(dtype),
-            **tokenizers,
-            **extra,
-        )
+        else:
+            config_dir = base.config_dir or CONFIGS_DIR / base.family
+            tokenizers = load_tokenizers(base)
+            pipeline = cls.from_single_file(
+                str(base.path),
+                config=str(config_dir),
+                local_files_only=True,
+                **_dtype(dtype),
+                **tokenizers,
+                **extra,
+            )
     except (ModelNotFoundError, ModelFileError):
         raise
-    except (OSError, ValueError, RuntimeError, KeyError, SingleFileComponentError) as error:
+    except (
+        OSError,
+        ValueError,
+        RuntimeError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        SingleFileComponentError,
+    ) as error:
+        # An unusable config (wrong types, bad JSON, missing keys) is the file's fault.
         if _is_memory_error(error):
             raise
         raise _load_error(what, base.path, error) from error
+    check_tokenizers(pipeline, base)
+    return pipeline
+
+
+#: Longest prompt window a CLIP text encoder can have (77 for every SD1.5/SDXL encoder).
+MAX_TOKENIZER_LENGTH = 4096
+
+
+def check_tokenizers(pipeline: Any, base: BaseCheckpoint) -> None:
+    """Refuse a base whose tokenizer cannot tokenize (e.g. a `tokenizer_config.json` without a
+    usable `model_max_length`: transformers then uses 1e30 and fails on the first prompt),
+    naming the file to fix."""
+    for name, encoder_name in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")):
+        tokenizer = getattr(pipeline, name, None)
+        if tokenizer is None:
+            continue
+        length = getattr(tokenizer, "model_max_length", None)
+        encoder = getattr(pipeline, encoder_name, None)
+        positions = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
+        limit = positions if isinstance(positions, int) else MAX_TOKENIZER_LENGTH
+        if isinstance(length, int) and 1 <= length <= limit:
+            continue
+        if base.format == "diffusers":
+            where = f"{base.path.name}/{name}/tokenizer_config.json"
+        else:
+            where = f"the {name} files found for {base.path.name}"
+        raise ModelFileError(
+            f"{base.name}: {where} has no usable model_max_length (got {length!r}; "
+            f"the text encoder takes at most {limit} tokens)",
+            field="model",
+        )
 
 
 def load_controlnet(info: ControlNetInfo, dtype: torch.dtype) -> Any:
