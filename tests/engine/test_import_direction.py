@@ -1,7 +1,7 @@
 """The engine's folders import one way: nets ← tiny ← store ← pipelines ← engine/resolve.
 
 And the layers of the package: engine/ never imports the server (api, jobs) nor asyncio or
-aiohttp; export/ never imports torch; modes.py and protocol.py import neither torch nor the
+aiohttp; export/ never imports torch; modes/ and protocol.py import neither torch nor the
 engine (editors and the CLI read them without loading a model).
 """
 
@@ -33,7 +33,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "engine/pipelines": ("acetate.engine.engine",),
     "engine": ("acetate.api", "acetate.jobs", "acetate.cli", "aiohttp", "asyncio"),
     "export": ("torch", "acetate.engine.engine", "acetate.api", "acetate.jobs"),
-    "modes.py": ("torch", "diffusers", "acetate.engine", "acetate.protocol"),
+    "modes": ("torch", "diffusers", "acetate.engine", "acetate.protocol", "acetate.api"),
     "protocol.py": ("torch", "diffusers", "acetate.engine"),
 }
 
