@@ -12,10 +12,10 @@ const { HostProblem, InputProblem } = require("./errors.js");
 const { EventSocket } = require("./events.js");
 const { JobWatch } = require("./jobs.js");
 const { TOO_OLD, describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
-const { activeInputs, compareRanks, layerDeclaration, layerRank, pickMode } = require("./modes.js");
+const { activeInputs, compareRanks, expectedLayers, layerDeclaration, layerRank, pickMode } = require("./modes.js");
 const { checkImageSize, clipToCanvas, imageLimits, prepareInputs, readNeeds } = require("./placement.js");
-const { API_VERSION, ProtocolError, ServerTooOld, groupName } = require("./protocol.js");
-const { buildParameters } = require("./settings.js");
+const { API_VERSION, ProtocolError, ServerTooOld, groupName, layerKey } = require("./protocol.js");
+const { buildParameters, layoutFromGroup, omittedInputs } = require("./settings.js");
 const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js");
 
 /** @typedef {import("./protocol").JobEvent} JobEvent */
@@ -37,12 +37,14 @@ const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js"
  * What the controller needs from the editor.
  * @typedef {Object} Host
  * @property {() => DocumentInfo|null} activeDocument
- * @property {(what: {composite?: boolean, layer?: boolean, selection?: boolean}) => Promise<DocumentPixels>} readDocument
- *   one short modal scope
+ * @property {(what: {composite?: boolean, layer?: boolean, selection?: boolean, layout?: boolean}) => Promise<DocumentPixels>} readDocument
+ *   one short modal scope; `layout`: the active layout group's child layers, and the composite
+ *   without that group (the document left unchanged, no history state)
  * @property {(documentId: number, insertion: LayerInsertion, commandName: string) => Promise<{layerId: number, groupId: number}>} insertLayer
  *   one modal scope, one named history state; nothing left behind on failure
- * @property {(documentId: number, ids: number[], commandName: string) => Promise<number>} removeLayers
- *   the layers or groups that still exist, in one history state; resolves with how many
+ * @property {(documentId: number, ids: number[], commandName: string, reveal?: number[]) => Promise<number>} removeLayers
+ *   the layers or groups that still exist, in one history state (showing `reveal` again);
+ *   resolves with how many
  * @property {(bytes: ArrayBuffer, fileName: string) => Promise<boolean>} openPsd
  *   opens it as a new untitled document; false when it stayed the temporary file
  */
@@ -62,12 +64,22 @@ class Landing {
   /**
    * @param {{client: AcetateClient, host: Host, mode: ModeInfo|null, modeName: string,
    *   document: DocumentInfo, offset: {left: number, top: number}, prompt: string, jobId: string,
-   *   anchor?: number|null}} options
+   *   anchor?: number|null, expected?: string[], titles?: Record<string, string>, hide?: number[]}} options
    *   `anchor`: the top-level layer the result's groups go above (remembered before the first
-   *   insertion: Photoshop makes every created layer and group active)
+   *   insertion: Photoshop makes every created layer and group active); `expected`: the layer
+   *   keys of one batch item, bottom → top (`expectedLayers`: `only_without` layers of sent
+   *   inputs left out, so its first is the item's lowest layer); `titles`: key → the name a
+   *   layer will have (a scene object's prompt), for saying which were not made; `hide`:
+   *   layers hidden with the first insertion (a scene's layout group)
    */
-  constructor({ client, host, mode, modeName, document, offset, prompt, jobId, anchor = null }) {
+  constructor({ client, host, mode, modeName, document, offset, prompt, jobId, anchor = null, expected = [], titles = {}, hide = [] }) {
     this.anchor = anchor;
+    this.expected = expected;
+    this.titles = titles;
+    /** @type {number[]} still to hide (with the next insertion) */
+    this.hide = [...hide];
+    /** @type {number[]} hidden by this result (shown again by "Undo whole result") */
+    this.hidden = [];
     this.client = client;
     this.host = host;
     this.mode = mode;
@@ -124,12 +136,41 @@ class Landing {
   }
 
   /**
+   * The expected layers of a (partial) result that it does not have, by the name they would
+   * have had, e.g. ["a moon", "blended"].
+   * @param {ResultRecord} result
+   * @returns {string[]}
+   */
+  missing(result) {
+    const batches = Math.max(1, Number(result.parameters?.batch ?? 1) || 1);
+    const present = [...new Set(result.layers.map((layer) => layer.batch_index))].sort((a, b) => a - b);
+    /** @type {string[]} */
+    const out = [];
+    // The result sets that started: the ones with layers, and the one after the last of them.
+    const started = new Set([...present, present.length > 0 ? present[present.length - 1] + 1 : 0]);
+    for (const index of [...started].filter((item) => item < batches).sort((a, b) => a - b)) {
+      const have = new Set(result.layers.filter((layer) => layer.batch_index === index).map(layerKey));
+      const suffix = batches > 1 ? ` #${index + 1}` : "";
+      for (const key of this.expected) {
+        if (!have.has(key)) {
+          out.push(`${this.titles[key] ?? key}${suffix}`);
+        }
+      }
+    }
+    const last = Math.max(...started);
+    if (last + 1 < batches) {
+      out.push(`result sets #${last + 2}–#${batches}`);
+    }
+    return out;
+  }
+
+  /**
    * Queue every layer of the final record not seen yet, in the mode's order, and wait.
    * @param {ResultRecord} result
    */
   async finish(result) {
     const layers = [...result.layers].sort(
-      (a, b) => a.batch_index - b.batch_index || compareRanks(layerRank(this.mode, a.name), layerRank(this.mode, b.name)),
+      (a, b) => a.batch_index - b.batch_index || compareRanks(layerRank(this.mode, layerKey(a)), layerRank(this.mode, layerKey(b))),
     );
     layers.forEach((layer) => this.add(layer));
     await this.settle();
@@ -152,7 +193,10 @@ class Landing {
           ` but the result says ${record.width}×${record.height} at ${record.left},${record.top}`,
       );
     }
-    const declared = layerDeclaration(this.mode, record.name);
+    // Declarations and stacking go by the record's key (`object_0`), the document's layer is
+    // named after `name` (the object's prompt).
+    const key = layerKey(record);
+    const declared = layerDeclaration(this.mode, key);
     const visible = typeof record.visible === "boolean" ? record.visible : (declared?.visible ?? true);
     const layer = clipToCanvas(
       {
@@ -172,8 +216,9 @@ class Landing {
     if (layer === null) {
       return;
     }
-    const rank = layerRank(this.mode, record.name);
+    const rank = layerRank(this.mode, key);
     const group = this.groups.get(record.batch_index) ?? null;
+    const hide = this.hide;
     const name = groupName(this.prompt, record.batch_index, this.mode?.label ?? this.modeName);
     const placed = await this.host.insertLayer(
       this.document.id,
@@ -188,9 +233,14 @@ class Landing {
           siblings: [...this.groups.entries()].map(([index, other]) => ({ id: other.id, rank: [index] })),
           anchor: this.anchor,
         },
+        hide,
       },
       `Acetate: ${record.name} (${name})`,
     );
+    if (hide.length > 0) {
+      this.hidden.push(...hide);
+      this.hide = [];
+    }
     const layers = group && group.id === placed.groupId ? group.layers : [];
     layers.push({ id: placed.layerId, rank });
     this.groups.set(record.batch_index, { id: placed.groupId, layers });
@@ -380,8 +430,12 @@ class Controller {
       if (!document) {
         throw new HostProblem("Open a document first: Acetate adds its layers to the active document.");
       }
-      const inputs = activeInputs(mode, params);
-      const needs = readNeeds(inputs);
+      // A list placed by regions (a scene's objects) comes from the selected layer group; an
+      // optional input the user left out is generated by the server instead (a background).
+      const layout = layoutFromGroup(this.state.settings, mode);
+      const omitted = omittedInputs(this.state.settings, mode);
+      const inputs = activeInputs(mode, params).filter((input) => !omitted.has(input.field));
+      const needs = { ...readNeeds(inputs), layout: layout !== null };
       // Refused (or warned about) before a single pixel is read: only the region a mode needs
       // is read, always as 8 bits, and never more than the server accepts.
       const limits = this.state.connection.limits ?? imageLimits(null);
@@ -405,9 +459,18 @@ class Controller {
       let kinds = {};
       /** @type {Partial<GenerateParameters>} */
       let extra = {};
-      if (needs.composite || needs.layer || needs.selection) {
+      /** @type {number[]} */
+      let hide = [];
+      if (needs.composite || needs.layer || needs.selection || needs.layout) {
         const pixels = await this.host.readDocument(needs);
         ({ images, kinds, frame, extra } = prepareInputs(mode, inputs, pixels));
+        if (layout && pixels.layout) {
+          fillFromLayout(layout, pixels.layout, frame, params, images, kinds);
+          hide = [pixels.layout.group.id];
+        }
+      }
+      if (mode.frame && omitted.has(mode.frame)) {
+        generatedSize(mode, document, params);
       }
       this.checkCancelled();
       this.store.update({ job: progress("", "uploading") });
@@ -426,6 +489,9 @@ class Controller {
           prompt: params.prompt,
           jobId,
           anchor: this.anchorFor(document),
+          expected: expectedLayers(mode, listCounts(mode, params), Object.keys(images)),
+          titles: layerTitles(mode, params),
+          hide,
         });
         this.landing = landing;
       }
@@ -447,7 +513,9 @@ class Controller {
       const final = await this.follow(jobId);
       this.store.update({ history: recordFinal(this.state.history, jobId, final) });
       if (final.type === "done") {
-        this.checkCancelled();
+        if (this.cancelRequested) {
+          warnings.push("The job finished before the cancel reached the server.");
+        }
         if (landing) {
           this.store.update({ job: progress(jobId, "inserting") });
           await landing.finish(final.result);
@@ -457,12 +525,25 @@ class Controller {
         }
         return;
       }
-      await landing?.settle();
+      // A job that stopped after finishing some layers keeps them (docs/protocol.md, Partial
+      // results): the ones not inserted yet go in too, and the message says what happened.
+      const partial = final.type === "error" || final.type === "cancelled" ? (final.result ?? null) : null;
+      if (landing && partial) {
+        this.store.update({ job: progress(jobId, "inserting") });
+        await landing.finish(partial);
+      } else {
+        await landing?.settle();
+      }
+      const kept = landing && landing.inserted > 0 ? this.describeKept(landing, partial) : "";
       if (final.type === "cancelled") {
-        throw new Cancelled();
+        if (!kept) {
+          throw new Cancelled();
+        }
+        this.store.update({ message: { kind: "info", text: `Cancelled. ${kept}` } });
       }
       if (final.type === "error") {
-        this.store.update({ message: { kind: "error", text: describeJobError(final.code, final.message) } });
+        const text = describeJobError(final.code, final.message);
+        this.store.update({ message: { kind: "error", text: kept ? `${text} ${kept}` : text } });
       }
     } catch (error) {
       if (error instanceof Cancelled) {
@@ -474,7 +555,9 @@ class Controller {
       if (landing) {
         await landing.chain;
         if (landing.groups.size > 0) {
-          this.store.update({ landed: { id: landing.jobId, documentId: landing.document.id, groupIds: landing.groupIds } });
+          this.store.update({
+            landed: { id: landing.jobId, documentId: landing.document.id, groupIds: landing.groupIds, hidden: landing.hidden },
+          });
         }
       }
       if (this.landing === landing) {
@@ -513,7 +596,7 @@ class Controller {
     }
     this.store.update({ busy: true, message: null });
     try {
-      const removed = await this.host.removeLayers(landed.documentId, landed.groupIds, "Acetate: remove result");
+      const removed = await this.host.removeLayers(landed.documentId, landed.groupIds, "Acetate: remove result", landed.hidden ?? []);
       this.store.update({
         landed: null,
         message: { kind: "info", text: removed > 0 ? `Removed the result (${removed} group${removed === 1 ? "" : "s"}).` : "The result's groups are already gone." },
@@ -532,7 +615,9 @@ class Controller {
   async insertFromHistory(jobId) {
     await this.runHistoryAction(async (client) => {
       const record = await client.job(jobId);
-      if (record.status !== "done" || !record.result) {
+      // A partial result (a job that failed or was cancelled after finishing some layers)
+      // can be inserted too.
+      if (!record.result || record.result.layers.length === 0) {
         throw new HostProblem(`This job has no result to insert (it is ${record.status}).`);
       }
       const result = record.result;
@@ -623,7 +708,11 @@ class Controller {
   reportLanded(landing, result, before = []) {
     const count = landing.inserted;
     const groups = landing.groups.size;
-    const notes = [...before, ...(landing.cropped ? ["The result is larger than the document and was cropped to the canvas."] : [])];
+    const notes = [
+      ...before,
+      ...(landing.cropped ? ["The result is larger than the document and was cropped to the canvas."] : []),
+      ...(landing.hidden.length > 0 ? ["The layout group is hidden (Undo whole result shows it again)."] : []),
+    ];
     const warnings = [...notes, ...(result.warnings ?? [])].join(" ");
     this.store.update({
       message: {
@@ -631,6 +720,23 @@ class Controller {
         text: `Added ${count} layer${count === 1 ? "" : "s"} in ${groups} group${groups === 1 ? "" : "s"}.${warnings ? ` ${warnings}` : ""}`,
       },
     });
+  }
+
+  /**
+   * What a stopped job left in the document: "Kept the 3 layers finished before it stopped
+   * (not made: a moon, blended)."
+   * @private
+   * @param {Landing} landing
+   * @param {ResultRecord|null} partial
+   */
+  describeKept(landing, partial) {
+    const count = landing.inserted;
+    const missing = partial ? landing.missing(partial) : [];
+    const hidden = landing.hidden.length > 0 ? " The layout group is hidden." : "";
+    return (
+      `Kept the ${count} layer${count === 1 ? "" : "s"} finished before it stopped` +
+      `${missing.length > 0 ? ` (not made: ${missing.join(", ")})` : ""}.${hidden}`
+    );
   }
 
   /**
@@ -669,7 +775,8 @@ class Controller {
         this.store.update({ job: { ...job, preview: event.image } });
       }
     }
-    if (event.type === "layer_ready" && this.landing?.jobId === event.job_id && !this.cancelRequested) {
+    // Also after a cancel: a finished layer is kept (docs/protocol.md, Partial results).
+    if (event.type === "layer_ready" && this.landing?.jobId === event.job_id) {
       this.landing.add(event.layer);
     }
     this.jobs.deliver(event);
@@ -727,4 +834,107 @@ class Controller {
   }
 }
 
-module.exports = { Controller, Landing };
+/**
+ * Fill a region list (a scene's `objects`) from the layout group's child layers, bottom →
+ * top: the layer's name is the item's title (its prompt), its painted pixels the region — a
+ * mask cropped to its bounds, sent as the raw part `<list>.<i>.mask` — placed in the frame.
+ * @param {{list: import("./protocol").ListInputInfo, region: string, title: string|null}} layout
+ * @param {NonNullable<DocumentPixels["layout"]>} group
+ * @param {import("./protocol").Rect} frame
+ * @param {GenerateParameters} params
+ * @param {Record<string, Raster>} images
+ * @param {Record<string, "rgba"|"mask">} kinds
+ */
+function fillFromLayout(layout, group, frame, params, images, kinds) {
+  const { list } = layout;
+  if (group.items.length < list.min_items || group.items.length > list.max_items) {
+    throw new HostProblem(
+      `The group "${group.group.name}" has ${group.items.length} visible layer${group.items.length === 1 ? "" : "s"}; ` +
+        `${list.label} takes ${list.min_items} to ${list.max_items} (one layer per object).`,
+    );
+  }
+  params[list.field] = group.items.map((item, index) => {
+    const key = `${list.field}.${index}.mask`;
+    images[key] = { data: item.data, width: item.width, height: item.height };
+    kinds[key] = "mask";
+    /** @type {Record<string, any>} */
+    const entry = { [layout.region]: { left: item.rect.left - frame.left, top: item.rect.top - frame.top } };
+    if (layout.title) {
+      entry[layout.title] = item.name;
+    }
+    return entry;
+  });
+}
+
+/**
+ * A mode whose frame input was left out generates at `width`×`height`: unless typed, the
+ * document's size, so that the result (and regions in document pixels) fit the document.
+ * @param {ModeInfo} mode
+ * @param {DocumentInfo} document
+ * @param {GenerateParameters} params
+ */
+function generatedSize(mode, document, params) {
+  for (const [side, value] of /** @type {const} */ ([["width", document.width], ["height", document.height]])) {
+    const option = mode.options.find((item) => item.name === side);
+    if (!option || params[side] !== undefined) {
+      continue;
+    }
+    const step = option.multiple_of ?? 1;
+    const low = option.minimum ?? 1;
+    const high = option.maximum ?? Infinity;
+    if (value % step !== 0 || value < low || value > high) {
+      throw new HostProblem(
+        `Generating without the canvas makes a ${option.label.toLowerCase()} of ${low}–${high} px in steps of ${step}, ` +
+          `but the document is ${document.width}×${document.height} px: resize the canvas (Image ▸ Canvas Size), ` +
+          `type ${option.label}, or use the visible canvas.`,
+      );
+    }
+    params[side] = value;
+  }
+}
+
+/**
+ * How many items each counted layer repeats for: a list field's length or an option's value.
+ * @param {ModeInfo} mode
+ * @param {GenerateParameters} params
+ * @returns {Record<string, number>}
+ */
+function listCounts(mode, params) {
+  /** @type {Record<string, number>} */
+  const counts = {};
+  for (const layer of mode.layers) {
+    const field = layer.count_from;
+    if (field) {
+      const value = params[field];
+      counts[field] = Array.isArray(value) ? value.length : Number(value ?? 0) || 0;
+    }
+  }
+  return counts;
+}
+
+/**
+ * The names counted layers will have when their declaration titles them from a list item
+ * field (`object_2` → "a moon"), as the server makes them (first 60 characters).
+ * @param {ModeInfo} mode
+ * @param {GenerateParameters} params
+ * @returns {Record<string, string>}
+ */
+function layerTitles(mode, params) {
+  /** @type {Record<string, string>} */
+  const titles = {};
+  for (const layer of mode.layers) {
+    const items = layer.count_from ? params[layer.count_from] : null;
+    if (!layer.title_from || !Array.isArray(items)) {
+      continue;
+    }
+    items.forEach((item, index) => {
+      const text = Array.from(String(item?.[/** @type {string} */ (layer.title_from)] ?? "").trim()).slice(0, 60).join("").trim();
+      if (text) {
+        titles[layer.name.replace("{i}", String(index))] = text;
+      }
+    });
+  }
+  return titles;
+}
+
+module.exports = { Controller, Landing, fillFromLayout, generatedSize, listCounts, layerTitles };

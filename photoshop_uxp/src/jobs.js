@@ -92,12 +92,15 @@ function finalEvent(record) {
   if (record.status === "done" && record.result) {
     return { type: "done", job_id: record.id, result: record.result };
   }
+  // A job that stopped after finishing some layers keeps them: its record's `result` is the
+  // partial result (docs/protocol.md, Partial results).
+  const partial = record.result ?? null;
   if (record.status === "error") {
     const error = record.error ?? { code: "error", message: "unknown error" };
-    return { type: "error", job_id: record.id, code: error.code, message: error.message };
+    return { type: "error", job_id: record.id, code: error.code, message: error.message, field: error.field ?? null, result: partial };
   }
   if (record.status === "cancelled") {
-    return { type: "cancelled", job_id: record.id };
+    return { type: "cancelled", job_id: record.id, result: partial };
   }
   return null;
 }

@@ -10,6 +10,7 @@
 /** @typedef {import("./protocol").OptionInfo} OptionInfo */
 /** @typedef {import("./protocol").ImageInputInfo} ImageInputInfo */
 /** @typedef {import("./protocol").LayerInfo} LayerInfo */
+/** @typedef {import("./protocol").ListInputInfo} ListInputInfo */
 
 /**
  * Options the panel does not offer yet. `control` selects ControlNet structure control, whose
@@ -174,7 +175,80 @@ function fixedLayers(mode) {
   return mode.layers.filter((layer) => !layer.count_from);
 }
 
+/**
+ * The layer keys one batch item of a result brings, bottom → top: fixed names, patterns
+ * repeated once per item of their list (`counts[count_from]`, or the option's value), and
+ * without the `only_without` layers whose image input is sent (a scene with `bg` has no
+ * `background`). The first is the batch item's lowest layer.
+ * @param {ModeInfo|null} mode
+ * @param {Record<string, number>} counts list field or option → how many
+ * @param {Iterable<string>} sent the image fields the request sends
+ * @returns {string[]}
+ */
+function expectedLayers(mode, counts, sent) {
+  const images = new Set(sent);
+  /** @type {string[]} */
+  const keys = [];
+  for (const layer of mode?.layers ?? []) {
+    if (layer.only_without && images.has(layer.only_without)) {
+      continue;
+    }
+    if (!layer.count_from) {
+      keys.push(layer.name);
+      continue;
+    }
+    const count = Math.max(0, Math.floor(Number(counts[layer.count_from] ?? 0)) || 0);
+    for (let i = 0; i < count; i++) {
+      keys.push(layer.name.replace("{i}", String(i)));
+    }
+  }
+  return keys;
+}
+
+/**
+ * A mode's list input whose items are placed by a `region` (a scene's `objects`): the panel
+ * can fill it from a layer group (one item per child layer). `title` is the item field that
+ * names each result layer (`title_from`), where the child layer's name goes; `region` the
+ * item's region field. Null when the mode has none.
+ * @param {ModeInfo|null} mode
+ * @returns {{list: ListInputInfo, region: string, title: string|null}|null}
+ */
+function layoutList(mode) {
+  for (const list of mode?.lists ?? []) {
+    const region = list.item_options.find((option) => option.type === "region");
+    if (!region) {
+      continue;
+    }
+    const declared = mode?.layers.find((layer) => layer.count_from === list.field && layer.title_from)?.title_from ?? null;
+    const text = list.item_options.find((option) => option.type === "text" && option.name === "prompt") ?? null;
+    const title = declared && list.item_options.some((option) => option.name === declared) ? declared : (text?.name ?? null);
+    return { list, region: region.name, title };
+  }
+  return null;
+}
+
+/**
+ * Optional image inputs the server can do without by generating a layer instead (a layer
+ * declared `only_without` that input): the panel offers to leave them out.
+ * @param {ModeInfo|null} mode
+ * @returns {{input: ImageInputInfo, layer: LayerInfo}[]}
+ */
+function omittableInputs(mode) {
+  /** @type {{input: ImageInputInfo, layer: LayerInfo}[]} */
+  const out = [];
+  for (const input of mode?.inputs ?? []) {
+    const layer = input.required ? undefined : mode?.layers.find((item) => item.only_without === input.field);
+    if (layer) {
+      out.push({ input, layer });
+    }
+  }
+  return out;
+}
+
 module.exports = {
+  expectedLayers,
+  layoutList,
+  omittableInputs,
   HIDDEN_OPTIONS,
   pickMode,
   optionDefault,

@@ -332,7 +332,7 @@ function createHost(modules) {
       return doc ? describe(doc) : null;
     },
 
-    async readDocument({ composite = false, layer = false, selection = false }) {
+    async readDocument({ composite = false, layer = false, selection = false, layout = false }) {
       const doc = app.activeDocument;
       if (!doc) {
         throw new HostProblem("Open a document first.");
@@ -348,20 +348,57 @@ function createHost(modules) {
       if (active) {
         checkReadable(active);
       }
+      const group = layout ? layoutGroup(doc) : null;
+      /** @type {any[]} bottom → top */
+      const children = group ? [...group.layers].reverse().filter((child) => child.visible) : [];
+      if (group) {
+        if (children.length === 0) {
+          throw new HostProblem(`The group "${group.name}" has no visible layers: add one layer per object, named after it, painted where it goes.`);
+        }
+        for (const child of children) {
+          checkReadable(child);
+          if (String(child.name).trim() === "") {
+            throw new HostProblem(`A layer in "${group.name}" has no name: its name is the object's prompt.`);
+          }
+        }
+      }
       return modal("Acetate: read document", async (context) => {
         /** @type {DocumentPixels} */
         const out = { document: info };
+        if (group) {
+          /** @type {import("./placement").LayoutItem[]} */
+          const items = [];
+          for (const child of children) {
+            const pixels = await readLayer(context, doc, child, canvas);
+            const item = pixels ? paintedMask(pixels) : null;
+            if (!item) {
+              throw new HostProblem(`The layer "${child.name}" in "${group.name}" has no painted pixels on the canvas: paint where the object goes.`);
+            }
+            items.push({ id: child.id, name: String(child.name).trim(), ...item });
+          }
+          out.layout = { group: { id: group.id, name: group.name }, items };
+        }
         if (composite) {
-          const read = await take(
-            await imaging.getPixels({
-              documentID: doc.id,
-              colorSpace: "RGB",
-              colorProfile: SRGB,
-              componentSize: 8,
-              applyAlpha: false,
-            }),
-            "rgba",
-          );
+          // The visible image without the layout group: the group is hidden inside a history
+          // suspension that is rolled back, so the document is left as it was, with no
+          // history state (ps_reference/objects/options/executioncontext.md, resumeHistory).
+          const readComposite = async () =>
+            take(
+              await imaging.getPixels({
+                documentID: doc.id,
+                colorSpace: "RGB",
+                colorProfile: SRGB,
+                componentSize: 8,
+                applyAlpha: false,
+              }),
+              "rgba",
+            );
+          const read = group && group.visible
+            ? await withoutTrace(context, doc.id, async () => {
+                group.visible = false;
+                return readComposite();
+              })
+            : await readComposite();
           out.composite = { data: placeInto(read.data, read.rect, canvas, 4), ...size(canvas) };
         }
         if (active) {
@@ -433,6 +470,14 @@ function createHost(modules) {
           if (!layer.visible) {
             target.visible = false;
           }
+          // e.g. a scene's layout group, hidden (not deleted) with the result's first layer,
+          // in the same history state.
+          for (const id of insertion.hide ?? []) {
+            const hidden = findLayer(doc, id);
+            if (hidden && hidden.visible) {
+              hidden.visible = false;
+            }
+          }
           // New layers land above the active layer (inside it when it is a group): every
           // layer and group is moved to its place explicitly.
           let group = insertion.group.id === null ? null : findLayer(doc, insertion.group.id);
@@ -485,7 +530,7 @@ function createHost(modules) {
       });
     },
 
-    async removeLayers(documentId, ids, commandName) {
+    async removeLayers(documentId, ids, commandName, reveal = []) {
       const doc = findDocument(documentId);
       const present = ids.map((id) => findLayer(doc, id)).filter((layer) => layer !== null);
       if (present.length === 0) {
@@ -496,6 +541,12 @@ function createHost(modules) {
         try {
           for (const layer of present) {
             layer.delete();
+          }
+          for (const id of reveal) {
+            const shown = findLayer(doc, id);
+            if (shown && !shown.visible) {
+              shown.visible = true;
+            }
           }
         } catch (error) {
           await context.hostControl.resumeHistory(suspension, false);
@@ -593,6 +644,22 @@ function createHost(modules) {
     return JSON.parse(await entry.read({ format: formats.utf8 }));
   }
 
+  /**
+   * The layout group of a scene: the active layer when it is a group, else the group holding
+   * the active layer (classes/layer.md: `layers` of a group layer, `parent`).
+   * @param {any} doc
+   */
+  function layoutGroup(doc) {
+    const active = doc.activeLayers?.[0] ?? null;
+    const group = active && String(active.kind) === GROUP ? active : active?.parent && String(active.parent.kind) === GROUP ? active.parent : null;
+    if (!group) {
+      throw new HostProblem(
+        "Select the layout group: a group with one layer per object, each named after what it shows and painted where it goes.",
+      );
+    }
+    return group;
+  }
+
   /** @param {any} doc @returns {Rect|null} */
   function selectionBounds(doc) {
     let bounds = null;
@@ -670,6 +737,37 @@ function topLevel(layer) {
 }
 
 /**
+ * A layer's painted (non-transparent) pixels as a mask (255 painted, 0 not), cropped to their
+ * bounds; null when none is painted.
+ * @param {{data: Uint8Array, width: number, height: number, rect: Rect}} pixels 8-bit RGBA over `rect`
+ * @returns {{data: Uint8Array, width: number, height: number, rect: Rect}|null}
+ */
+function paintedMask({ data, width, height, rect }) {
+  let [left, top, right, bottom] = [width, height, -1, -1];
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (data[(y * width + x) * 4 + 3] > 0) {
+        left = Math.min(left, x);
+        right = Math.max(right, x);
+        top = Math.min(top, y);
+        bottom = Math.max(bottom, y);
+      }
+    }
+  }
+  if (right < 0) {
+    return null;
+  }
+  const out = { width: right - left + 1, height: bottom - top + 1 };
+  const mask = new Uint8Array(out.width * out.height);
+  for (let y = 0; y < out.height; y++) {
+    for (let x = 0; x < out.width; x++) {
+      mask[y * out.width + x] = data[((top + y) * width + left + x) * 4 + 3] > 0 ? 255 : 0;
+    }
+  }
+  return { data: mask, ...out, rect: { left: rect.left + left, top: rect.top + top, ...out } };
+}
+
+/**
  * @param {Uint8Array} bytes
  * @param {number} components
  */
@@ -694,4 +792,4 @@ function size(rect) {
   return { width: rect.width, height: rect.height };
 }
 
-module.exports = { createHost, SRGB };
+module.exports = { createHost, paintedMask, SRGB };

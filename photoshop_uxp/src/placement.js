@@ -34,6 +34,14 @@ const { anySelected, intersect, placeInto, union } = require("./pixels.js");
  * @property {Raster} [composite]  the visible image, canvas-sized RGBA
  * @property {(Raster & {rect: Rect})|null} [layer]  the active layer; null when it has no pixels
  * @property {(Raster & {rect: Rect})|null} [selection]  the selection mask cropped to its bounds
+ * @property {{group: {id: number, name: string}, items: LayoutItem[]}} [layout]  a scene's
+ *   layout group: its visible child layers, bottom → top (the composite then excludes it)
+ */
+
+/**
+ * One child layer of a layout group: its name (the object's prompt) and its painted pixels as
+ * a mask (255 painted) cropped to their bounds `rect`.
+ * @typedef {Raster & {id: number, name: string, rect: Rect}} LayoutItem
  */
 
 /**
@@ -54,9 +62,10 @@ const { anySelected, intersect, placeInto, union } = require("./pixels.js");
  * @property {Placed[]} siblings
  * @property {{id: number|null, name: string, rank: number[], siblings: Placed[], anchor?: number|null}} group
  *   `anchor`: the top-level layer a result's first group goes above
+ * @property {number[]} [hide]  layers hidden in the same history state (a scene's layout group)
  */
 
-/** @typedef {{composite: boolean, layer: boolean, selection: boolean}} Needs */
+/** @typedef {{composite: boolean, layer: boolean, selection: boolean, layout?: boolean}} Needs */
 
 /**
  * What to read from the document for these inputs, by their source.

@@ -17,7 +17,9 @@ const API_VERSION = 2;
  * @property {string} name
  * @property {string} label
  * @property {string} help
- * @property {"int"|"float"|"bool"|"enum"|"text"|"prompts"} type
+ * @property {"int"|"float"|"bool"|"enum"|"text"|"prompts"|"region"} type
+ *   `region` (list items): a box `{left, top, width, height}` in canvas pixels, or a mask
+ *   `{left, top}` whose pixels go up as the part `<list>.<i>.mask` (docs/protocol.md, Scenes)
  * @property {any} [default]
  * @property {Record<string, any>|null} [family_defaults]
  * @property {number|null} [minimum]
@@ -58,8 +60,12 @@ const API_VERSION = 2;
 
 /**
  * A layer a mode returns per result set, bottom → top; with `count_from` the name holds
- * `{i}` and the layer repeats once per item of that request field (`LayerInfo`).
- * @typedef {{name: string, label: string, visible: boolean, keeps_alpha: boolean, count_from?: string|null}} LayerInfo
+ * `{i}` and the layer repeats once per item of that request field; `only_without`: returned
+ * only when that image input is not sent (a generated background); `title_from`: the list item
+ * field whose text is each counted layer's record `name` (its `key` keeps the pattern)
+ * (`LayerInfo`).
+ * @typedef {{name: string, label: string, visible: boolean, keeps_alpha: boolean, count_from?: string|null,
+ *   only_without?: string|null, title_from?: string|null}} LayerInfo
  */
 
 /** @typedef {{family: string, label: string, supported: boolean, reason?: string|null}} FamilyInfo */
@@ -95,9 +101,13 @@ const MAX_PROMPT = 4000;
 /** @typedef {{left: number, top: number, width: number, height: number}} Rect */
 
 /**
- * One layer image and where it goes on the canvas (`LayerRecord`).
+ * One layer image and where it goes on the canvas (`LayerRecord`). `name` is what the layer is
+ * called in the document; `key` (absent: `name`) is the mode's layer name it comes from
+ * (`object_0` for a scene object named after its prompt): layers are stacked and looked up by
+ * `layerKey`, never by `name`, and downloaded by `file`.
  * @typedef {Object} LayerRecord
  * @property {string} name
+ * @property {string} [key]
  * @property {number} batch_index
  * @property {string} file
  * @property {number} left
@@ -157,9 +167,12 @@ const MAX_PROMPT = 4000;
  *    image?: ArrayBuffer} |
  *   {type: "layer_ready", job_id: string, layer: LayerRecord} |
  *   {type: "done", job_id: string, result: ResultRecord} |
- *   {type: "error", job_id: string|null, code: string, message: string} |
- *   {type: "cancelled", job_id: string}
+ *   {type: "error", job_id: string|null, code: string, message: string, field?: string|null,
+ *    result?: ResultRecord|null} |
+ *   {type: "cancelled", job_id: string, result?: ResultRecord|null}
  * )} JobEvent
+ * `result` of `error`/`cancelled`: a partial result, the layers finished before the job stopped
+ * (docs/protocol.md, Partial results); absent or null when none was.
  */
 
 const EVENT_TYPES = new Set([
@@ -201,6 +214,9 @@ function parseEvent(text) {
   if (data.type === "layer_ready" && !isLayerRecord(data.layer)) {
     throw new ProtocolError("layer_ready message without a valid layer record");
   }
+  if ((data.type === "error" || data.type === "cancelled") && data.result != null && !isResultRecord(data.result)) {
+    throw new ProtocolError(`${data.type} message with a partial result that is not a valid result record`);
+  }
   return data;
 }
 
@@ -214,8 +230,18 @@ function isLayerRecord(value) {
     typeof value === "object" &&
     typeof value.name === "string" &&
     typeof value.file === "string" &&
+    (value.key === undefined || value.key === null || typeof value.key === "string") &&
     ["batch_index", "left", "top", "width", "height"].every((key) => Number.isInteger(value[key]))
   );
+}
+
+/**
+ * The mode's layer name a record comes from: `key`, else `name` (docs/protocol.md, Job and
+ * result records). Stacking order, declarations and expected layers go by it.
+ * @param {LayerRecord} record
+ */
+function layerKey(record) {
+  return typeof record.key === "string" && record.key !== "" ? record.key : record.name;
 }
 
 /**
@@ -317,5 +343,6 @@ module.exports = {
   parseModes,
   isLayerRecord,
   isResultRecord,
+  layerKey,
   groupName,
 };

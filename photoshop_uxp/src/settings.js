@@ -7,7 +7,7 @@
 
 const { InputProblem } = require("./errors.js");
 const { DEFAULT_PORT, MAX_BATCH, MAX_PROMPT, MAX_SEED } = require("./protocol.js");
-const { fixedLayers, shownOptions } = require("./modes.js");
+const { fixedLayers, layoutList, omittableInputs, shownOptions } = require("./modes.js");
 
 /** @typedef {import("./protocol").Mode} Mode */
 /** @typedef {import("./protocol").ModeInfo} ModeInfo */
@@ -178,6 +178,19 @@ function readOption(option, text, field, label) {
     }
     return value;
   }
+  if (option.type === "region") {
+    // Typed into a list row: a box "left, top, width, height" in canvas pixels (a mask region
+    // comes from a layer's pixels in the layout-group flow, never from text).
+    const numbers = value.split(/[\s,]+/).filter(Boolean);
+    if (numbers.length !== 4 || !numbers.every((item) => /^\d+$/.test(item))) {
+      throw problem(field, `"${value}" is not a box: type left, top, width, height in pixels (e.g. 40, 60, 200, 160)`, label);
+    }
+    const [left, top, width, height] = numbers.map(Number);
+    if (width < 1 || height < 1) {
+      throw problem(field, "the box needs a width and a height of at least 1 pixel", label);
+    }
+    return { left, top, width, height };
+  }
   if (option.type !== "int" && option.type !== "float") {
     return undefined;
   }
@@ -213,6 +226,37 @@ function readNumber(text, field, label, { min, max, integer = false, multipleOf,
     throw problem(field, `must be a multiple of ${multipleOf} (try ${nearest})`, label);
   }
   return value;
+}
+
+/** The `values` key of "fill this list from the selected layer group" ("rows": from the rows). */
+const layoutKey = (/** @type {string} */ field) => `from:${field}`;
+/** The `values` key of "leave this optional input out (the server generates its layer)". */
+const omitKey = (/** @type {string} */ field) => `without:${field}`;
+
+/**
+ * The list the panel fills from the selected layer group (one item per child layer), or
+ * null: a mode's region list does so unless the user chose to type its rows.
+ * @param {Settings} settings
+ * @param {ModeInfo} mode
+ */
+function layoutFromGroup(settings, mode) {
+  const layout = layoutList(mode);
+  return layout && settings.values[layoutKey(layout.list.field)] !== "rows" ? layout : null;
+}
+
+/**
+ * The optional inputs the user chose to leave out (the server then generates their layer,
+ * e.g. a scene's background from its prompt).
+ * @param {Settings} settings
+ * @param {ModeInfo} mode
+ * @returns {Set<string>}
+ */
+function omittedInputs(settings, mode) {
+  return new Set(
+    omittableInputs(mode)
+      .filter(({ input }) => settings.values[omitKey(input.field)] === "true")
+      .map(({ input }) => input.field),
+  );
 }
 
 /**
@@ -272,7 +316,11 @@ function buildParameters(settings, mode, family = null) {
       params[option.name] = value;
     }
   }
+  const fromGroup = layoutFromGroup(settings, mode)?.list.field ?? null;
   for (const list of mode.lists) {
+    if (list.field === fromGroup) {
+      continue; // filled from the layer group when the document is read (controller)
+    }
     const rows = listRows(settings, list);
     params[list.field] = rows.map((row, index) => {
       /** @type {Record<string, any>} */
@@ -296,5 +344,9 @@ module.exports = {
   restoreSettings,
   listRows,
   buildParameters,
+  layoutKey,
+  omitKey,
+  layoutFromGroup,
+  omittedInputs,
   newClientId,
 };

@@ -65,7 +65,8 @@
 
 /**
  * A result's groups in a document (one per batch item), removable in one step.
- * @typedef {{id: string, documentId: number, groupIds: number[]}} LandedResult
+ * `hidden`: layers the result hid (a scene's layout group), shown again when it is removed.
+ * @typedef {{id: string, documentId: number, groupIds: number[], hidden?: number[]}} LandedResult
  */
 
 const HISTORY_LIMIT = 50;
@@ -212,8 +213,13 @@ function recordFinal(history, jobId, final) {
     update.layers = final.result.layers.length;
     const seed = final.result.parameters?.seed;
     update.seed = typeof seed === "number" ? seed : entry.seed;
-  } else if (final.type === "error") {
-    update.error = final.message;
+  } else if (final.type === "error" || final.type === "cancelled") {
+    if (final.type === "error") {
+      update.error = final.message;
+    }
+    if (final.result) {
+      update.layers = final.result.layers.length; // a partial result: its layers are kept
+    }
   }
   return upsertHistory(history, update);
 }

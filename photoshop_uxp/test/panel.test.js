@@ -192,6 +192,39 @@ test("connection, models, progress, messages and history are shown", () => {
   assert.deepEqual(ui.calls.at(-1), "undo");
 });
 
+test("scene: objects from the selected layer group (or typed rows with boxes), the background generated on request", () => {
+  const ui = mount();
+  ui.type("mode", "scene", "change");
+  const source = ui.$("#acetate-list-from\\:objects");
+  assert.ok(source, "a choice where the objects come from");
+  assert.deepEqual([...source.querySelectorAll("option")].map((o) => o.textContent), ["The selected layer group", "Rows typed here"]);
+  assert.match(ui.$("#acetate-list-objects").textContent, /one layer per object: the layer's name is its prompt/);
+  assert.ok(!ui.has("list-objects-0-prompt"), "no rows while the group is the source");
+  const generate = ui.$("#acetate-opt-without\\:bg");
+  assert.equal(generate.getAttribute("type"), "checkbox");
+  assert.match(generate.closest("label").textContent, /Generate the background \(instead of the canvas\)/);
+  generate.checked = true;
+  generate.dispatchEvent(new ui.window.Event("change"));
+  assert.equal(ui.store.state.settings.values["without:bg"], "true");
+  assert.ok(ui.has("opt-layer_prompts.background"), "the background's prompt field");
+  source.value = "rows";
+  source.dispatchEvent(new ui.window.Event("change"));
+  assert.ok(ui.has("list-objects-0-prompt") && ui.has("list-objects-0-region"), "typed rows, a region per row");
+  ui.type("list-objects-0-region", "10, 20, 30, 40");
+  assert.deepEqual(buildParameters(ui.store.state.settings, MODES.find((m) => m.name === "scene")).objects, [{ region: { left: 10, top: 20, width: 30, height: 40 } }]);
+});
+
+test("history: a failed or cancelled job that kept layers can be inserted (no PSD)", () => {
+  const ui = mount();
+  ui.store.update({
+    history: [{ id: "j_3", mode: "scene", prompt: "a street", status: "error", created: 3, offset: { left: 0, top: 0 }, layers: 2 }],
+  });
+  const [item] = [...ui.document.querySelectorAll(".history-item")];
+  assert.deepEqual([...item.querySelectorAll("button")].map((b) => b.textContent), ["Insert"]);
+  ui.button("Insert").dispatchEvent(new ui.window.Event("click"));
+  assert.deepEqual(ui.calls, ["insert j_3"]);
+});
+
 test("progress wording for every phase", () => {
   const base = { id: "j", position: null, step: 0, total: 0, etaS: null, preview: null };
   assert.equal(describeProgress({ ...base, phase: "reading" }), "Reading the document…");

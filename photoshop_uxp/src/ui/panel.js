@@ -5,8 +5,8 @@
  */
 "use strict";
 
-const { fixedLayers, optionDefault, pickMode, shownOptions } = require("../modes.js");
-const { FIELD_LABELS, listRows } = require("../settings.js");
+const { fixedLayers, layoutList, omittableInputs, optionDefault, pickMode, shownOptions } = require("../modes.js");
+const { FIELD_LABELS, layoutFromGroup, layoutKey, listRows, omitKey } = require("../settings.js");
 
 /** @typedef {import("../state").PanelState} PanelState */
 /** @typedef {import("../settings").Settings} Settings */
@@ -260,6 +260,27 @@ function mountPanel(root, { store, controller, saveToken }) {
   const listEditor = (list, mode, family) => {
     const rows = listRows(store.state.settings, list);
     const box = el(doc, "div", { class: "list", id: `acetate-list-${list.field}`, title: list.help }, [el(doc, "h3", { text: list.label })]);
+    if (layoutList(mode)?.list.field === list.field) {
+      // A list placed by regions (a scene's objects): from the selected layer group, one
+      // object per layer, or typed as rows with boxes.
+      const key = layoutKey(list.field);
+      const source = /** @type {HTMLSelectElement} */ (el(doc, "select"));
+      source.appendChild(el(doc, "option", { value: "", text: "The selected layer group" }));
+      source.appendChild(el(doc, "option", { value: "rows", text: "Rows typed here" }));
+      source.addEventListener("change", () => setValueOf(key, source.value));
+      box.appendChild(row(`list-${key}`, `${list.label} from`, source, (settings) => settings.values[key] ?? "", list.help));
+      if (layoutFromGroup(store.state.settings, mode)) {
+        box.appendChild(
+          el(doc, "div", {
+            class: "hint",
+            text:
+              "Select a group with one layer per object: the layer's name is its prompt, its painted pixels " +
+              "are where it goes, the bottom layer comes first. The group is hidden when the result lands.",
+          }),
+        );
+        return box;
+      }
+    }
     rows.forEach((_, index) => {
       const fields = list.item_options.map((option) =>
         optionControl(
@@ -305,6 +326,7 @@ function mountPanel(root, { store, controller, saveToken }) {
       family,
       options.map((option) => option.name),
       mode ? mode.lists.map((list) => listRows(state.settings, list).length) : [],
+      mode ? Boolean(layoutFromGroup(state.settings, mode)) : false,
     ]);
     if (next === shape && mode === lastMode) {
       return;
@@ -337,6 +359,23 @@ function mountPanel(root, { store, controller, saveToken }) {
       target.appendChild(
         optionControl(option, mode, family, `opt-${option.name}`, (settings) => settings.values[option.name] ?? "", (value) => setValueOf(option.name, value)),
       );
+    }
+    for (const { input, layer } of omittableInputs(mode)) {
+      // e.g. a scene's background: the visible canvas, or generated from its layer prompt.
+      const key = omitKey(input.field);
+      const box = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "checkbox" }));
+      box.addEventListener("change", () => setValueOf(key, box.checked ? "true" : "false"));
+      const id = `opt-${key}`;
+      box.setAttribute("id", `acetate-${id}`);
+      box.setAttribute("title", `Leave out ${input.label.toLowerCase()} (the visible canvas): the server generates the ${layer.label.toLowerCase()} layer from its prompt.`);
+      bound.set(id, {
+        input: box,
+        read: (settings) => {
+          box.checked = settings.values[key] === "true";
+          return settings.values[key] ?? "";
+        },
+      });
+      basic.appendChild(el(doc, "div", { class: "row" }, [wrap(`Generate the ${layer.label.toLowerCase()} (instead of the canvas)`, box)]));
     }
     for (const list of mode.lists) {
       basic.appendChild(listEditor(list, mode, family));
@@ -551,14 +590,18 @@ function renderHistory(doc, list, state, controller) {
     const item = el(doc, "div", { class: "history-item", title: entry.error ?? entry.prompt }, [
       el(doc, "span", { text }),
     ]);
-    if (entry.status === "done") {
+    if (entry.status === "done" || (entry.layers ?? 0) > 0) {
+      // A job that failed or was cancelled keeps the layers it finished: they can be
+      // inserted (its partial result has no PSD).
       const insert = el(doc, "button", { text: "Insert" });
       insert.addEventListener("click", () => void controller.insertFromHistory(entry.id));
+      setEnabled(insert, !state.busy);
+      item.appendChild(insert);
+    }
+    if (entry.status === "done") {
       const psd = el(doc, "button", { text: "PSD" });
       psd.addEventListener("click", () => void controller.openPsd(entry.id));
-      setEnabled(insert, !state.busy);
       setEnabled(psd, !state.busy);
-      item.appendChild(insert);
       item.appendChild(psd);
     }
     list.appendChild(item);

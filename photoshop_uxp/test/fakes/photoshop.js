@@ -142,7 +142,12 @@ function createFakePhotoshop() {
       this.kind = kind;
       /** @type {FakeLayer|null} */
       this.parent = null;
-      /** @type {FakeLayer[]|null} top first, like Photoshop */
+      /**
+       * classes/layer.md `layers`: "The layers of this group layer" (null for other kinds);
+       * top first, as Document.layers and the Layers panel list them (classes/layers.md does
+       * not state the order: README smoke checklist).
+       * @type {FakeLayer[]|null}
+       */
       this.layers = kind === "group" ? [] : null;
       /** @type {Uint8Array|Uint16Array|Float32Array|null} canvas-sized RGBA in the doc's depth */
       this.pixels = kind === "pixel" || CONTENT_KINDS.includes(kind) ? new ARRAY_OF_BITS[doc.bits](doc.width * doc.height * 4) : null;
@@ -172,9 +177,20 @@ function createFakePhotoshop() {
     get visible() {
       return this._visible;
     }
+    /**
+     * classes/layer.md `visible`: "Read-write | True when the layer is visible." Whether a
+     * visibility change is a History state depends on Photoshop's History Options ("Make Layer
+     * Visibility Changes Undoable"), which preferences/preferenceshistory.md does not expose:
+     * the fake takes the strict case, a state of its own unless a history suspension is open
+     * (objects/options/executioncontext.md), so a read that hides a group must roll it back.
+     */
     set visible(value) {
       record("Layer.visible", { id: this.id, value }, { write: true });
-      this._visible = value;
+      if (this._deleted) throw new Error("visible: the layer is gone");
+      if (this._visible === Boolean(value)) return;
+      this._doc.change(value ? "Show Layer" : "Hide Layer", () => {
+        this._visible = Boolean(value);
+      });
     }
     /** Bounds of the non-transparent pixels (a group: of its members), like Photoshop's. */
     get bounds() {
@@ -691,6 +707,8 @@ function createFakePhotoshop() {
      * multiply); "An opaque RGB pixel has only three components": the Background layer and the
      * composite of a document with a Background come back with `components` 3; sourceBounds is
      * trimmed to the region holding pixels; 32-bit data carries a "(Linear RGB Profile)" name.
+     * Without `layerID` it is the document composite as it is now: hidden layers and groups
+     * (classes/layer.md `visible`) are left out, also while a history suspension is open.
      * @param {any} options
      */
     async getPixels(options) {
@@ -878,7 +896,12 @@ function createFakePhotoshop() {
             doc.suspensions.set(id, { name, before: doc.snapshot() });
             return { historySuspensionID: id, documentID };
           },
-          /** @param {{historySuspensionID: number, documentID?: number}} suspension @param {boolean} [commit] */
+          /**
+           * objects/options/executioncontext.md resumeHistory(params, commit?): "if false, the
+           * current modified document state is dropped, and the document returns to the state
+           * when `suspendHistory` was invoked" (no History state); committed, one named state.
+           * @param {{historySuspensionID: number, documentID?: number}} suspension @param {boolean} [commit]
+           */
           async resumeHistory(suspension, commit = true) {
             record("hostControl.resumeHistory", { ...suspension, commit });
             const doc = documents.find((d) => d.suspensions.has(suspension.historySuspensionID));
