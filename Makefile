@@ -43,16 +43,17 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/decoder.py
 	HF_HUB_OFFLINE=1 $(PY) bench/export.py
 	HF_HUB_OFFLINE=1 $(PY) bench/modes.py
+	HF_HUB_OFFLINE=1 $(PY) bench/scene.py
 	HF_HUB_OFFLINE=1 $(PY) bench/server.py
 
 # Long fuzzing (not in `make test`, whose run of the same tests is short): schemathesis over
 # every operation of /api/openapi.json and hypothesis over the WebSocket protocol; prints the
 # case counts and the responses >= 500 (must be 0). FUZZ_EXAMPLES is per HTTP operation.
-FUZZ_EXAMPLES ?= 1000
+FUZZ_EXAMPLES ?= 1500
 FUZZ_WS_EXAMPLES ?= 2000
 fuzz: $(STAMP)
 	HF_HUB_OFFLINE=1 ACETATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ACETATE_FUZZ_WS_EXAMPLES=$(FUZZ_WS_EXAMPLES) \
-		$(PY) -m pytest -q -s -p no:cacheprovider tests/api/test_server_fuzz.py tests/api/test_ws_fuzz.py
+		$(PY) -m pytest -q -s -p no:cacheprovider --timeout=7200 tests/api/test_server_fuzz.py tests/api/test_ws_fuzz.py
 
 # Soak (not in tests): N clients submitting and cancelling on the tiny models; prints RSS, open
 # file descriptors and task counts over time. SOAK_MINUTES=30 for the full run.

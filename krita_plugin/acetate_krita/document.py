@@ -1,7 +1,10 @@
 """The only module that reads or writes Krita documents (the model's `Documents` port).
 
 Reading: the canvas is the document's projection, a layer is the active node's projection,
-both in the canvas frame; the selection is Krita's global selection (8-bit mask). Pixels go
+both in the canvas frame; the selection is Krita's global selection (8-bit mask). The canvas
+without a layout group is read by hiding the group, reading and showing it again: visibility
+set through the scripting API is no undo step, and the modified flag is put back. A layout
+child's region is where its projection has alpha > 0, cropped to those pixels. Pixels go
 out as 8-bit straight sRGB RGBA: exact conversions in pixels.py for RGB documents in sRGB
 or linear sRGB, Krita's own colour engine for any other colour space.
 
@@ -19,7 +22,7 @@ from krita import Document as KritaDocument
 from krita import Krita, Node
 
 from . import pixels
-from .inputs import UserError
+from .inputs import LayoutItem, UserError
 from .pixels import SRGB8, SRGB_PROFILE, PixelFormat, Rect
 from .protocol import LayerRecord, WireImage
 
@@ -54,9 +57,11 @@ class Document:
     def alive(self) -> bool:
         return any(open_doc == self._doc for open_doc in Krita.instance().documents())
 
-    def _to_rgba8(self, raw: bytes, fmt: PixelFormat | None, source: Node) -> bytes:
+    def _to_rgba8(
+        self, raw: bytes, fmt: PixelFormat | None, source: Node, rect: Rect | None = None
+    ) -> bytes:
         if fmt is None:
-            bgra = _convert_with_krita(self._doc, raw, source, self.canvas)
+            bgra = _convert_with_krita(self._doc, raw, source, rect or self.canvas)
             return pixels.swap_red_blue(bgra)
         return pixels.to_rgba8(raw, fmt)
 
@@ -68,6 +73,76 @@ class Document:
         raw = bytes(self._doc.pixelData(rect.left, rect.top, rect.width, rect.height))
         rgba = self._to_rgba8(raw, _format(self._doc), self._doc.rootNode())
         return WireImage(rgba, rect.width, rect.height)
+
+    def read_canvas_without(self, node_id: str) -> WireImage:
+        """The composite as if `node_id` were hidden; the document is left as it was."""
+        node = self._find(node_id)
+        if node is None or not node.visible():
+            return self.read_canvas()
+        modified = self._doc.modified()
+        node.setVisible(False)
+        try:
+            return self.read_canvas()
+        finally:
+            node.setVisible(True)
+            self._doc.refreshProjection()
+            self._doc.waitForDone()
+            self._doc.setModified(modified)
+
+    def active_group_id(self) -> str | None:
+        node = self._active_layer()
+        if node is None or node.type() != "grouplayer":
+            return None
+        return str(node.uniqueId().toString())
+
+    def groups(self) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        pending = list(self._doc.topLevelNodes())
+        while pending:
+            node = pending.pop(0)
+            if node.type() == "grouplayer":
+                found.append((str(node.uniqueId().toString()), node.name()))
+                pending.extend(node.childNodes())
+        return found
+
+    def read_layout(self, group: str) -> list[LayoutItem]:
+        """Each visible child layer of `group`, bottom → top: its name and painted pixels."""
+        parent = self._find(group)
+        if parent is None:
+            raise UserError("The layout group is gone: select it again.")
+        items = []
+        for child in parent.childNodes():
+            if child.type().endswith("mask") or not child.visible():
+                continue
+            bounds = child.bounds()
+            rect = Rect(bounds.x(), bounds.y(), bounds.width(), bounds.height())
+            rect = rect.intersected(self.canvas)
+            found = None
+            if not rect.empty:
+                raw = bytes(child.projectionPixelData(rect.left, rect.top, rect.width, rect.height))
+                rgba = self._to_rgba8(raw, _format(child), child, rect)
+                found = pixels.painted_mask(rgba, rect.width, rect.height)
+            if found is None:
+                raise UserError(
+                    f"Layer {child.name()!r} of the layout has no painted pixels on the canvas: "
+                    "paint where the object goes, or hide the layer."
+                )
+            mask, inner = found
+            image = WireImage(mask, inner.width, inner.height)
+            items.append(
+                LayoutItem(child.name(), image, rect.left + inner.left, rect.top + inner.top)
+            )
+        return items
+
+    def visible(self, node_id: str) -> bool:
+        node = self._find(node_id)
+        return bool(node is not None and node.visible())
+
+    def set_visible(self, node_id: str, visible: bool) -> None:
+        node = self._find(node_id)
+        if node is not None and node.visible() != visible:
+            node.setVisible(visible)
+            self._changed()
 
     def _active_layer(self) -> Node | None:
         """The active layer; for an active mask, the layer it belongs to."""

@@ -4,11 +4,18 @@ Qt-free: document.py implements the `Document` port on Krita; tests use an in-me
 Which images a mode takes comes from the server (`ModeInfo.inputs`); a plugin only knows how
 each *source* is read: `canvas` is the visible composite, `layer` the active layer, and
 `selection` the selection as a mask.
+
+A list input whose items have a `region` option (the `scene` mode's objects) is filled from
+a *layout group*: each visible child layer of the group is one item, bottom → top; the child's
+name is the item's title (the option the mode titles its layers from, e.g. `prompt`) and its
+painted pixels are the region, sent as a mask cropped to its bounds (`{left, top}` in the item,
+the mask as the part `<list>.<i>.mask`). Canvas inputs are then read without the layout group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .pixels import Rect
@@ -17,11 +24,27 @@ from .protocol import (
     LAYER,
     SELECTION,
     ImageInputInfo,
+    LayerInfo,
     LayerRecord,
+    ListInputInfo,
     ModeInfo,
     WireImage,
     group_name,
 )
+
+#: The item option type that places a list item on the canvas.
+REGION = "region"
+
+
+@dataclass(frozen=True)
+class LayoutItem:
+    """One child layer of a layout group: its name and its painted pixels (a mask cropped to
+    their bounds, placed at `left, top` on the canvas)."""
+
+    name: str
+    mask: WireImage
+    left: int
+    top: int
 
 
 class Document(Protocol):
@@ -33,6 +56,30 @@ class Document(Protocol):
     def alive(self) -> bool: ...
 
     def read_canvas(self) -> WireImage: ...
+
+    def read_canvas_without(self, node_id: str) -> WireImage:
+        """The visible composite as if node `node_id` were hidden, leaving the document as it
+        was (no undo step, same modified flag)."""
+        ...
+
+    def active_group_id(self) -> str | None:
+        """The active layer when it is a group (a layout), else None."""
+        ...
+
+    def groups(self) -> list[tuple[str, str]]:
+        """(id, name) of every group layer, top-level first (a layout-group picker)."""
+        ...
+
+    def read_layout(self, group: str) -> list[LayoutItem]:
+        """The visible child layers of `group`, bottom → top; UserError for one with no
+        painted pixels."""
+        ...
+
+    def visible(self, node_id: str) -> bool: ...
+
+    def set_visible(self, node_id: str, visible: bool) -> None:
+        """Show or hide a node (not an undo step: it only changes what is shown)."""
+        ...
 
     def read_layer(self) -> WireImage: ...
 
@@ -83,24 +130,46 @@ def wanted(image: ImageInputInfo, options: Mapping[str, Any]) -> bool:
     return all(options.get(name) in values for name, values in image.when.items())
 
 
+def generatable(mode: ModeInfo) -> list[tuple[ImageInputInfo, LayerInfo]]:
+    """Optional inputs the server can generate instead (a layer is returned `only_without`
+    them, e.g. scene's background), with that layer: the user may choose not to send them."""
+    inputs = {image.field: image for image in mode.inputs if not image.required}
+    return [
+        (inputs[layer.only_without], layer)
+        for layer in mode.layers
+        if layer.only_without is not None and layer.only_without in inputs
+    ]
+
+
 def collect_images(
-    mode: ModeInfo, document: Document, options: Mapping[str, Any] | None = None
+    mode: ModeInfo,
+    document: Document,
+    options: Mapping[str, Any] | None = None,
+    *,
+    skip: Iterable[str] = (),
+    without: str | None = None,
 ) -> tuple[dict[str, WireImage], Rect | None]:
     """The image fields `mode` sends, read from `document`, and the selection's bounds.
 
     A selection mask placed on a canvas-source image is cropped to its bounds (sent with
     `selection_bounds`); on a layer it is canvas-sized like the layer. No selection: a
-    required mask selects everything, an optional one is not sent.
+    required mask selects everything, an optional one is not sent. Optional inputs in `skip`
+    are not sent (the server generates them); with `without` (a layout group's id) canvas
+    inputs are read as if that node were hidden.
     """
     options = options or {}
+    skipped = set(skip)
     images: dict[str, WireImage] = {}
     bounds = None
     sources = {image.field: image.source for image in mode.inputs}
     for image in mode.inputs:
-        if not wanted(image, options):
+        if not wanted(image, options) or (image.field in skipped and not image.required):
             continue
         if image.source == CANVAS:
-            images[image.field] = document.read_canvas()
+            if without is not None:
+                images[image.field] = document.read_canvas_without(without)
+            else:
+                images[image.field] = document.read_canvas()
         elif image.source == LAYER:
             images[image.field] = document.read_layer()
         elif image.source == SELECTION:
@@ -119,6 +188,59 @@ def collect_images(
                 f"{mode.label} (source {image.source!r}): update the plugin."
             )
     return images, bounds
+
+
+def layout_lists(mode: ModeInfo) -> tuple[ListInputInfo, ...]:
+    """The list inputs of `mode` filled from a layout group: those whose items have a region."""
+    return tuple(spec for spec in mode.lists if any(o.type == REGION for o in spec.item_options))
+
+
+def title_option(mode: ModeInfo, spec: ListInputInfo) -> str | None:
+    """The item option a layout child's name fills: the one the mode titles the list's layers
+    from, else `prompt`, else the first text option."""
+    names = {option.name for option in spec.item_options}
+    for layer in mode.layers:
+        if layer.count_from == spec.field and layer.title_from in names:
+            return layer.title_from
+    if "prompt" in names:
+        return "prompt"
+    return next((o.name for o in spec.item_options if o.type == "text"), None)
+
+
+def collect_layout(
+    mode: ModeInfo, document: Document, group: str
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, WireImage]]:
+    """The layout lists' items read from layout group `group`, and their region masks (by
+    multipart part name `<list>.<i>.mask`)."""
+    lists: dict[str, list[dict[str, Any]]] = {}
+    images: dict[str, WireImage] = {}
+    specs = layout_lists(mode)
+    if not specs:
+        return lists, images
+    layout = document.read_layout(group)
+    for spec in specs:
+        label = (spec.label or spec.field).lower()
+        if len(layout) < max(spec.min_items, 1):
+            raise UserError(
+                f"The layout group has no visible layers: add one layer per {label} item, "
+                "named after it, painted where it goes."
+            )
+        if spec.max_items is not None and len(layout) > spec.max_items:
+            raise UserError(
+                f"The layout group has {len(layout)} layers; {mode.label} takes at most "
+                f"{spec.max_items} {label}."
+            )
+        title = title_option(mode, spec)
+        region = next(o.name for o in spec.item_options if o.type == REGION)
+        items: list[dict[str, Any]] = []
+        for index, item in enumerate(layout):
+            entry: dict[str, Any] = {region: {"left": item.left, "top": item.top}}
+            if title is not None:
+                entry[title] = item.name
+            items.append(entry)
+            images[f"{spec.field}.{index}.mask"] = item.mask
+        lists[spec.field] = items
+    return lists, images
 
 
 class Placement:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,7 +27,16 @@ from .client import (
     ServerError,
     error_from_event,
 )
-from .inputs import Document, Documents, Placement, UserError, collect_images
+from .inputs import (
+    Document,
+    Documents,
+    Placement,
+    UserError,
+    collect_images,
+    collect_layout,
+    generatable,
+    layout_lists,
+)
 from .observable import Observable, Property
 from .protocol import (
     JobEvent,
@@ -127,6 +137,11 @@ class Model(Observable):
     option_values: Property[dict[str, Any]] = Property({})
     #: List inputs by field: the items, each a dict of its item options.
     list_values: Property[dict[str, tuple[dict[str, Any], ...]]] = Property({})
+    #: The layout group (node id) list inputs with regions are read from; "": the active
+    #: layer, which must then be a group.
+    layout_group = Property("")
+    #: Optional inputs the user wants generated instead of read (scene's background).
+    generated_inputs: Property[tuple[str, ...]] = Property(())
     busy = Property(False)
     progress = Property(0.0)
     status = Property("")
@@ -157,8 +172,16 @@ class Model(Observable):
         self._family: str | None = None
         self._stored_loaded: set[str] = set()
         self._last_result: tuple[Document, list[str]] | None = None
+        #: The layout group the last result hid (shown again by `undo_result`).
+        self._hidden_layout: tuple[Document, str] | None = None
+        #: The layout group of the running job, hidden once its first result is in.
+        self._layout_to_hide: tuple[Document, str] | None = None
         #: What the last job did, in order ("inserted <file>", "done"): for tests and logs.
         self.timeline: list[str] = []
+        #: Per layer file of the last job: seconds from taking its `layer_ready` event to its
+        #: insertion (download and conversion included; a layer that waits for the lowest
+        #: layer of its group counts until it is handed over to wait).
+        self.insert_seconds: dict[str, float] = {}
         self.changed("models").connect(lambda _: self._models_loaded())
         self.changed("modes").connect(lambda _: self._modes_loaded())
         self.changed("model_name").connect(lambda _: self._model_chosen())
@@ -365,7 +388,10 @@ class Model(Observable):
                 value = value or None
             if value is not None:
                 data[option.name] = value
+        layout = {spec.field for spec in layout_lists(mode)}
         for spec in mode.lists:
+            if spec.field in layout:
+                continue  # read from the layout group when generating
             items = [
                 {k: v for k, v in item.items() if v is not None}
                 for item in self.list_items(spec.field)
@@ -373,6 +399,23 @@ class Model(Observable):
             if items or spec.min_items:
                 data[spec.field] = items
         return data
+
+    def set_generated(self, field: str, generated: bool) -> None:
+        """Generate optional input `field` instead of reading it (or read it again)."""
+        others = tuple(name for name in self.generated_inputs if name != field)
+        self.generated_inputs = (*others, field) if generated else others
+
+    def layout_group_id(self, document: Document) -> str:
+        """The layout group to read: the one picked, else the active layer if it is a group."""
+        if self.layout_group and any(gid == self.layout_group for gid, _ in document.groups()):
+            return self.layout_group
+        active = document.active_group_id()
+        if active is None:
+            raise UserError(
+                "Select the layout group in the Layers docker (or pick it in the docker): a "
+                "group with one layer per object, named after it and painted where it goes."
+            )
+        return active
 
     # -- generating -----------------------------------------------------------------------
 
@@ -403,7 +446,7 @@ class Model(Observable):
             log.exception("generate failed")
             self.error, self.status = f"Unexpected error ({type(error).__name__}): {error}", ""
         finally:
-            self.busy, self.job_id = False, None
+            self.busy, self.job_id, self._layout_to_hide = False, None, None
         return None
 
     async def _generate(self) -> ResultRecord | None:
@@ -411,6 +454,8 @@ class Model(Observable):
         if document is None:
             raise UserError("Open or create a document first.")
         self._check_prompt(self.mode_info)
+        if self.mode_info is not None and layout_lists(self.mode_info):
+            self.layout_group_id(document)  # say so before connecting
         if self.client is None or self.stream is None or not self.connected:
             await self._connect_now()
         client, stream, mode = self.client, self.stream, self.mode_info
@@ -419,11 +464,22 @@ class Model(Observable):
             raise UserError(f"The server has no mode {self.mode!r}: pick another one.")
         self._check_prompt(mode)
         params = self.parameters(mode)
-        images, params.selection_bounds = collect_images(mode, document, params.options)
+        layout = self.layout_group_id(document) if layout_lists(mode) else None
+        masks: dict[str, Any] = {}
+        if layout is not None:
+            lists, masks = collect_layout(mode, document, layout)
+            params.options.update(lists)
+        skip = {image.field for image, _ in generatable(mode)} & set(self.generated_inputs)
+        images, params.selection_bounds = collect_images(
+            mode, document, params.options, skip=skip, without=layout
+        )
         counts = {k: len(v) for k, v in params.options.items() if isinstance(v, list)}
-        anchor = document.active_layer_id() or document.top_layer_id()
+        anchor = layout or document.active_layer_id() or document.top_layer_id()
         placement = Placement(document, mode, params.prompt, counts, anchor, images=list(images))
-        self.timeline = []
+        images.update(masks)
+        self._hidden_layout = None
+        self._layout_to_hide = (document, layout) if layout is not None else None
+        self.timeline, self.insert_seconds = [], {}
         self.can_undo_result, self._last_result = False, None
         self.status = "Sending…"
         job_id = await client.submit(params, images)
@@ -487,7 +543,9 @@ class Model(Observable):
                     self.preview = event.binary
                 elif event.type is JobEvent.layer_ready and isinstance(fields.get("layer"), dict):
                     layer = LayerRecord.from_json(fields["layer"])
+                    ready = time.perf_counter()
                     await self._insert_layer(client, job_id, layer, placement, pixels_by_file)
+                    self.insert_seconds[layer.file] = time.perf_counter() - ready
                 elif event.type is JobEvent.done:
                     self.timeline.append("done")
                     return ResultRecord.from_json(fields["result"])
@@ -517,6 +575,17 @@ class Model(Observable):
             self.timeline.append(f"inserted {done.file}")
         if len(placement.inserted) > before:
             self.status = f"Inserted {layer.name}"
+            self._hide_layout()
+
+    def _hide_layout(self) -> None:
+        """Once results are in, the layout group they replace is hidden (not deleted)."""
+        target, self._layout_to_hide = self._layout_to_hide, None
+        if target is None:
+            return
+        document, group = target
+        if document.exists(group) and document.visible(group):
+            document.set_visible(group, False)
+            self._hidden_layout = target
 
     async def _insert_rest(
         self,
@@ -533,15 +602,20 @@ class Model(Observable):
         placement.finish()
         for done in placement.inserted[before:]:
             self.timeline.append(f"inserted {done.file}")
+        if len(placement.inserted) > before:
+            self._hide_layout()
 
     def undo_result(self) -> int:
         """Remove every group the last result inserted (one click); returns how many."""
         last, self._last_result = self._last_result, None
+        layout, self._hidden_layout = self._hidden_layout, None
         self.can_undo_result = False
         if last is None:
             return 0
         document, groups = last
         removed = document.remove(groups) if document.alive() else 0
+        if layout is not None and layout[0].alive() and layout[0].exists(layout[1]):
+            layout[0].set_visible(layout[1], True)
         self.status = f"Removed {removed} group{'s' if removed != 1 else ''} of the last result"
         return removed
 
@@ -585,6 +659,7 @@ class Model(Observable):
             mode = self.modes.get(record.mode) or ModeInfo(record.mode, record.mode)
             anchor = document.active_layer_id() or document.top_layer_id()
             placement = Placement(document, mode, record.prompt, record.counts(), anchor)
+            self._hidden_layout = None
             self.status = "Downloading layers…"
             await self._insert_rest(client, record, placement, {})
             self._last_result = (document, placement.group_ids)

@@ -233,3 +233,22 @@ def thumbnail(rgba: bytes, width: int, height: int, max_side: int) -> tuple[byte
         row = rgba[source * width * 4 : (source + 1) * width * 4]
         rows.append(b"".join(row[4 * x : 4 * x + 4] for x in columns))
     return b"".join(rows), out_w, out_h
+
+
+#: Alpha 0 → 0 (not painted), any other alpha → 255 (painted).
+_PAINTED = bytes([0] + [255] * 255)
+
+
+def painted_mask(rgba: bytes, width: int, height: int) -> tuple[bytes, Rect] | None:
+    """Where an 8-bit RGBA image is painted (alpha > 0): a 1-byte/px mask (255 painted, 0 not)
+    cropped to the painted pixels' bounds, and those bounds in the image; None: nothing is."""
+    alpha = rgba[3::4].translate(_PAINTED)
+    rows = [alpha[y * width : (y + 1) * width] for y in range(height)]
+    painted = [y for y, row in enumerate(rows) if row.count(0) != width]
+    if not painted:
+        return None
+    top, bottom = painted[0], painted[-1] + 1
+    left = min(width - len(rows[y].lstrip(b"\x00")) for y in painted)
+    right = max(len(rows[y].rstrip(b"\x00")) for y in painted)
+    mask = b"".join(row[left:right] for row in rows[top:bottom])
+    return mask, Rect(left, top, right - left, bottom - top)

@@ -32,7 +32,15 @@ from krita_harness import (
 )
 from PIL import Image
 from reference import krita_to_rgba8
-from scenarios.artwork import CANVAS_SIZE, SELECTION, artwork, gray_artwork
+from scenarios.artwork import (
+    CANVAS_SIZE,
+    SCENE_OBJECTS,
+    SCENE_SIZE,
+    SELECTION,
+    artwork,
+    gray_artwork,
+    scene_layout,
+)
 from server_process import ServerProcess, free_port, start_server
 
 pytestmark = pytest.mark.krita
@@ -296,6 +304,65 @@ def test_other_colour_spaces_go_through_krita(e2e: E2E) -> None:
     seen = png[..., 3] > 0
     low, high = png[..., :3].min(axis=2), png[..., :3].max(axis=2)
     assert ((ours[..., 0] >= low - 2) & (ours[..., 0] <= high + 2))[seen].all()
+
+
+def test_scene_from_a_layout_group_of_three_overlapping_objects(e2e: E2E) -> None:
+    outcome = e2e.scenario("scene")
+    width, height = SCENE_SIZE
+    # The background sent is the canvas without the layout group, read without a trace.
+    assert outcome["read"] == {
+        "undo_changed": False,
+        "modified": False,
+        "layout_visible": True,
+        "bytes": 4 * width * height,
+    }
+    canvas = krita_to_rgba8(artwork(width, height, "U8"), "U8", False)
+    assert sha256(Path(outcome["without_dump"]).read_bytes()) == sha256(canvas)
+    record = outcome["record"]
+    sent = record["parameters"]
+    assert sent["bg"]["sha256"] == sha256(canvas)
+    masks = [
+        np.frombuffer(m, np.uint8).reshape(height, width) for _, m in scene_layout(*SCENE_SIZE)
+    ]
+    regions = []
+    for item, mask in zip(sent["objects"], masks, strict=True):
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        regions.append((int(cols[0]), int(rows[0])))
+        assert (item["region"]["left"], item["region"]["top"]) == regions[-1]
+        assert item["region"]["mask"]["width"] == int(cols[-1] - cols[0] + 1)
+    assert [item["prompt"] for item in sent["objects"]] == list(SCENE_OBJECTS)
+    # Result: one group right above the layout, objects bottom → top named after the prompts,
+    # the layout hidden (not deleted), the artwork untouched.
+    names = top_level(outcome["tree"])
+    assert names == ["Background", "artwork", "layout", "a street #1", "top"]
+    layout = group(outcome["tree"], "layout")
+    assert not layout["visible"] and not outcome["layout_visible"]
+    assert [c["name"] for c in layout["children"]] == list(SCENE_OBJECTS)
+    children = group(outcome["tree"], "a street #1")["children"]
+    assert [(c["name"], c["visible"]) for c in children] == [
+        *[(name, True) for name in SCENE_OBJECTS],
+        ("blended", False),
+    ]
+    assert outcome["artwork_unchanged"]
+    check_pixels(e2e, outcome, "U8", linear=False)
+    # Every object in its region at the exact offset, alpha 0 outside the region.
+    objects = [layer for layer in outcome["layers"] if layer["name"] in SCENE_OBJECTS]
+    assert [layer["name"] for layer in objects] == list(SCENE_OBJECTS)
+    for layer, mask in zip(objects, masks, strict=True):
+        left, top, w, h = layer["rect"]
+        raw = np.frombuffer(Path(layer["dump"]).read_bytes(), np.uint8).reshape(h, w, 4)
+        inside = mask[top : top + h, left : left + w] > 0
+        assert raw[..., 3][~inside].max(initial=0) == 0, layer["name"]
+        assert raw[..., 3][inside].max() > 0, f"{layer['name']} came out empty"
+        bx, by, bw, bh = layer["bounds"]
+        assert (bx, by) == (left, top) and (bw, bh) == (w, h), "not cropped to its alpha"
+    timeline = outcome["timeline"]
+    assert timeline[:3] == [f"inserted object_{i}.png" for i in range(3)], timeline
+    latency = outcome["insert_seconds"]
+    print(
+        "\nscene: layer_ready → inserted in Krita: "
+        + ", ".join(f"{file} {latency[file] * 1000:.0f} ms" for file in sorted(latency))
+    )
 
 
 def test_cancel_stops_the_job_and_inserts_nothing(e2e: E2E) -> None:

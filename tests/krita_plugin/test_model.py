@@ -22,7 +22,15 @@ from aiohttp_transport import AiohttpTransport
 from server_process import ServerProcess, free_port
 
 from acetate_krita.client import TOO_OLD
-from acetate_krita.inputs import Placement, collect_images
+from acetate_krita.inputs import (
+    LayoutItem,
+    Placement,
+    UserError,
+    collect_images,
+    collect_layout,
+    generatable,
+    layout_lists,
+)
 from acetate_krita.model import Model
 from acetate_krita.pixels import Rect
 from acetate_krita.protocol import LayerRecord, ModeInfo, ModelsInfo, ModesInfo, WireImage
@@ -41,6 +49,10 @@ class Node:
     children: list[Node] = field(default_factory=list)
     layer: LayerRecord | None = None
     rgba: bytes = b""
+    visible: bool = True
+    #: A layout child: its painted pixels.
+    item: LayoutItem | None = None
+    group: bool = False
 
 
 @dataclass
@@ -52,12 +64,55 @@ class FakeDocument:
     nodes: list[Node] = field(default_factory=lambda: [Node("layer-1", "artwork")])
     steps: list[str] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(2))
+    active: str = "layer-1"
+    #: What the canvas reads were ("canvas", or "canvas without <id>").
+    reads: list[str] = field(default_factory=list)
 
     def alive(self) -> bool:
         return True
 
     def read_canvas(self) -> WireImage:
+        self.reads.append("canvas")
         return WireImage(bytes([10, 20, 30, 255]) * (WIDTH * HEIGHT), WIDTH, HEIGHT)
+
+    def read_canvas_without(self, node_id: str) -> WireImage:
+        self.reads.append(f"canvas without {node_id}")
+        return WireImage(bytes([1, 2, 3, 255]) * (WIDTH * HEIGHT), WIDTH, HEIGHT)
+
+    def _node(self, node_id: str) -> Node | None:
+        return next((n for n in self.nodes if n.id == node_id), None)
+
+    def active_group_id(self) -> str | None:
+        node = self._node(self.active)
+        return node.id if node is not None and node.group else None
+
+    def groups(self) -> list[tuple[str, str]]:
+        return [(n.id, n.name) for n in self.nodes if n.group]
+
+    def read_layout(self, group: str) -> list[LayoutItem]:
+        node = self._node(group)
+        assert node is not None
+        return [c.item for c in node.children if c.visible and c.item is not None]
+
+    def visible(self, node_id: str) -> bool:
+        node = self._node(node_id)
+        return node is not None and node.visible
+
+    def set_visible(self, node_id: str, visible: bool) -> None:
+        node = self._node(node_id)
+        assert node is not None
+        node.visible = visible
+
+    def add_layout(self, name: str, items: Sequence[tuple[str, Rect]]) -> str:
+        """A top-level layout group whose children are painted boxes; it becomes active."""
+        group = Node(f"layout-{len(self.nodes)}", name, group=True)
+        for title, rect in items:
+            mask = WireImage(b"\xff" * (rect.width * rect.height), rect.width, rect.height)
+            item = LayoutItem(title, mask, rect.left, rect.top)
+            group.children.append(Node(f"{group.id}-{len(group.children)}", title, item=item))
+        self.nodes.append(group)
+        self.active = group.id
+        return group.id
 
     def read_layer(self) -> WireImage:
         return WireImage(bytes([200, 0, 0, 128]) * (WIDTH * HEIGHT), WIDTH, HEIGHT)
@@ -76,7 +131,7 @@ class FakeDocument:
         return WireImage(mask, WIDTH, HEIGHT), rect
 
     def active_layer_id(self) -> str | None:
-        return "layer-1"
+        return self.active
 
     def top_layer_id(self) -> str | None:
         return self.nodes[-1].id if self.nodes else None
@@ -116,6 +171,9 @@ class FakeDocument:
     def tree(self) -> list[tuple[str, list[str]]]:
         return [(n.name, [c.name for c in n.children]) for n in self.nodes]
 
+    def shown(self) -> list[tuple[str, bool]]:
+        return [(n.name, n.visible) for n in self.nodes]
+
 
 @dataclass
 class FakeDocuments:
@@ -144,7 +202,7 @@ def test_each_mode_reads_only_what_it_needs(mode: str) -> None:
         "inpaint": {"image", "mask"},
         "layer_on_artwork": {"canvas", "selection"},
         "upscale": {"image"},
-        # the canvas as the scene's background (the layout-group flow is not built yet)
+        # the canvas as the scene's background (objects come from a layout group)
         "scene": {"bg"},
     }[mode]
     assert set(images) == expected
@@ -460,4 +518,119 @@ async def test_user_and_server_problems_end_up_in_error(http: AiohttpTransport) 
     await model.generate()
     assert model.error.startswith("Cannot reach the Acetate server")
     assert model.connection_text == model.error and not model.connected and not model.busy
+    model.close()
+
+
+SCENE = MODES.get("scene")
+LAYOUT = [
+    ("a crow", Rect(4, 6, 30, 20)),
+    ("a lantern", Rect(20, 10, 24, 30)),
+    ("", Rect(50, 2, 8, 8)),
+]
+
+
+def test_a_layout_group_fills_a_list_whose_items_have_a_region() -> None:
+    assert SCENE is not None
+    assert [spec.field for spec in layout_lists(SCENE)] == ["objects"]
+    assert [spec.field for spec in layout_lists(DUMMY)] == []
+    document = FakeDocument()
+    group = document.add_layout("layout", LAYOUT)
+    lists, masks = collect_layout(SCENE, document, group)
+    assert lists == {
+        "objects": [
+            {"prompt": "a crow", "region": {"left": 4, "top": 6}},
+            {"prompt": "a lantern", "region": {"left": 20, "top": 10}},
+            {"prompt": "", "region": {"left": 50, "top": 2}},
+        ]
+    }
+    assert list(masks) == ["objects.0.mask", "objects.1.mask", "objects.2.mask"]
+    assert (masks["objects.1.mask"].width, masks["objects.1.mask"].height) == (24, 30)
+    assert masks["objects.1.mask"].channels == 1
+    # an empty layout, or more layers than the list takes, is the user's to fix
+    with pytest.raises(UserError, match="no visible layers"):
+        collect_layout(SCENE, document, document.add_layout("empty", []))
+    many = document.add_layout("many", [(f"o{i}", Rect(i, 0, 1, 1)) for i in range(17)])
+    with pytest.raises(UserError, match="at most 16"):
+        collect_layout(SCENE, document, many)
+
+
+def test_the_background_can_be_generated_instead_of_read() -> None:
+    assert SCENE is not None
+    ((image, layer),) = generatable(SCENE)
+    assert (image.field, layer.name) == ("bg", "background")
+    document = FakeDocument()
+    group = document.add_layout("layout", LAYOUT)
+    images, _ = collect_images(SCENE, document, {}, without=group)
+    assert set(images) == {"bg"} and document.reads == [f"canvas without {group}"]
+    images, _ = collect_images(SCENE, document, {}, skip={"bg"}, without=group)
+    assert images == {}
+    assert generatable(MODES.get("bg2fg")) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_scene_from_a_layout_group(http: AiohttpTransport) -> None:
+    """The form's request: objects from the layout, not from list rows; errors in plain words."""
+    assert SCENE is not None
+    document = FakeDocument()
+    model = connected_model(http)
+    model.documents = FakeDocuments(document)
+    model.mode, model.prompt = "scene", "a street"
+    assert "objects" not in model.parameters(SCENE).to_json()  # filled when generating
+    await model.generate()
+    assert model.error.startswith("Select the layout group")
+    group = document.add_layout("layout", LAYOUT)
+    document.active = "layer-1"
+    model.layout_group = group  # picked in the docker instead of being the active layer
+    assert model.layout_group_id(document) == group
+    model.layout_group = "gone"
+    document.active = group
+    assert model.layout_group_id(document) == group
+    model.close()
+
+
+@pytest.mark.asyncio
+async def test_generate_a_scene_from_a_layout_group(
+    acetate_server: ServerProcess, http: AiohttpTransport
+) -> None:
+    document = FakeDocument()
+    group = document.add_layout("layout", LAYOUT)
+    model = make_model(FakeDocuments(document), http)
+    model.server_url = acetate_server.url
+    assert await model.connect()
+    model.mode, model.prompt, model.model_name = "scene", "a street", "tiny-sd15"
+    model.random_seed, model.seed = False, 7
+    model.set_option("steps", 1)
+    model.set_option("decode", "fast")
+    record = await asyncio.wait_for(model.generate(), 120)
+    assert model.error == "" and record is not None, model.error
+    sent = record.parameters["objects"]
+    assert [o["prompt"] for o in sent] == ["a crow", "a lantern", ""]
+    assert [(o["region"]["left"], o["region"]["top"]) for o in sent] == [(4, 6), (20, 10), (50, 2)]
+    assert record.parameters["bg"]["sha256"]  # the canvas without the layout
+    assert document.reads == [f"canvas without {group}"]
+    # the result goes right above the layout group, which is hidden, not deleted
+    (_, layout), (group_name, names) = document.tree()[1:]
+    assert layout == ["a crow", "a lantern", ""] and group_name == "a street #1"
+    assert names == [layer.name for layer in record.layers]  # bottom → top
+    assert names[:2] == ["a crow", "a lantern"] and names[-1] == "blended"
+    assert document.shown()[1] == ("layout", False)
+    assert model.timeline[:3] == ["inserted object_0.png", "inserted object_1.png",
+                                  "inserted object_2.png"]  # fmt: skip
+    assert set(model.insert_seconds) >= {"object_0.png", "object_1.png", "object_2.png"}
+    for layer in record.layers:
+        if layer.key and layer.key.startswith("object_"):
+            index = int(layer.key.removeprefix("object_"))
+            region = LAYOUT[index][1]
+            # each object lies inside its region
+            assert region.left <= layer.left and layer.left + layer.width <= region.right
+            assert region.top <= layer.top and layer.top + layer.height <= region.bottom
+    # "Undo whole result" removes the group and shows the layout again
+    assert model.undo_result() == 1
+    assert document.shown()[1:] == [("layout", True)]
+    # generated background: no bg sent, a background layer comes back
+    model.set_generated("bg", True)
+    record = await asyncio.wait_for(model.generate(), 120)
+    assert model.error == "" and record is not None, model.error
+    assert "bg" not in record.parameters
+    assert document.tree()[2][1][0] == "background"
     model.close()

@@ -126,3 +126,17 @@ def test_thumbnail_keeps_aspect_and_picks_pixels() -> None:
     assert list(xs[:10]) == [2 + 4 * i for i in range(10)]
     assert list(ys[::10]) == [2 + 4 * i for i in range(5)]
     assert pixels.thumbnail(rgba, width, height, 100)[1:] == (40, 20)
+
+
+def test_painted_mask_is_the_alpha_above_zero_cropped_to_its_bounds() -> None:
+    width, height = 7, 5
+    rgba = bytearray(4 * width * height)
+    for x, y, alpha in ((2, 1, 255), (4, 3, 1), (3, 2, 0)):
+        rgba[4 * (y * width + x) + 3] = alpha
+    rgba[4 * (0 * width + 6)] = 200  # colour under alpha 0 is not paint
+    found = pixels.painted_mask(bytes(rgba), width, height)
+    assert found is not None
+    mask, rect = found
+    assert rect == Rect(2, 1, 3, 3)
+    assert mask == bytes([255, 0, 0, 0, 0, 0, 0, 0, 255])
+    assert pixels.painted_mask(bytes(4 * width * height), width, height) is None

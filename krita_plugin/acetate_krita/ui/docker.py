@@ -8,6 +8,7 @@ from typing import Any
 from krita import DockWidget
 
 from .. import eventloop
+from ..inputs import generatable, layout_lists
 from ..model import HistoryItem, Model, offered
 from ..protocol import MAX_SEED, ListInputInfo
 from ..qt import QtCore, QtGui, QtWidgets
@@ -159,7 +160,8 @@ class AcetateDocker(DockWidget):
         self.mode_layout = QtWidgets.QVBoxLayout(self.mode_box)
         self.mode_layout.setContentsMargins(0, 0, 0, 0)
         self.option_editors: dict[str, OptionEditor] = {}
-        self.list_boxes: dict[str, ListEditor] = {}
+        self.list_boxes: dict[str, ListEditor | LayoutBox] = {}
+        self.generate_checks: dict[str, QtWidgets.QCheckBox] = {}
         self.advanced_box: QtWidgets.QGroupBox | None = None
         for widget in (
             self.mode_box,
@@ -176,6 +178,7 @@ class AcetateDocker(DockWidget):
                 item.widget().hide()
                 item.widget().deleteLater()
         self.option_editors, self.list_boxes, self.advanced_box = {}, {}, None
+        self.generate_checks = {}
         mode = self.model.mode_info
         if mode is None:
             return
@@ -189,8 +192,23 @@ class AcetateDocker(DockWidget):
             (advanced if option.advanced else basic).append(editor)
         for editor in basic:
             self.mode_layout.addWidget(editor.row)
+        for image, layer in generatable(mode):
+            check = QtWidgets.QCheckBox(f"Generate the {(layer.label or layer.name).lower()}")
+            check.setToolTip(
+                f"Let the server generate it (from the prompt, or the {layer.name} layer "
+                f"prompt) instead of sending the canvas as the {image.label.lower()}."
+            )
+            check.setChecked(image.field in self.model.generated_inputs)
+            check.toggled.connect(lambda on, f=image.field: self.model.set_generated(f, on))
+            self.generate_checks[image.field] = check
+            self.mode_layout.addWidget(check)
+        layouts = {spec.field for spec in layout_lists(mode)}
         for spec in mode.lists:
-            box = ListEditor(self.model, spec)
+            box: ListEditor | LayoutBox
+            if spec.field in layouts:
+                box = LayoutBox(self.model, spec)
+            else:
+                box = ListEditor(self.model, spec)
             self.list_boxes[spec.field] = box
             self.mode_layout.addWidget(box)
         if advanced:
@@ -376,6 +394,54 @@ class AcetateDocker(DockWidget):
 
     def canvasChanged(self, canvas: Any) -> None:
         pass
+
+
+class LayoutBox(QtWidgets.QGroupBox):
+    """A list input whose items have a region: filled from a layout group's child layers.
+
+    The group is the active layer (when it is a group) or one picked here; each visible
+    child is one item, bottom → top, named after its prompt and painted where it goes.
+    """
+
+    ACTIVE = ""
+
+    def __init__(self, model: Model, spec: ListInputInfo) -> None:
+        super().__init__(spec.label or spec.field)
+        self.model, self.spec = model, spec
+        self.setToolTip(spec.help)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        label = (spec.label or spec.field).lower()
+        hint = _wrapping_label()
+        hint.setText(
+            f"From a layout group: one layer per {label[:-1] if label.endswith('s') else label}"
+            f" (bottom → top, at most {spec.max_items}), named after it, painted where it goes."
+            " The result goes above the group, which is then hidden."
+        )
+        self.combo = QtWidgets.QComboBox()
+        self.refresh_button = QtWidgets.QToolButton()
+        self.refresh_button.setText("⟳")
+        self.refresh_button.setToolTip("List the document's groups again")
+        self.refresh_button.clicked.connect(self.refresh)
+        self.combo.currentIndexChanged.connect(self._picked)
+        layout.addWidget(hint)
+        layout.addWidget(_row("Group", self.combo, self.refresh_button))
+        self.refresh()
+
+    def refresh(self) -> None:
+        document = self.model.documents.active()
+        groups = document.groups() if document is not None else []
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        self.combo.addItem("The active layer (a group)", self.ACTIVE)
+        for node_id, name in groups:
+            self.combo.addItem(name, node_id)
+        self.combo.setCurrentIndex(max(self.combo.findData(self.model.layout_group), 0))
+        self.combo.blockSignals(False)
+
+    def _picked(self, index: int) -> None:
+        if index >= 0:
+            self.model.layout_group = self.combo.itemData(index) or self.ACTIVE
 
 
 class ListEditor(QtWidgets.QGroupBox):

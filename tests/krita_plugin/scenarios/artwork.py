@@ -51,3 +51,31 @@ def artwork(width: int, height: int, depth: str, *, opaque: bool = True) -> byte
                 floats = ((x * 0.0137 + y * 0.0071) % 1.0, (x * 0.0291) % 1.0, (y * 0.0173) % 1.0)
                 out += struct.pack("<4f" if depth == "F32" else "<4e", *floats, a)
     return bytes(out)
+
+
+#: The scene document: a painted background and a layout group of three overlapping objects.
+SCENE_SIZE = (128, 96)
+SCENE_OBJECTS = ("a crow", "a lantern", "a moon")
+
+
+def scene_layout(width: int, height: int) -> list[tuple[str, bytes]]:
+    """The layout's child layers bottom → top: (name, canvas-sized mask, 255 = painted).
+
+    A box, a disc over its right half and a box over the disc's top right: all overlap."""
+
+    def inside(index: int, x: int, y: int) -> bool:
+        if index == 0:
+            return 10 <= x < 60 and 30 <= y < 70
+        if index == 1:
+            return (x - 58) ** 2 + (y - 52) ** 2 <= 22**2
+        return 66 <= x < 110 and 14 <= y < 50
+
+    return [
+        (name, bytes(255 if inside(i, x, y) else 0 for y in range(height) for x in range(width)))
+        for i, name in enumerate(SCENE_OBJECTS)
+    ]
+
+
+def painted(mask: bytes, bgr: tuple[int, int, int]) -> bytes:
+    """Krita U8 BGRA bytes: `bgr` where the mask is painted, transparent elsewhere."""
+    return b"".join(bytes((*bgr, 255)) if m else b"\0\0\0\0" for m in mask)

@@ -17,7 +17,15 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from artwork import CANVAS_SIZE, SELECTION, artwork, gray_artwork
+from artwork import (
+    CANVAS_SIZE,
+    SCENE_SIZE,
+    SELECTION,
+    artwork,
+    gray_artwork,
+    painted,
+    scene_layout,
+)
 from krita import Krita, Selection
 
 JOB_TIMEOUT = 150.0
@@ -338,6 +346,52 @@ async def gray_document(ctx: Any) -> dict[str, Any]:
     return result
 
 
+async def scene(ctx: Any) -> dict[str, Any]:
+    """Scene mode from a layout group of three overlapping objects over painted artwork."""
+    from acetate_krita.document import Document
+
+    app = Krita.instance()
+    width, height = SCENE_SIZE
+    doc = await make_document("scene", width, height, "U8")
+    layout = doc.createGroupLayer("layout")
+    colours = ((0, 0, 200), (0, 200, 0), (200, 0, 0))
+    below = None
+    for (name, mask), colour in zip(scene_layout(width, height), colours, strict=True):
+        child = doc.createNode(name, "paintlayer")
+        child.setPixelData(painted(mask, colour), 0, 0, width, height)
+        layout.addChildNode(child, below)
+        below = child
+    doc.rootNode().addChildNode(layout, doc.nodeByName("artwork"))
+    doc.refreshProjection()
+    doc.waitForDone()
+    await asyncio.sleep(0.2)
+    await activate(doc, "layout")
+    doc.setModified(False)
+    art = doc.nodeByName("artwork")
+    art_before = bytes(art.pixelData(0, 0, width, height))
+    # Reading the canvas without the layout leaves no trace: no undo step, not modified.
+    undo_before = app.action("edit_undo").text()
+    group_id = layout.uniqueId().toString()
+    without = Document(doc).read_canvas_without(group_id)
+    read = {
+        "undo_changed": app.action("edit_undo").text() != undo_before,
+        "modified": doc.modified(),
+        "layout_visible": layout.visible(),
+        "bytes": len(without.data),
+    }
+    (ctx.workdir / "scene-without.rgba").write_bytes(without.data)
+    form = {**FAST, "model": "tiny-sd15", "random_seed": False, "seed": 5}
+    result = await generate(ctx, "scene", doc, mode="scene", prompt="a street", **form)
+    model = docker().model
+    result["read"] = read
+    result["timeline"] = list(model.timeline)
+    result["insert_seconds"] = dict(model.insert_seconds)
+    result["layout_visible"] = layout.visible()
+    result["artwork_unchanged"] = bytes(art.pixelData(0, 0, width, height)) == art_before
+    result["without_dump"] = str(ctx.workdir / "scene-without.rgba")
+    return result
+
+
 async def cancel(ctx: Any) -> dict[str, Any]:
     doc = ctx.state["doc_b"]
     Krita.instance().setActiveDocument(doc)
@@ -461,6 +515,7 @@ SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
     sixteen_bit,
     float_fg2bg,
     gray_document,
+    scene,
     cancel,
     dummy_parts,
     server_killed,
