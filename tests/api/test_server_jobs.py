@@ -92,7 +92,8 @@ async def test_cancel_the_running_job_over_http(server: LiveServer) -> None:
     assert not server.app[QUEUE].store.result_dir(created.id).exists()
     with pytest.raises(ServerError) as caught:
         await client.layer_png(created.id, "foreground.png")
-    assert caught.value.status == 404
+    assert caught.value.status == 409  # docs/protocol.md: the file will never exist
+    assert caught.value.code == "not_ready"
     assert (await client.health())["queue_length"] == 0
 
 
