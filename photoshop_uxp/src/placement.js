@@ -229,20 +229,11 @@ const WARN_PIXELS = 16 * 1000 * 1000;
  */
 function imageLimits(health) {
   const limits = health && typeof health.limits === "object" && health.limits !== null ? health.limits : {};
-  /** @param {string[]} names @param {number} fallback */
-  const pick = (names, fallback) => {
-    for (const name of names) {
-      const value = limits[name];
-      if (typeof value === "number" && Number.isFinite(value) && value > 0) {
-        return value;
-      }
-    }
-    return fallback;
-  };
-  const megapixels = pick(["max_megapixels", "image_max_megapixels"], 0);
+  /** @param {unknown} value @param {number} fallback */
+  const positive = (value, fallback) => (typeof value === "number" && Number.isFinite(value) && value > 0 ? value : fallback);
   return {
-    maxSide: pick(["max_side", "image_max_side", "max_image_side"], DEFAULT_LIMITS.maxSide),
-    maxPixels: megapixels > 0 ? megapixels * 1024 * 1024 : pick(["max_pixels", "image_max_pixels", "max_image_pixels"], DEFAULT_LIMITS.maxPixels),
+    maxSide: positive(limits.max_side, DEFAULT_LIMITS.maxSide),
+    maxPixels: positive(limits.max_pixels, DEFAULT_LIMITS.maxPixels),
   };
 }
 

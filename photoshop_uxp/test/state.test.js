@@ -240,7 +240,7 @@ test("image limits: read from GET /api/health when published, else the documente
   const { imageLimits, checkImageSize } = require("../src/placement.js");
   assert.deepEqual(imageLimits(null), { maxSide: 8192, maxPixels: 64 * 1024 * 1024 });
   assert.deepEqual(imageLimits(/** @type {any} */ ({ limits: { max_side: 4096, max_pixels: 1000 } })), { maxSide: 4096, maxPixels: 1000 });
-  assert.deepEqual(imageLimits(/** @type {any} */ ({ limits: { image_max_side: 2048, max_megapixels: 4 } })), { maxSide: 2048, maxPixels: 4 * 1024 * 1024 });
+  assert.deepEqual(imageLimits(/** @type {any} */ ({ limits: { max_side: "big", max_pixels: -1 } })), { maxSide: 8192, maxPixels: 64 * 1024 * 1024 });
   const limits = imageLimits(null);
   assert.equal(checkImageSize("The document", { width: 1000, height: 1000 }, limits), null);
   assert.match(String(checkImageSize("The document", { width: 5000, height: 4000 }, limits)), /large \(5000×4000 px\)/);

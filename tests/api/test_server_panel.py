@@ -135,6 +135,8 @@ async def test_panel_like_requests_work(server: LiveServer, origin: str | None) 
             "sec_fetch_site": site,
             "sec_fetch_mode": "cors" if site else None,
         }
+        # The limits the panel checks documents against before reading any pixel.
+        assert body["limits"] == {"max_side": 8192, "max_pixels": 64 * 1024 * 1024}
         status, body = await call(
             server, "POST", "/api/jobs", sent, json={"prompt": "x", "steps": 1, "width": 64,
                                                       "height": 64, "decode": "fast"}

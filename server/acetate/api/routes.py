@@ -16,7 +16,7 @@ from acetate.api.errors import ApiError
 from acetate.api.keys import CACHE, CONFIG, ENGINE, HUB, MODELS, PSD_LOCKS, QUEUE, TICKETS
 from acetate.api.middlewares import TICKET_PATH, principal_of
 from acetate.api.openapi import build_openapi
-from acetate.api.schemas import ClientSeen, Health, ModesInfo, WsTicket
+from acetate.api.schemas import ClientSeen, Health, ImageLimits, ModesInfo, WsTicket
 from acetate.api.uploads import read_upload
 from acetate.export.result import write_psd_for_result
 from acetate.jobs.job import Job
@@ -58,6 +58,7 @@ async def health(request: web.Request) -> web.Response:
             sec_fetch_site=request.headers.get("Sec-Fetch-Site"),
             sec_fetch_mode=request.headers.get("Sec-Fetch-Mode"),
         ),
+        limits=ImageLimits(max_side=MAX_SIDE, max_pixels=MAX_PIXELS),
     )
     return json_model(info)
 

@@ -17,6 +17,16 @@ class ClientSeen(BaseModel):
     sec_fetch_mode: str | None = None
 
 
+class ImageLimits(BaseModel):
+    """The image limits the server enforces (docs/protocol.md, Limits): editors refuse larger
+    images before reading any pixel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_side: int = Field(description="Pixels per side, for every input and output image")
+    max_pixels: int = Field(description="Pixels per image (width × height)")
+
+
 class Health(BaseModel):
     """GET /api/health."""
 
@@ -31,6 +41,7 @@ class Health(BaseModel):
         default_factory=ClientSeen,
         description="Origin and Sec-Fetch-* headers of this request, as the server saw them",
     )
+    limits: ImageLimits
 
 
 class WsTicket(BaseModel):

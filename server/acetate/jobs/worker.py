@@ -8,6 +8,7 @@ with `loop.call_soon_threadsafe`. Any failure ends only its own job.
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import logging
 import shutil
@@ -28,6 +29,7 @@ from acetate.jobs.cache import LayerCache
 from acetate.jobs.job import Job
 from acetate.jobs.queue import JobQueue
 from acetate.protocol import GenerateParameters, JobError, JobMessage, LayerRecord, ResultRecord
+from acetate.public import public_message
 
 if TYPE_CHECKING:
     from acetate.engine.resolve import Prepared
@@ -132,6 +134,17 @@ class Worker:
             log.warning("job %s ran out of memory: %s", job.id, error.message)
             error_record = JobError(code=error.code, message=error.message, field=error.field)
             await self._fail(job, error_record)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                log.exception("job %s failed", job.id)
+                message = f"the worker failed: {type(error).__name__}: {error}"
+                code = "internal_error"
+            else:
+                # Nothing half-written remains (atomic writes); the job's own folder is removed.
+                log.error("job %s: the results disk is full (%s)", job.id, error.strerror)
+                message = f"the results disk is full: {error.strerror}; free some space"
+                code = "disk_full"
+            await self._fail(job, JobError(code=code, message=public_message(message)))
         except Exception as error:
             log.exception("job %s failed", job.id)
             message = f"the worker failed: {type(error).__name__}: {error}"
