@@ -68,7 +68,7 @@ krita-plugin: $(STAMP)
 	$(PY) krita_plugin/build.py
 
 photoshop-plugin: $(STAMP)
-	$(PY) photoshop_uxp/build.py --port $(PORT) --hosts "$(HOSTS)"
+	$(PY) photoshop_uxp/build.py --port $(PORT) --hosts "$(HOSTS)" $(if $(TLS),--tls)
 
 clean:
 	rm -rf dist build .pytest_cache

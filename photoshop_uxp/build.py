@@ -65,15 +65,17 @@ def check_host(host: str) -> str:
     return value
 
 
-def domains(port: int, hosts: Sequence[str]) -> list[str]:
-    """The manifest's network entries: `http://` for requests and `ws://` for events, per host."""
+def domains(port: int, hosts: Sequence[str], *, tls: bool = False) -> list[str]:
+    """The manifest's network entries per host: `http://` for requests and `ws://` for events,
+    or `https://` and `wss://` for a server started with `--tls-cert/--tls-key`."""
     if not 1 <= port <= 65535:
         raise BuildError(f"--port: {port} is not a TCP port (1-65535)")
     if not hosts:
         raise BuildError("--hosts: give at least one host")
     entries: list[str] = []
     for host in dict.fromkeys(check_host(host) for host in hosts):
-        entries += [f"http://{host}:{port}", f"ws://{host}:{port}"]
+        http, ws = ("https", "wss") if tls else ("http", "ws")
+        entries += [f"{http}://{host}:{port}", f"{ws}://{host}:{port}"]
     return entries
 
 
@@ -157,11 +159,13 @@ def write_folder(target: Path, manifest: dict[str, Any], files: Sequence[Path]) 
         raise
 
 
-def build(out: Path, port: int = DEFAULT_PORT, hosts: Sequence[str] = DEFAULT_HOSTS) -> Path:
+def build(
+    out: Path, port: int = DEFAULT_PORT, hosts: Sequence[str] = DEFAULT_HOSTS, *, tls: bool = False
+) -> Path:
     """Build the package into `out`; returns the .ccx path."""
     manifest = load_manifest()
     manifest.setdefault("requiredPermissions", {}).setdefault("network", {})["domains"] = domains(
-        port, hosts
+        port, hosts, tls=tls
     )
     version = str(manifest.get("version", ""))
     if not re.fullmatch(r"\d+\.\d+\.\d+", version):
@@ -184,17 +188,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="space- or comma-separated host names/addresses the plugin may reach",
     )
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the server runs with --tls-cert/--tls-key: allow https:// and wss:// instead",
+    )
+    parser.add_argument(
         "--out", type=Path, default=PLUGIN_DIR.parent / "dist", help="output folder (dist/)"
     )
     args = parser.parse_args(argv)
     hosts = [host for host in re.split(r"[\s,]+", args.hosts) if host]
     try:
-        ccx = build(args.out, args.port, hosts)
+        ccx = build(args.out, args.port, hosts, tls=args.tls)
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {ccx}")
-    print("network: " + ", ".join(domains(args.port, hosts)))
+    print("network: " + ", ".join(domains(args.port, hosts, tls=args.tls)))
     return 0
 
 

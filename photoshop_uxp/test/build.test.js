@@ -59,6 +59,16 @@ test("the .ccx holds the panel with manifest.json at its root, normal modes, no 
   assert.ok(fs.existsSync(path.join(out, `acetate-photoshop-${version}`, "manifest.json")));
 });
 
+test("--tls allows https:// and wss:// (a LAN server started with --tls-cert/--tls-key)", { skip }, () => {
+  const out = tempDir("build-tls");
+  const result = build(["--out", out, "--port", "9443", "--hosts", "studio.local", "--tls"]);
+  assert.equal(result.status, 0, result.stderr);
+  const version = JSON.parse(fs.readFileSync(path.join(PLUGIN_DIR, "manifest.json"), "utf8")).version;
+  const { manifest } = listZip(path.join(out, `acetate-photoshop-${version}.ccx`));
+  assert.deepEqual(manifest.requiredPermissions.network.domains, ["https://studio.local:9443", "wss://studio.local:9443"]);
+  assert.match(result.stdout, /network: https:\/\/studio\.local:9443, wss:\/\/studio\.local:9443/);
+});
+
 test("PORT and HOSTS rebuild the network entries (and only them); the committed manifest is untouched", { skip }, () => {
   const out = tempDir("build-lan");
   const committed = fs.readFileSync(path.join(PLUGIN_DIR, "manifest.json"), "utf8");
