@@ -83,13 +83,8 @@ class Bounds(_Strict):
     height: int = Field(ge=1, le=MAX_SIDE)
 
 
-def option_field(name: str) -> Any:
-    """The pydantic field of a mode option: constraints, help and default from its `Option`.
-
-    Options whose default depends on the family or mode default to None in the request
-    ("the default for this model family and mode"); `acetate.engine.resolve` fills them.
-    """
-    option = OPTIONS[name]
+def _bounds(option: Option) -> dict[str, Any]:
+    """An `Option`'s range and length as pydantic `Field` constraints."""
     bounds: dict[str, Any] = {}
     if option.minimum is not None:
         bounds["gt" if option.exclusive_minimum else "ge"] = option.minimum
@@ -97,6 +92,17 @@ def option_field(name: str) -> Any:
         bounds["le"] = option.maximum
     if option.max_length is not None:
         bounds["max_length"] = option.max_length
+    return bounds
+
+
+def option_field(name: str) -> Any:
+    """The pydantic field of a mode option: constraints, help and default from its `Option`.
+
+    Options whose default depends on the family or mode default to None in the request
+    ("the default for this model family and mode"); `acetate.engine.resolve` fills them.
+    """
+    option = OPTIONS[name]
+    bounds = _bounds(option)
     varies = bool(option.family_defaults) or any(
         name in spec.defaults or any(name in s.defaults for s in spec.families.values())
         for spec in MODE_SPECS.values()
@@ -250,14 +256,7 @@ def _option_annotation(name: str) -> Any:
 
 def _item_field(option: Option) -> Any:
     """A list item's field: default, bounds and help from its `Option`."""
-    bounds: dict[str, Any] = {}
-    if option.minimum is not None:
-        bounds["gt" if option.exclusive_minimum else "ge"] = option.minimum
-    if option.maximum is not None:
-        bounds["le"] = option.maximum
-    if option.max_length is not None:
-        bounds["max_length"] = option.max_length
-    return Field(option.default, title=option.label, description=option.help, **bounds)
+    return Field(option.default, title=option.label, description=option.help, **_bounds(option))
 
 
 def _list_item_model(name: str) -> type[BaseModel]:

@@ -28,7 +28,14 @@ from acetate.export.result import ResultWriter
 from acetate.jobs.cache import LayerCache
 from acetate.jobs.job import Job
 from acetate.jobs.queue import JobQueue
-from acetate.protocol import GenerateParameters, JobError, JobMessage, LayerRecord, ResultRecord
+from acetate.protocol import (
+    GenerateParameters,
+    JobError,
+    JobMessage,
+    LayerRecord,
+    ResolvedRequest,
+    ResultRecord,
+)
 from acetate.public import public_message
 
 if TYPE_CHECKING:
@@ -203,14 +210,7 @@ class Worker:
                 record = writer.add(layer)
                 self.cache.put(job.id, record.file, layer.pixels)
                 loop.call_soon_threadsafe(self._layer_written, job, record)
-            # The PSD is left for its first request.
-            return writer.finish(
-                job_id=job.id,
-                model=request.parameters.model or "",
-                canvas=(request.canvas.width, request.canvas.height),
-                warnings=list(request.warnings),
-                psd=False,
-            )
+            return _finish(writer, job.id, request)
         except BaseException:
             self._partial = self._finish_partial(job, writer)
             if self._partial is None:
@@ -222,15 +222,8 @@ class Worker:
         prepared = job.prepared
         if writer is None or not writer.layers or prepared is None:
             return None
-        request = prepared.request
         try:
-            return writer.finish(
-                job_id=job.id,
-                model=request.parameters.model or "",
-                canvas=(request.canvas.width, request.canvas.height),
-                warnings=list(request.warnings),
-                psd=False,
-            )
+            return _finish(writer, job.id, prepared.request)
         except Exception:
             log.exception("could not record the partial result of job %s", job.id)
             return None
@@ -244,3 +237,14 @@ class Worker:
             loop.call_soon_threadsafe(self.queue.emit, message)
 
         return emit
+
+
+def _finish(writer: ResultWriter, job_id: str, request: ResolvedRequest) -> ResultRecord:
+    """`result.json` for the layers written so far; the PSD is left for its first request."""
+    return writer.finish(
+        job_id=job_id,
+        model=request.parameters.model or "",
+        canvas=(request.canvas.width, request.canvas.height),
+        warnings=list(request.warnings),
+        psd=False,
+    )
