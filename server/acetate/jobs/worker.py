@@ -24,7 +24,7 @@ from PIL import Image
 from acetate.engine.outputs import LayerImage
 from acetate.errors import GenerationCancelled, InputError, OutOfMemory, error_field
 from acetate.export.png import FAST_COMPRESS_LEVEL
-from acetate.export.result import ResultWriter
+from acetate.export.result import ResultWriter, layer_record
 from acetate.jobs.cache import LayerCache
 from acetate.jobs.job import Job
 from acetate.jobs.queue import JobQueue
@@ -32,7 +32,6 @@ from acetate.protocol import (
     GenerateParameters,
     JobError,
     JobMessage,
-    LayerRecord,
     ResolvedRequest,
     ResultRecord,
 )
@@ -207,9 +206,14 @@ class Worker:
                 compress_level=FAST_COMPRESS_LEVEL,
             )
             for layer in self.engine.stream(prepared, job.images, on_step, job.cancel):
-                record = writer.add(layer)
+                # Announced as soon as the engine yields it, from memory (raw downloads at
+                # once); its PNG is written before the engine resumes with the next stage, and
+                # PNG downloads wait for the file.
+                record = layer_record(layer, request.mode)
                 self.cache.put(job.id, record.file, layer.pixels)
-                loop.call_soon_threadsafe(self._layer_written, job, record)
+                loop.call_soon_threadsafe(self.queue.layer_ready, job, record)
+                writer.add(layer)
+                loop.call_soon_threadsafe(job.mark_written, record.file)
             return _finish(writer, job.id, request)
         except BaseException:
             self._partial = self._finish_partial(job, writer)
@@ -227,10 +231,6 @@ class Worker:
         except Exception:
             log.exception("could not record the partial result of job %s", job.id)
             return None
-
-    def _layer_written(self, job: Job, record: LayerRecord) -> None:
-        job.mark_written(record.file)
-        self.queue.layer_ready(job, record)
 
     def _emitter(self, loop: asyncio.AbstractEventLoop) -> Callable[[JobMessage], None]:
         def emit(message: JobMessage) -> None:
