@@ -209,7 +209,7 @@ class Worker:
                 # Announced as soon as the engine yields it, from memory (raw downloads at
                 # once); its PNG is written before the engine resumes with the next stage, and
                 # PNG downloads wait for the file.
-                record = layer_record(layer, request.mode)
+                record = layer_record(layer, request.mode, writer.parameters)
                 self.cache.put(job.id, record.file, layer.pixels)
                 loop.call_soon_threadsafe(self.queue.layer_ready, job, record)
                 writer.add(layer)
