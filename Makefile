@@ -9,14 +9,15 @@ PORT ?= 7865
 HOSTS ?= 127.0.0.1 localhost
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: serve test test-python test-node lint bench fuzz soak krita-plugin photoshop-plugin tiny clean
+.PHONY: serve test test-python test-node lint bench fuzz soak krita-plugin photoshop-plugin dist tiny clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# CPU wheel from local disk where present; on other machines this is PyPI's default build for the platform.
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0" || $(PIP) install -q "torch>=2.4,<3"
-	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	# `ray`: the Ray Serve backend, tested against a real local cluster (tests/api/test_server_ray.py).
+	$(PIP) install -q -c constraints.txt -e ".[dev,ray]"
 	touch $(STAMP)
 
 serve: $(STAMP)
@@ -44,7 +45,10 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/export.py
 	HF_HUB_OFFLINE=1 $(PY) bench/modes.py
 	HF_HUB_OFFLINE=1 $(PY) bench/scene.py
+	HF_HUB_OFFLINE=1 $(PY) bench/decompose.py
 	HF_HUB_OFFLINE=1 $(PY) bench/server.py
+	HF_HUB_OFFLINE=1 $(PY) bench/train.py
+	HF_HUB_OFFLINE=1 $(PY) bench/ray.py
 
 # Long fuzzing (not in `make test`, whose run of the same tests is short): schemathesis over
 # every operation of /api/openapi.json and hypothesis over the WebSocket protocol; prints the
@@ -69,6 +73,11 @@ krita-plugin: $(STAMP)
 
 photoshop-plugin: $(STAMP)
 	$(PY) photoshop_uxp/build.py --port $(PORT) --hosts "$(HOSTS)" $(if $(TLS),--tls)
+
+# Release artifacts in dist/: sdist + wheel (python -m build), the Krita zip, the Photoshop .ccx
+# (default port and hosts) and SHA256SUMS; the same sources give the same bytes.
+dist: $(STAMP)
+	$(PY) .ci/dist.py --out dist
 
 clean:
 	rm -rf dist build .pytest_cache

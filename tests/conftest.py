@@ -12,6 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # oversubscribed OpenMP spinning made single steps 10-100x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# The user's own settings file (linked model folders…) must not change what tests see.
+os.environ.setdefault("ACETATE_CONFIG", "")
 
 
 @pytest.fixture(scope="session")

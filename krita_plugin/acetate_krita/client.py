@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from . import __version__
 from .protocol import (
     API_VERSION,
     Event,
@@ -35,6 +36,25 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:7865"
 TOO_OLD = "Server too old — update Acetate (this plugin needs a server that publishes /api/modes)."
+
+
+def version_problem(server_version: str, api_version: int) -> ServerError | None:
+    """Why this plugin refuses a server speaking protocol `api_version`, or None when it fits.
+
+    Both directions are refused: an older server lacks what the plugin sends, a newer one
+    may have changed what the plugin reads.
+    """
+    facts = (
+        f"the server is Acetate {server_version} with protocol {api_version}; "
+        f"this plugin ({__version__}) speaks protocol {API_VERSION}"
+    )
+    if api_version < API_VERSION:
+        return ServerError(f"Server too old — update Acetate ({facts}).", code="too_old")
+    if api_version > API_VERSION:
+        return ServerError(
+            f"Server too new — update the Acetate plugin for Krita ({facts}).", code="too_new"
+        )
+    return None
 
 
 @dataclass
@@ -170,8 +190,11 @@ class AcetateClient:
         data = await self._json("GET", "/api/health", timeout=10.0)
         if not isinstance(data, dict) or "version" not in data:
             raise ServerError(f"{self.url} is not an Acetate server", code="bad_response")
-        if not isinstance(data.get("api_version"), int) or data["api_version"] < API_VERSION:
+        if not isinstance(data.get("api_version"), int):
             raise ServerError(TOO_OLD, code="too_old")
+        problem = version_problem(str(data["version"]), data["api_version"])
+        if problem is not None:
+            raise problem
         return data
 
     async def models(self) -> ModelsInfo:
@@ -194,6 +217,9 @@ class AcetateClient:
             ) from None
         if modes.api_version < API_VERSION:
             raise ServerError(TOO_OLD, code="too_old")
+        problem = version_problem("(version not given)", modes.api_version)
+        if problem is not None:  # too new: health said otherwise, but the modes decide
+            raise problem
         return modes
 
     async def submit(self, params: Parameters, images: Mapping[str, WireImage]) -> str:

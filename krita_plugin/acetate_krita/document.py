@@ -164,6 +164,14 @@ class Document:
         rgba = self._to_rgba8(raw, _format(node), node)
         return WireImage(rgba, rect.width, rect.height)
 
+    def visible_layer_ids(self) -> list[str]:
+        """The visible top-level layers, bottom → top; the global selection mask left out."""
+        return [
+            str(node.uniqueId().toString())
+            for node in self._doc.topLevelNodes()
+            if node.visible() and not node.type().endswith("mask")
+        ]
+
     def read_selection(self, crop: bool) -> tuple[WireImage, Rect] | None:
         """The selection mask: cropped to its bounds, or canvas-sized; None if nothing is."""
         selection = self._doc.selection()

@@ -10,6 +10,12 @@ a *layout group*: each visible child layer of the group is one item, bottom → 
 name is the item's title (the option the mode titles its layers from, e.g. `prompt`) and its
 painted pixels are the region, sent as a mask cropped to its bounds (`{left, top}` in the item,
 the mask as the part `<list>.<i>.mask`). Canvas inputs are then read without the layout group.
+
+What a result replaces — the layout group, or what a `replaced` input (decompose's image) was
+read from: the active layer, or every visible top-level layer for the canvas — is what its
+groups stack right above, and is hidden once the first layer is in (never deleted; "Undo
+whole result" shows it again). An input with `other_sources` is read from the source the user
+picked (`chosen`).
 """
 
 from __future__ import annotations
@@ -83,6 +89,10 @@ class Document(Protocol):
 
     def read_layer(self) -> WireImage: ...
 
+    def visible_layer_ids(self) -> list[str]:
+        """The visible top-level layers, bottom → top (masks left out): what the canvas shows."""
+        ...
+
     def read_selection(self, crop: bool) -> tuple[WireImage, Rect] | None: ...
 
     def active_layer_id(self) -> str | None: ...
@@ -141,6 +151,12 @@ def generatable(mode: ModeInfo) -> list[tuple[ImageInputInfo, LayerInfo]]:
     ]
 
 
+def source_of(image: ImageInputInfo, chosen: Mapping[str, str] | None = None) -> str:
+    """Where `image` is read from: the user's choice among its sources, else its `source`."""
+    pick = (chosen or {}).get(image.field)
+    return pick if pick is not None and pick in image.sources else image.source
+
+
 def collect_images(
     mode: ModeInfo,
     document: Document,
@@ -148,6 +164,7 @@ def collect_images(
     *,
     skip: Iterable[str] = (),
     without: str | None = None,
+    chosen: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, WireImage], Rect | None]:
     """The image fields `mode` sends, read from `document`, and the selection's bounds.
 
@@ -155,24 +172,26 @@ def collect_images(
     `selection_bounds`); on a layer it is canvas-sized like the layer. No selection: a
     required mask selects everything, an optional one is not sent. Optional inputs in `skip`
     are not sent (the server generates them); with `without` (a layout group's id) canvas
-    inputs are read as if that node were hidden.
+    inputs are read as if that node were hidden. `chosen`: the source the user picked for an
+    input that has `other_sources`.
     """
     options = options or {}
     skipped = set(skip)
     images: dict[str, WireImage] = {}
     bounds = None
-    sources = {image.field: image.source for image in mode.inputs}
+    sources = {image.field: source_of(image, chosen) for image in mode.inputs}
     for image in mode.inputs:
         if not wanted(image, options) or (image.field in skipped and not image.required):
             continue
-        if image.source == CANVAS:
+        source = sources[image.field]
+        if source == CANVAS:
             if without is not None:
                 images[image.field] = document.read_canvas_without(without)
             else:
                 images[image.field] = document.read_canvas()
-        elif image.source == LAYER:
+        elif source == LAYER:
             images[image.field] = document.read_layer()
-        elif image.source == SELECTION:
+        elif source == SELECTION:
             crop = sources.get(image.relative_to or "") == CANVAS
             selection = document.read_selection(crop)
             if selection is not None:
@@ -185,9 +204,31 @@ def collect_images(
         else:
             raise UserError(
                 f"This plugin cannot read the {image.label or image.field} of mode "
-                f"{mode.label} (source {image.source!r}): update the plugin."
+                f"{mode.label} (source {source!r}): update the plugin."
             )
     return images, bounds
+
+
+def replaced_nodes(
+    mode: ModeInfo,
+    document: Document,
+    sent: Iterable[str],
+    chosen: Mapping[str, str] | None = None,
+) -> list[str]:
+    """What the result replaces, bottom → top, hidden once it is in (shown again when it is
+    undone): for a `replaced` input sent, the active layer it was read from, or every visible
+    top-level layer when it was the canvas."""
+    fields = set(sent)
+    for image in mode.inputs:
+        if not image.replaced or image.field not in fields:
+            continue
+        source = source_of(image, chosen)
+        if source == LAYER:
+            active = document.active_layer_id()
+            return [active] if active is not None else []
+        if source == CANVAS:
+            return document.visible_layer_ids()
+    return []
 
 
 def layout_lists(mode: ModeInfo) -> tuple[ListInputInfo, ...]:

@@ -36,6 +36,7 @@ from .inputs import (
     collect_layout,
     generatable,
     layout_lists,
+    replaced_nodes,
 )
 from .observable import Observable, Property
 from .protocol import (
@@ -123,7 +124,7 @@ class Model(Observable):
     token = Property("", persist=True)
     connected = Property(False)
     connection_text = Property("Not connected")
-    #: The server answers but publishes no modes (older than this plugin).
+    #: The server answers but speaks another protocol version (too old, or too new).
     server_too_old = Property(False)
     models = Property(ModelsInfo())
     modes = Property(ModesInfo())
@@ -142,6 +143,9 @@ class Model(Observable):
     layout_group = Property("")
     #: Optional inputs the user wants generated instead of read (scene's background).
     generated_inputs: Property[tuple[str, ...]] = Property(())
+    #: The source the user picked for inputs with `other_sources`, by field (decompose's
+    #: image: "canvas" for the whole canvas instead of the active layer).
+    input_sources: Property[dict[str, str]] = Property({})
     busy = Property(False)
     progress = Property(0.0)
     status = Property("")
@@ -172,10 +176,11 @@ class Model(Observable):
         self._family: str | None = None
         self._stored_loaded: set[str] = set()
         self._last_result: tuple[Document, list[str]] | None = None
-        #: The layout group the last result hid (shown again by `undo_result`).
-        self._hidden_layout: tuple[Document, str] | None = None
-        #: The layout group of the running job, hidden once its first result is in.
-        self._layout_to_hide: tuple[Document, str] | None = None
+        #: What the last result hid: its layout group or the layers it replaces (shown again
+        #: by `undo_result`).
+        self._hidden_source: tuple[Document, list[str]] | None = None
+        #: What the running job's result replaces, hidden once its first layer is in.
+        self._source_to_hide: tuple[Document, list[str]] | None = None
         #: What the last job did, in order ("inserted <file>", "done"): for tests and logs.
         self.timeline: list[str] = []
         #: Per layer file of the last job: seconds from taking its `layer_ready` event to its
@@ -214,12 +219,15 @@ class Model(Observable):
             modes = await client.modes()
             self.models = await client.models()
         except ServerError as error:
-            self.server_too_old = error.code == "too_old"
+            self.server_too_old = error.code in ("too_old", "too_new")
             self.connection_text = error.message
             return False
         self.server_too_old = False
         self.modes = modes
-        self._connected_text = f"Connected: Acetate {health['version']} on {health['device']}"
+        self._connected_text = (
+            f"Connected: Acetate {health['version']} (protocol {health['api_version']}) "
+            f"on {health['device']}"
+        )
         self.client, self.stream = client, EventStream(client, self._on_stream_status)
         self._stream_task = self._run(self.stream.run())
         # If it takes longer, the stream keeps trying and reports why in connection_text.
@@ -400,6 +408,10 @@ class Model(Observable):
                 data[spec.field] = items
         return data
 
+    def set_input_source(self, field: str, source: str) -> None:
+        """Read input `field` from `source` (one of its `sources`) from now on."""
+        self.input_sources = {**self.input_sources, field: source}
+
     def set_generated(self, field: str, generated: bool) -> None:
         """Generate optional input `field` instead of reading it (or read it again)."""
         others = tuple(name for name in self.generated_inputs if name != field)
@@ -446,7 +458,7 @@ class Model(Observable):
             log.exception("generate failed")
             self.error, self.status = f"Unexpected error ({type(error).__name__}): {error}", ""
         finally:
-            self.busy, self.job_id, self._layout_to_hide = False, None, None
+            self.busy, self.job_id, self._source_to_hide = False, None, None
         return None
 
     async def _generate(self) -> ResultRecord | None:
@@ -470,15 +482,22 @@ class Model(Observable):
             lists, masks = collect_layout(mode, document, layout)
             params.options.update(lists)
         skip = {image.field for image, _ in generatable(mode)} & set(self.generated_inputs)
+        chosen = self.input_sources
         images, params.selection_bounds = collect_images(
-            mode, document, params.options, skip=skip, without=layout
+            mode, document, params.options, skip=skip, without=layout, chosen=chosen
         )
         counts = {k: len(v) for k, v in params.options.items() if isinstance(v, list)}
-        anchor = layout or document.active_layer_id() or document.top_layer_id()
+        # The result stacks right above what it replaces (a layout group, a replaced layer).
+        if layout is not None:
+            replaced = [layout]
+        else:
+            replaced = replaced_nodes(mode, document, images, chosen)
+        anchor = replaced[-1] if replaced else None
+        anchor = anchor or document.active_layer_id() or document.top_layer_id()
         placement = Placement(document, mode, params.prompt, counts, anchor, images=list(images))
         images.update(masks)
-        self._hidden_layout = None
-        self._layout_to_hide = (document, layout) if layout is not None else None
+        self._hidden_source = None
+        self._source_to_hide = (document, replaced) if replaced else None
         self.timeline, self.insert_seconds = [], {}
         self.can_undo_result, self._last_result = False, None
         self.status = "Sending…"
@@ -575,17 +594,20 @@ class Model(Observable):
             self.timeline.append(f"inserted {done.file}")
         if len(placement.inserted) > before:
             self.status = f"Inserted {layer.name}"
-            self._hide_layout()
+            self._hide_source()
 
-    def _hide_layout(self) -> None:
-        """Once results are in, the layout group they replace is hidden (not deleted)."""
-        target, self._layout_to_hide = self._layout_to_hide, None
+    def _hide_source(self) -> None:
+        """Once results are in, what they replace (a layout group, the layer a decompose split)
+        is hidden, not deleted: the user compares, and "Undo whole result" shows it again."""
+        target, self._source_to_hide = self._source_to_hide, None
         if target is None:
             return
-        document, group = target
-        if document.exists(group) and document.visible(group):
-            document.set_visible(group, False)
-            self._hidden_layout = target
+        document, nodes = target
+        hidden = [node for node in nodes if document.exists(node) and document.visible(node)]
+        for node in hidden:
+            document.set_visible(node, False)
+        if hidden:
+            self._hidden_source = (document, hidden)
 
     async def _insert_rest(
         self,
@@ -603,19 +625,22 @@ class Model(Observable):
         for done in placement.inserted[before:]:
             self.timeline.append(f"inserted {done.file}")
         if len(placement.inserted) > before:
-            self._hide_layout()
+            self._hide_source()
 
     def undo_result(self) -> int:
-        """Remove every group the last result inserted (one click); returns how many."""
+        """Remove every group the last result inserted (one click) and show again what it
+        hid (its layout group, the layers it replaces); returns how many groups."""
         last, self._last_result = self._last_result, None
-        layout, self._hidden_layout = self._hidden_layout, None
+        hidden, self._hidden_source = self._hidden_source, None
         self.can_undo_result = False
         if last is None:
             return 0
         document, groups = last
         removed = document.remove(groups) if document.alive() else 0
-        if layout is not None and layout[0].alive() and layout[0].exists(layout[1]):
-            layout[0].set_visible(layout[1], True)
+        if hidden is not None and hidden[0].alive():
+            for node in hidden[1]:
+                if hidden[0].exists(node):
+                    hidden[0].set_visible(node, True)
         self.status = f"Removed {removed} group{'s' if removed != 1 else ''} of the last result"
         return removed
 
@@ -659,7 +684,7 @@ class Model(Observable):
             mode = self.modes.get(record.mode) or ModeInfo(record.mode, record.mode)
             anchor = document.active_layer_id() or document.top_layer_id()
             placement = Placement(document, mode, record.prompt, record.counts(), anchor)
-            self._hidden_layout = None
+            self._hidden_source = None
             self.status = "Downloading layers…"
             await self._insert_rest(client, record, placement, {})
             self._last_result = (document, placement.group_ids)

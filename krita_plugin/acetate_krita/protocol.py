@@ -112,13 +112,25 @@ class ImageInputInfo:
     relative_to: str | None = None
     #: Only sent when each named option has one of the listed values.
     when: dict[str, tuple[str, ...]] | None = None
+    #: The result replaces the layer this image is read from: it lands right above that
+    #: layer, which is hidden (shown again by "Undo whole result").
+    replaced: bool = False
+    #: Sources the user may pick instead of `source` (the whole canvas instead of the layer).
+    other_sources: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: Any) -> ImageInputInfo:
         known = _known(cls, data)
         if known.get("when") is not None:
             known["when"] = {str(k): tuple(v) for k, v in dict(known["when"]).items()}
+        known["replaced"] = bool(known.get("replaced"))
+        known["other_sources"] = tuple(str(s) for s in known.get("other_sources") or ())
         return cls(**known)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Where this input can be read from, the declared `source` first."""
+        return (self.source, *(s for s in self.other_sources if s != self.source))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ const { AcetateClient, ServerError, normalizeBaseUrl } = require("./client.js");
 const { HostProblem, InputProblem } = require("./errors.js");
 const { EventSocket } = require("./events.js");
 const { JobWatch } = require("./jobs.js");
-const { TOO_OLD, describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
+const { TOO_NEW, TOO_OLD, describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
 const { activeInputs, compareRanks, expectedLayers, layerDeclaration, layerRank, pickMode } = require("./modes.js");
 const { checkImageSize, clipToCanvas, imageLimits, prepareInputs, readNeeds } = require("./placement.js");
-const { API_VERSION, ProtocolError, ServerTooOld, groupName, layerKey } = require("./protocol.js");
-const { buildParameters, layoutFromGroup, omittedInputs } = require("./settings.js");
+const { API_VERSION, ProtocolError, ServerTooNew, ServerTooOld, groupName, layerKey } = require("./protocol.js");
+const { buildParameters, inputSource, layoutFromGroup, omittedInputs } = require("./settings.js");
 const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js");
 
 /** @typedef {import("./protocol").JobEvent} JobEvent */
@@ -24,6 +24,7 @@ const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js"
 /** @typedef {import("./protocol").ModeInfo} ModeInfo */
 /** @typedef {import("./protocol").GenerateParameters} GenerateParameters */
 /** @typedef {import("./pixels").Raster} Raster */
+/** @typedef {import("./protocol").ImageInputInfo} ImageInputInfo */
 /** @typedef {import("./placement").DocumentInfo} DocumentInfo */
 /** @typedef {import("./placement").DocumentPixels} DocumentPixels */
 /** @typedef {import("./placement").LayerInsertion} LayerInsertion */
@@ -64,16 +65,19 @@ class Landing {
   /**
    * @param {{client: AcetateClient, host: Host, mode: ModeInfo|null, modeName: string,
    *   document: DocumentInfo, offset: {left: number, top: number}, prompt: string, jobId: string,
-   *   anchor?: number|null, expected?: string[], titles?: Record<string, string>, hide?: number[]}} options
+   *   anchor?: number|null, expected?: string[], titles?: Record<string, string>, hide?: number[],
+   *   hideLabel?: string}} options
    *   `anchor`: the top-level layer the result's groups go above (remembered before the first
    *   insertion: Photoshop makes every created layer and group active); `expected`: the layer
    *   keys of one batch item, bottom → top (`expectedLayers`: `only_without` layers of sent
    *   inputs left out, so its first is the item's lowest layer); `titles`: key → the name a
    *   layer will have (a scene object's prompt), for saying which were not made; `hide`:
-   *   layers hidden with the first insertion (a scene's layout group)
+   *   layers hidden with the first insertion (a scene's layout group, the layer a decompose
+   *   split); `hideLabel`: what they are, for the message
    */
-  constructor({ client, host, mode, modeName, document, offset, prompt, jobId, anchor = null, expected = [], titles = {}, hide = [] }) {
+  constructor({ client, host, mode, modeName, document, offset, prompt, jobId, anchor = null, expected = [], titles = {}, hide = [], hideLabel = "The layout group" }) {
     this.anchor = anchor;
+    this.hideLabel = hideLabel;
     this.expected = expected;
     this.titles = titles;
     /** @type {number[]} still to hide (with the next insertion) */
@@ -98,6 +102,14 @@ class Landing {
     this.error = null;
     this.inserted = 0;
     this.cropped = false;
+  }
+
+  /** What the message says about the layers this result hid ("" when none). */
+  get hiddenNote() {
+    if (this.hidden.length === 0) {
+      return "";
+    }
+    return `${this.hideLabel} ${this.hidden.length === 1 ? "is" : "are"} hidden`;
   }
 
   /** The result's groups in the document, bottom batch item first. */
@@ -328,8 +340,12 @@ class Controller {
       if (typeof health?.api_version !== "number") {
         throw new ServerTooOld("it does not report an api_version");
       }
+      const versions = `it is Acetate ${health.version} with protocol ${health.api_version}; this panel speaks protocol ${API_VERSION}`;
+      if (health.api_version > API_VERSION) {
+        throw new ServerTooNew(versions);
+      }
       if (health.api_version !== API_VERSION) {
-        throw new ServerTooOld(`it speaks protocol ${health.api_version}, this panel ${API_VERSION}`);
+        throw new ServerTooOld(versions);
       }
       try {
         modes = await client.modes();
@@ -338,9 +354,10 @@ class Controller {
       }
       models = await client.models();
     } catch (error) {
-      if (error instanceof ServerTooOld) {
+      if (error instanceof ServerTooOld || error instanceof ServerTooNew) {
         this.store.update({ modes: [] });
-        return fail(`${TOO_OLD} (${error.message}).`, "outdated");
+        const headline = error instanceof ServerTooNew ? TOO_NEW : TOO_OLD;
+        return fail(`${headline} (${error.message}).`, "outdated");
       }
       return fail(this.describe(error));
     }
@@ -356,7 +373,7 @@ class Controller {
       modes,
       connection: {
         status: "connected",
-        message: `Connected to Acetate ${health.version} (${health.device})`,
+        message: `Connected to Acetate ${health.version} · protocol ${health.api_version} (${health.device})`,
         version: health.version,
         device: health.device,
         socket: "connecting",
@@ -434,7 +451,11 @@ class Controller {
       // optional input the user left out is generated by the server instead (a background).
       const layout = layoutFromGroup(this.state.settings, mode);
       const omitted = omittedInputs(this.state.settings, mode);
-      const inputs = activeInputs(mode, params).filter((input) => !omitted.has(input.field));
+      // An input with other sources is read from the one the user picked (decompose: the
+      // whole canvas instead of the active layer).
+      const inputs = activeInputs(mode, params)
+        .filter((input) => !omitted.has(input.field))
+        .map((input) => ({ ...input, source: inputSource(this.state.settings, input) }));
       const needs = { ...readNeeds(inputs), layout: layout !== null };
       // Refused (or warned about) before a single pixel is read: only the region a mode needs
       // is read, always as 8 bits, and never more than the server accepts.
@@ -461,6 +482,8 @@ class Controller {
       let extra = {};
       /** @type {number[]} */
       let hide = [];
+      let hideLabel = "The layout group";
+      let anchor = this.anchorFor(document);
       if (needs.composite || needs.layer || needs.selection || needs.layout) {
         const pixels = await this.host.readDocument(needs);
         ({ images, kinds, frame, extra } = prepareInputs(mode, inputs, pixels));
@@ -468,6 +491,11 @@ class Controller {
           fillFromLayout(layout, pixels.layout, frame, params, images, kinds);
           hide = [pixels.layout.group.id];
         }
+      }
+      const replaced = replacedLayers(inputs, images, document);
+      if (replaced && hide.length === 0) {
+        ({ hide, label: hideLabel } = replaced);
+        anchor = replaced.anchor ?? anchor;
       }
       if (mode.frame && omitted.has(mode.frame)) {
         generatedSize(mode, document, params);
@@ -488,10 +516,11 @@ class Controller {
           offset,
           prompt: params.prompt,
           jobId,
-          anchor: this.anchorFor(document),
+          anchor,
           expected: expectedLayers(mode, listCounts(mode, params), Object.keys(images)),
           titles: layerTitles(mode, params),
           hide,
+          hideLabel,
         });
         this.landing = landing;
       }
@@ -711,7 +740,7 @@ class Controller {
     const notes = [
       ...before,
       ...(landing.cropped ? ["The result is larger than the document and was cropped to the canvas."] : []),
-      ...(landing.hidden.length > 0 ? ["The layout group is hidden (Undo whole result shows it again)."] : []),
+      ...(landing.hidden.length > 0 ? [`${landing.hiddenNote} (Undo whole result shows ${landing.hidden.length === 1 ? "it" : "them"} again).`] : []),
     ];
     const warnings = [...notes, ...(result.warnings ?? [])].join(" ");
     this.store.update({
@@ -732,7 +761,7 @@ class Controller {
   describeKept(landing, partial) {
     const count = landing.inserted;
     const missing = partial ? landing.missing(partial) : [];
-    const hidden = landing.hidden.length > 0 ? " The layout group is hidden." : "";
+    const hidden = landing.hidden.length > 0 ? ` ${landing.hiddenNote}.` : "";
     return (
       `Kept the ${count} layer${count === 1 ? "" : "s"} finished before it stopped` +
       `${missing.length > 0 ? ` (not made: ${missing.join(", ")})` : ""}.${hidden}`
@@ -832,6 +861,31 @@ class Controller {
     }
     return describeError(error, { serverUrl: this.state.settings.serverUrl, allowed: this.allowed, labels });
   }
+}
+
+/**
+ * What a result replaces: for a `replaced` input that was sent, the active layer it was read
+ * from, or every visible top-level layer when it was the canvas. They are hidden with the
+ * result's first layer (never deleted); the result goes above the topmost of them (`anchor`;
+ * null: above the active layer's top-level layer, as usual).
+ * @param {ImageInputInfo[]} inputs the inputs sent, each with the source it was read from
+ * @param {Record<string, Raster>} images
+ * @param {DocumentInfo} document
+ * @returns {{hide: number[], label: string, anchor: number|null}|null}
+ */
+function replacedLayers(inputs, images, document) {
+  const input = inputs.find((item) => item.replaced && item.field in images);
+  if (!input) {
+    return null;
+  }
+  if (input.source === "layer" && document.activeLayer) {
+    return { hide: [document.activeLayer.id], label: "The source layer", anchor: null };
+  }
+  if (input.source === "canvas") {
+    const ids = document.visibleTopIds ?? [];
+    return { hide: ids, label: ids.length === 1 ? "The source layer" : "The source layers", anchor: ids[0] ?? null };
+  }
+  return null;
 }
 
 /**

@@ -5,12 +5,14 @@
 "use strict";
 
 const { NetworkError, ServerError, explicitOrigin } = require("./client.js");
-const { ProtocolError, ServerTooOld } = require("./protocol.js");
+const { ProtocolError, ServerTooNew, ServerTooOld } = require("./protocol.js");
 const { HostProblem, InputProblem } = require("./errors.js");
 const { FIELD_LABELS } = require("./settings.js");
 
 /** What the panel says about a server that predates `GET /api/modes`. */
 const TOO_OLD = "Server too old — update Acetate";
+/** What the panel says about a server speaking a newer protocol than this panel. */
+const TOO_NEW = "Server too new — update the Acetate panel for Photoshop";
 
 /**
  * Whether both the http(s) and ws(s) forms of `serverUrl` are in the manifest's network list.
@@ -55,6 +57,9 @@ function describeError(error, { serverUrl, allowed, labels = {} }) {
   }
   if (error instanceof ServerTooOld) {
     return `${TOO_OLD} (${error.message}).`;
+  }
+  if (error instanceof ServerTooNew) {
+    return `${TOO_NEW} (${error.message}).`;
   }
   if (error instanceof NetworkError) {
     if (/permission|manifest/i.test(error.message) || !urlAllowed(serverUrl, allowed)) {
@@ -139,4 +144,4 @@ function describeJobError(code, message) {
   return `The job failed: ${message}`;
 }
 
-module.exports = { TOO_OLD, urlAllowed, manifestMessage, describeError, describeJobError };
+module.exports = { TOO_OLD, TOO_NEW, urlAllowed, manifestMessage, describeError, describeJobError };

@@ -160,7 +160,8 @@ function createHost(modules) {
       const rect = bounds ? intersect(rectFromBounds(bounds), { left: 0, top: 0, width, height }) : null;
       activeLayer = { id: active.id, topId: topLevel(active).id, kind: String(active.kind), rect };
     }
-    return { id: doc.id, name: doc.name, width, height, bits: documentBits(doc.bitsPerChannel), activeLayer };
+    const visibleTopIds = [...(doc.layers ?? [])].filter((layer) => layer.visible).map((layer) => layer.id);
+    return { id: doc.id, name: doc.name, width, height, bits: documentBits(doc.bitsPerChannel), activeLayer, visibleTopIds };
   }
 
   /** @param {any} doc */

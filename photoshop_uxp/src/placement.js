@@ -25,6 +25,8 @@ const { anySelected, intersect, placeInto, union } = require("./pixels.js");
  * @property {{id: number, topId: number, kind: string, rect: Rect|null}|null} [activeLayer]
  *   the active layer when the document was looked at: its id, the top-level layer holding it,
  *   its kind and its bounds on the canvas (null: empty)
+ * @property {number[]} [visibleTopIds] the visible top-level layers, top first: what the canvas
+ *   shows (what a result split from the whole canvas replaces)
  */
 
 /**

@@ -44,6 +44,10 @@ const API_VERSION = 2;
  * @property {boolean} frame
  * @property {string|null} [relative_to]
  * @property {Record<string, string[]>|null} [when]
+ * @property {boolean|null} [replaced] the result replaces what this image is read from: it lands
+ *   right above that layer, which is hidden (shown again by "Undo whole result")
+ * @property {("canvas"|"layer"|"selection")[]|null} [other_sources] sources the user may pick
+ *   instead of `source` (decompose: the whole canvas instead of the active layer)
  */
 
 /**
@@ -271,8 +275,11 @@ function groupName(prompt, batchIndex, modeLabel = "") {
   return `${text} #${batchIndex + 1}`;
 }
 
-/** The server predates `GET /api/modes` (or speaks another protocol version). */
+/** The server predates `GET /api/modes` (or speaks an older protocol version). */
 class ServerTooOld extends Error {}
+
+/** The server speaks a newer protocol version than this panel: the panel needs an update. */
+class ServerTooNew extends Error {}
 
 /**
  * `GET /api/modes` checked for what the panel relies on; unknown fields are kept and ignored,
@@ -283,6 +290,9 @@ class ServerTooOld extends Error {}
 function parseModes(data) {
   if (data === null || typeof data !== "object" || !Array.isArray(data.modes)) {
     throw new ProtocolError("GET /api/modes did not answer with a list of modes");
+  }
+  if (typeof data.api_version === "number" && data.api_version > API_VERSION) {
+    throw new ServerTooNew(`the server speaks protocol ${data.api_version}, this panel ${API_VERSION}`);
   }
   if (data.api_version !== API_VERSION) {
     throw new ServerTooOld(`the server speaks protocol ${JSON.stringify(data.api_version)}, this panel ${API_VERSION}`);
@@ -339,6 +349,7 @@ module.exports = {
   FINAL_EVENTS,
   ProtocolError,
   ServerTooOld,
+  ServerTooNew,
   parseEvent,
   parseModes,
   isLayerRecord,

@@ -13,6 +13,7 @@ const { fixedLayers, layoutList, omittableInputs, shownOptions } = require("./mo
 /** @typedef {import("./protocol").ModeInfo} ModeInfo */
 /** @typedef {import("./protocol").OptionInfo} OptionInfo */
 /** @typedef {import("./protocol").ListInputInfo} ListInputInfo */
+/** @typedef {import("./protocol").ImageInputInfo} ImageInputInfo */
 /** @typedef {import("./protocol").GenerateParameters} GenerateParameters */
 
 /**
@@ -232,6 +233,20 @@ function readNumber(text, field, label, { min, max, integer = false, multipleOf,
 const layoutKey = (/** @type {string} */ field) => `from:${field}`;
 /** The `values` key of "leave this optional input out (the server generates its layer)". */
 const omitKey = (/** @type {string} */ field) => `without:${field}`;
+/** The settings key of the source the user picked for an input with `other_sources`. */
+const sourceKey = (/** @type {string} */ field) => `source:${field}`;
+
+/**
+ * Where an input is read from: the source the user picked among its sources, else the one the
+ * mode declares (a stale or unknown pick falls back to it).
+ * @param {Settings} settings
+ * @param {ImageInputInfo} input
+ * @returns {ImageInputInfo["source"]}
+ */
+function inputSource(settings, input) {
+  const picked = settings.values[sourceKey(input.field)];
+  return (input.other_sources ?? []).find((source) => source === picked) ?? input.source;
+}
 
 /**
  * The list the panel fills from the selected layer group (one item per child layer), or
@@ -344,8 +359,10 @@ module.exports = {
   restoreSettings,
   listRows,
   buildParameters,
+  inputSource,
   layoutKey,
   omitKey,
+  sourceKey,
   layoutFromGroup,
   omittedInputs,
   newClientId,

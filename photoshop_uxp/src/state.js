@@ -38,7 +38,7 @@
  */
 
 /**
- * `outdated`: the server has no `GET /api/modes` (or speaks another protocol version).
+ * `outdated`: the server has no `GET /api/modes`, or speaks an older or newer protocol version.
  * @typedef {Object} Connection
  * @property {"disconnected"|"connecting"|"connected"|"error"|"outdated"} status
  * @property {string} message

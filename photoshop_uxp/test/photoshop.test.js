@@ -62,7 +62,17 @@ test("readDocument reads composite, active layer and selection in one modal scop
 
   const read = await host.readDocument({ composite: true, layer: true, selection: true });
 
-  assert.deepEqual(read.document, { id: doc.id, name: "Untitled", width: 8, height: 6, bits: 8, activeLayer: { id: layer.id, topId: layer.id, kind: "pixel", rect: { left: 2, top: 1, width: 3, height: 2 } } });
+  // visibleTopIds: what the canvas shows, top first (the hidden layer left out).
+  const visibleTopIds = [layer.id, doc.layers.at(-1).id];
+  assert.deepEqual(read.document, {
+    id: doc.id,
+    name: "Untitled",
+    width: 8,
+    height: 6,
+    bits: 8,
+    activeLayer: { id: layer.id, topId: layer.id, kind: "pixel", rect: { left: 2, top: 1, width: 3, height: 2 } },
+    visibleTopIds,
+  });
   assert.deepEqual(read.layer.rect, { left: 2, top: 1, width: 3, height: 2 });
   assert.deepEqual(read.layer.data, sticker.data);
   assert.deepEqual(read.selection.rect, { left: 3, top: 2, width: 2, height: 2 });

@@ -26,7 +26,8 @@ function settings(patch) {
 
 test("parseModes keeps the server's modes in its order and refuses another protocol version", () => {
   assert.deepEqual(MODES.map((m) => m.name), builtinModes().modes.map((/** @type {any} */ m) => m.name));
-  assert.throws(() => protocol.parseModes({ api_version: 3, modes: [] }), protocol.ServerTooOld);
+  assert.throws(() => protocol.parseModes({ api_version: 3, modes: [] }), protocol.ServerTooNew);
+  assert.throws(() => protocol.parseModes({ api_version: 1, modes: [] }), protocol.ServerTooOld);
   assert.throws(() => protocol.parseModes({ detail: "Not Found" }), protocol.ProtocolError);
   const withExtras = protocol.parseModes({
     api_version: 2,

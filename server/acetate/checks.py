@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from acetate.errors import InputError
-from acetate.modes import MASK_FIELDS, MODES
+from acetate.modes import MASK_FIELDS, MODES, OPTIONS
 from acetate.protocol import (
     MAX_PIXELS,
     GenerateParameters,
@@ -27,6 +27,11 @@ def check_request(params: GenerateParameters, images: Mapping[str, np.ndarray]) 
     spec = MODES[mode]
     if spec.prompt_required and not params.prompt.strip():
         raise InputError(f"mode {mode} needs a prompt", field="prompt")
+    if spec.strict_options:
+        unread = sorted(set(params.model_fields_set) & set(OPTIONS) - set(spec.options))
+        if unread:
+            names = ", ".join(unread)
+            raise InputError(f"mode {mode} does not read {names}; leave it out", field=unread[0])
     for field in spec.required_images:
         if field not in images:
             raise InputError(f"mode {mode} needs an image in {field!r}", field=field)

@@ -7,7 +7,7 @@
         pixels, left, top = await client.layer_rgba(job.id, "foreground.png")
 
 `run_job(url, token, request, images, out_dir, on_event)` does all of it and writes the same
-folder as `acetate generate` (layer PNGs, `result.json`, optionally `layers.psd`).
+folder as `acetate generate` (layer PNGs, `result.json`, optionally `layers.psd`/`.ora`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from PIL import Image
 
 from acetate.errors import AcetateError, GenerationCancelled, InputError
 from acetate.export.atomic import write_bytes_atomic
+from acetate.export.ora import ORA_FILE
 from acetate.export.psd import PSD_FILE
 from acetate.images import is_mask_field
 from acetate.protocol import (
@@ -241,6 +242,11 @@ class AcetateClient:
         data, _ = await self._bytes(f"/api/jobs/{job_id}/result.psd")
         return data
 
+    async def ora(self, job_id: str) -> bytes:
+        """The result's OpenRaster document (`.ora`), built by the server on first request."""
+        data, _ = await self._bytes(f"/api/jobs/{job_id}/result.ora")
+        return data
+
     # -- WebSocket -------------------------------------------------------------------------
 
     async def events(
@@ -313,14 +319,15 @@ async def run_job(
     on_event: Callable[[JobMessage], Any] | None = None,
     *,
     psd: bool = False,
+    ora: bool = False,
     encoding: ImageEncoding = "raw",
 ) -> ResultRecord:
     """Run one job on a server and write its result folder like `acetate generate` does.
 
     Layer PNGs are downloaded as their `layer_ready` events arrive; `result.json` is written
-    last (atomically), with `layers.psd` first when `psd` is set. Raises `InputError` (with the
-    field) for a rejected request or run-time input error, `GenerationCancelled` if the job is
-    cancelled, `ServerError`/`AcetateError` otherwise.
+    last (atomically), with `layers.psd`/`layers.ora` first when `psd`/`ora` is set. Raises
+    `InputError` (with the field) for a rejected request or run-time input error,
+    `GenerationCancelled` if the job is cancelled, `ServerError`/`AcetateError` otherwise.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -368,6 +375,10 @@ async def run_job(
             data = await client.psd(created.id)
             await asyncio.to_thread(write_bytes_atomic, out_dir / PSD_FILE, data)
             record = record.model_copy(update={"psd": PSD_FILE})
+        if ora:
+            data = await client.ora(created.id)
+            await asyncio.to_thread(write_bytes_atomic, out_dir / ORA_FILE, data)
+            record = record.model_copy(update={"ora": ORA_FILE})
         body = record.model_dump_json(indent=2).encode("utf-8") + b"\n"
         await asyncio.to_thread(write_bytes_atomic, out_dir / "result.json", body)
         return record

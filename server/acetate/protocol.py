@@ -142,6 +142,8 @@ class GenerateParameters(_Strict):
     control: Control = option_field("control")
     controlnet: str | None = option_field("controlnet")
     control_strength: float = option_field("control_strength")
+    layer_count: int = option_field("layer_count")
+    resolution: int | None = option_field("resolution")
     selection_bounds: Bounds | None = None
     client_id: str | None = Field(None, max_length=128)
 
@@ -362,7 +364,12 @@ class ResultRecord(_Lenient):
     canvas: CanvasSize
     layers: list[LayerRecord]
     psd: str | None = None
+    #: The OpenRaster document's file name once written (`--ora`, or `result.ora` asked).
+    ora: str | None = None
     warnings: list[str] = Field(default_factory=list)
+    #: Measurements per result set, `{"batch_index": b, <name>: value}` (decompose: `psnr_db`,
+    #: the recomposited layers against the input inside the region).
+    metrics: list[dict[str, Any]] = Field(default_factory=list)
 
 
 JobStatus = Literal["queued", "started", "done", "error", "cancelled"]

@@ -50,8 +50,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_server(config: ServerConfig, engine: Any, store: Any) -> LiveServer:
-    app = create_app(config, engine, store)
+async def start_server(
+    config: ServerConfig, engine: Any, store: Any, backend: Any = None
+) -> LiveServer:
+    """`backend`: a `create_app` backend factory (default: the local worker)."""
+    app = create_app(config, engine, store, backend)
     options = {**runner_options(config), "shutdown_timeout": 5.0}
     runner = web.AppRunner(app, **options)
     await runner.setup()

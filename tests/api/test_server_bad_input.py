@@ -342,6 +342,7 @@ async def test_path_like_job_ids(
         ("GET", ""),
         ("DELETE", ""),
         ("GET", "/result.psd"),
+        ("GET", "/result.ora"),
         ("GET", "/layers/foreground.png"),
     ):
         url = f"{server.url}/api/jobs/{job_id}{suffix}"

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ora_reader import read_ora
 from PIL import Image
 from psd_tools import PSDImage
 from sample_images import rgba
@@ -124,6 +125,13 @@ async def test_batch_files_psd_and_listing(server: LiveServer) -> None:
     assert len(pixel_layers) == 2
     assert [group.name for group in psd if group.is_group()] == ["apple #1", "apple #2"]
     assert (await client.job(created.id)).result.psd == "layers.psd"  # type: ignore[union-attr]
+    # The OpenRaster document likewise, its layers byte-exact with the layer downloads.
+    ora = read_ora(await client.ora(created.id))
+    assert [group for group, _ in ora.groups] == ["apple #2", "apple #1"]
+    for read, file in zip(ora.layers, files, strict=True):
+        raw = await client.layer_rgba(created.id, file)
+        assert np.array_equal(read.pixels, raw.pixels) and (read.x, read.y) == (raw.left, raw.top)
+    assert (await client.job(created.id)).result.ora == "layers.ora"  # type: ignore[union-attr]
 
     assert [job.id for job in await client.jobs("krita")] == [created.id]
     assert await client.jobs("photoshop") == []

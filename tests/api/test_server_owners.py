@@ -102,6 +102,7 @@ async def test_jobs_belong_to_their_owner(
             ("GET", ""),
             ("GET", "/layers/foreground.png"),
             ("GET", "/result.psd"),
+            ("GET", "/result.ora"),
             ("DELETE", ""),
         ):
             status, body = await _call(live, method, f"/api/jobs/{anna_job}{suffix}", BEN)

@@ -204,7 +204,8 @@ def one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("mode", [spec.name for spec in BUILTIN_MODES])
+# decompose runs on its own model family: tests/cli/test_decompose_cli.py
+@pytest.mark.parametrize("mode", [spec.name for spec in BUILTIN_MODES if spec.name != "decompose"])
 def test_every_mode_writes_its_layers(
     mode: str, tiny_models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -379,7 +380,7 @@ def test_python_m_acetate_generate_smoke(tiny_models_dir: Path, tmp_path: Path) 
     out = tmp_path / "out"
     result = run_cli(
         "--model", "tiny-sdxl", "--prompt", "glass bottle", "--width", "64", "--height", "64",
-        "--steps", "2", "--decode", "fast", "--batch", "2", "--device", "cpu", "--psd",
+        "--steps", "2", "--decode", "fast", "--batch", "2", "--device", "cpu", "--psd", "--ora",
         "--models-dir", str(tiny_models_dir), "--out", str(out),
         env={"OMP_NUM_THREADS": "1"},
     )  # fmt: skip
@@ -389,10 +390,12 @@ def test_python_m_acetate_generate_smoke(tiny_models_dir: Path, tmp_path: Path) 
         str(out / "foreground.png"),
         str(out / "foreground_1.png"),
         str(out / "layers.psd"),
+        str(out / "layers.ora"),
         str(out / "result.json"),
     ]
     record = json.loads((out / "result.json").read_text())
     assert record["parameters"]["batch"] == 2 and record["psd"] == "layers.psd"
+    assert record["ora"] == "layers.ora"
 
 
 def test_server_runs_get_only_the_given_fields(
@@ -404,8 +407,8 @@ def test_server_runs_get_only_the_given_fields(
 
     sent: dict = {}
 
-    async def fake_run_job(url, token, request, images, out_dir, *, psd=False):
-        sent.update(url=url, token=token, request=request, images=images, psd=psd)
+    async def fake_run_job(url, token, request, images, out_dir, *, psd=False, ora=False):
+        sent.update(url=url, token=token, request=request, images=images, psd=psd, ora=ora)
         return ResultRecord(
             id="j_1", mode=request["mode"], model="m", parameters={}, canvas={"width": 96,
             "height": 64}, layers=[], warnings=["from the server"],
@@ -426,6 +429,7 @@ def test_server_runs_get_only_the_given_fields(
         "layer_prompts": {"foreground": "tabby"},
     }
     assert sent["url"] == "http://127.0.0.1:9" and sent["token"] == "secret" and sent["psd"]
+    assert not sent["ora"]
     assert list(sent["images"]) == ["bg"] and sent["images"]["bg"].shape == (64, 96, 4)
     assert stderr.strip() == "warning: from the server"
     assert stdout.split() == [str(tmp_path / "out" / "result.json")]
@@ -460,7 +464,7 @@ def test_server_run_on_a_live_server(
         out = tmp_path / "out"
         code, stdout, stderr = generate(
             "--server", live.url, "--mode", "bg2fg", "--model", "tiny-sd15", "--bg", image,
-            "--prompt", "cat", "--steps", "2", "--decode", "fast", "--out", str(out),
+            "--prompt", "cat", "--steps", "2", "--decode", "fast", "--ora", "--out", str(out),
             capsys=capsys,
         )  # fmt: skip
     finally:
@@ -469,5 +473,6 @@ def test_server_run_on_a_live_server(
     assert code == 0, stderr
     record = json.loads((out / "result.json").read_text())
     assert sorted(layer["name"] for layer in record["layers"]) == ["blended", "foreground"]
+    assert record["ora"] == "layers.ora" and (out / "layers.ora").is_file()
     assert record["parameters"]["steps"] == 2 and record["parameters"]["decode"] == "fast"
     assert stdout.split()[-1] == str(out / "result.json")

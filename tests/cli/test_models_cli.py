@@ -61,9 +61,11 @@ def test_list_shows_what_each_mode_still_needs(
 def test_list_json(models: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "--json", "--models-dir", str(models)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert [b["name"] for b in summary["bases"]] == ["tiny-sd15", "tiny-sdxl"]
+    names = [b["name"] for b in summary["bases"]]
+    assert names == ["tiny-sd15", "tiny-sdxl", "tiny-qwen-image-layered"]
     assert all(b["tiny"] for b in summary["bases"])
     assert summary["default_base"] == "tiny-sdxl" and "tiny-sdxl" in summary["warnings"][0]
+    assert summary["default_bases"]["decompose"] == "tiny-qwen-image-layered"
 
 
 def test_extra_models_dir_option(

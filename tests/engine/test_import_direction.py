@@ -33,8 +33,12 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "engine/pipelines": ("acetate.engine.engine",),
     "engine": ("acetate.api", "acetate.jobs", "acetate.cli", "aiohttp", "asyncio"),
     "export": ("torch", "acetate.engine.engine", "acetate.api", "acetate.jobs"),
+    "train": ("acetate.api", "acetate.jobs", "acetate.cli", "aiohttp", "asyncio"),
     "modes": ("torch", "diffusers", "acetate.engine", "acetate.protocol", "acetate.api"),
     "protocol.py": ("torch", "diffusers", "acetate.engine"),
+    # Backends run the queue's jobs; the HTTP layer and the CLI sit above them.
+    "backends": ("acetate.api", "acetate.cli"),
+    "jobs": ("acetate.backends", "acetate.api", "acetate.cli"),
 }
 
 

@@ -135,7 +135,14 @@ def test_models_folder_layout_lists_bases_layers_controlnets_and_refusals(
     )
     (checkpoints / "old.ckpt").write_bytes(b"not even read")
     s = store(models)
-    assert _names(s.bases()) == ["folder-15", "real-xl", "sd15/real-15", "tiny-sd15", "tiny-sdxl"]
+    assert _names(s.bases()) == [
+        "folder-15",
+        "real-xl",
+        "sd15/real-15",
+        "tiny-sd15",
+        "tiny-sdxl",
+        "tiny-qwen-image-layered",
+    ]
     by_name = {b.name: b for b in s.bases()}
     assert by_name["real-xl"].format == "single_file" and not by_name["real-xl"].tiny
     assert by_name["folder-15"].format == "diffusers" and by_name["folder-15"].tiny
@@ -271,9 +278,13 @@ def test_refused_base_named_explicitly_says_why(models: Path) -> None:
 
 def test_requirements_table_covers_every_mode_once() -> None:
     all_modes = set(MODES)
-    assert set(MODE_REQUIREMENTS["sd15"]) == all_modes
+    assert set(MODE_REQUIREMENTS["sd15"]) | set(UNSUPPORTED_MODES["sd15"]) == all_modes
     assert set(MODE_REQUIREMENTS["sdxl"]) | set(UNSUPPORTED_MODES["sdxl"]) == all_modes
+    assert set(UNSUPPORTED_MODES["sd15"]) == {"decompose"}
+    assert MODE_REQUIREMENTS["qwen_layered"] == {"decompose": {}}  # no extra files
     for family, modes in MODE_REQUIREMENTS.items():
+        if family == "qwen_layered":
+            continue
         for mode in ("img2img", "inpaint", "upscale"):
             assert modes[mode] == modes["fg"] | {"encoder": modes[mode]["encoder"]}
         assert modes["layer_on_artwork"] == modes["bg2fg"], family

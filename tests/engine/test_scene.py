@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from gimp_reader import read_with_gimp
 from pydantic import ValidationError
 from sample_images import rgba
 
@@ -186,6 +187,29 @@ def test_the_psd_keeps_names_order_and_non_ascii_prompts(engine: Engine, tmp_pat
     assert [layer.name for layer in group] == names
     object_2 = list(group)[3]
     assert (object_2.left, object_2.top) == (record.layers[3].left, record.layers[3].top)
+
+
+def test_gimp_reads_the_scene_psd_names_order_offsets_and_pixels(
+    engine: Engine, tmp_path: Path
+) -> None:
+    result = engine.generate(scene(model="tiny-sd15"), MASKS)
+    record = write_result(tmp_path, result, job_id="j_scene", psd=True)
+    size, items = read_with_gimp(tmp_path / "layers.psd", tmp_path / "gimp")
+    assert size == (WIDTH, HEIGHT)
+    (group, *layers) = items  # GIMP lists top → bottom
+    assert group.is_group and group.path == "a quiet street at dusk #1"
+    expected = list(reversed(record.layers))
+    assert [item.path for item in layers] == [f"{group.path}/{layer.name}" for layer in expected]
+    pixels = {layer.file: layer.pixels for layer in result.layers}
+    for item, layer in zip(layers, expected, strict=True):
+        assert (item.left, item.top, item.width, item.height, item.visible) == (
+            layer.left,
+            layer.top,
+            layer.width,
+            layer.height,
+            layer.visible,
+        ), layer.name
+        assert np.array_equal(item.pixels(tmp_path / "gimp"), pixels[layer.file]), layer.name
 
 
 def test_duplicate_prompts_get_numbered_names(engine: Engine, tmp_path: Path) -> None:

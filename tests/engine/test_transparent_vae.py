@@ -22,6 +22,7 @@ from acetate.engine.nets.transparency_codec import (
     encode_transparent,
     rgba_tensor_to_uint8,
     rgba_uint8_to_tensor,
+    tta_median,
 )
 from acetate.engine.nets.transparent_vae import (
     TINY_FILE_NAMES,
@@ -276,6 +277,32 @@ def test_tta_is_the_median_of_eight_independent_passes(
     result = decode_transparent(decoder, pixel, latent, "tta", pixels_per_pass=pixels_per_pass)
     torch.testing.assert_close(result, expected, rtol=0, atol=1e-4)  # batched vs single
     assert not torch.equal(result, decode_transparent(decoder, pixel, latent, "fast"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_tta_median_is_rank_two_and_bit_identical_to_the_stacked_median(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MPS-safe combine: same bits as the official 5-D stacked median (ties included), and
+    it never hands `median` more than two dimensions or a half-precision tensor."""
+    generator = torch.Generator().manual_seed(4)
+    views = [torch.rand(2, 4, 16, 24, generator=generator).to(dtype) for _ in TTA_VIEWS]
+    views[5] = views[2].clone()  # ties: equal middle values must pick the same element
+    views[6][:, :, :4] = 0.5
+    views[7][:, :, :4] = 0.5
+    expected = torch.stack(views).median(dim=0).values  # the official combine, in its dtype
+    seen: list[tuple[int, torch.dtype]] = []
+    median = torch.Tensor.median
+
+    def recording_median(tensor: torch.Tensor, *args: object, **kwargs: object) -> object:
+        seen.append((tensor.dim(), tensor.dtype))
+        return median(tensor, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(torch.Tensor, "median", recording_median)
+    result = tta_median(views)
+    assert result.dtype == dtype and result.shape == views[0].shape
+    assert torch.equal(result, expected)
+    assert seen == [(2, torch.float32)]
 
 
 def test_fast_is_one_pass_in_rgba_order(decoder: TransparentDecoder) -> None:

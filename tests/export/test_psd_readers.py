@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from gimp_reader import read_with_gimp
 
 from acetate.engine.outputs import GenerationResult, LayerImage
 from acetate.export.psd import PsdGroup, PsdLayer, composite, write_psd
@@ -21,38 +21,6 @@ from acetate.export.result import write_result
 from acetate.protocol import ResultRecord, group_name
 
 PROMPT = "ガラスの猫 glass cat on a café table"
-
-# Walks the layer tree top → bottom; writes one TSV row per item and each pixel layer as
-# <tattoo>.png (svtrans 1: colour under transparent pixels kept). Definitions and the call
-# must be in a single -b expression.
-GIMP_SCRIPT = r"""
-(define (acetate-dump item port dir prefix)
-  (let* ((name (car (gimp-item-get-name item)))
-         (offsets (gimp-drawable-offsets item))
-         (tattoo (car (gimp-item-get-tattoo item)))
-         (group (= 1 (car (gimp-item-is-group item)))))
-    (for-each (lambda (value) (display value port) (display "\t" port))
-              (list (string-append prefix name) (if group "group" "layer")
-                    (car offsets) (cadr offsets)
-                    (car (gimp-drawable-width item)) (car (gimp-drawable-height item))
-                    (car (gimp-item-get-visible item))))
-    (display tattoo port) (newline port)
-    (if group
-        (acetate-walk (vector->list (cadr (gimp-item-get-children item))) port dir
-                      (string-append prefix name "/"))
-        (let ((file (string-append dir "/" (number->string tattoo) ".png")))
-          (file-png-save2 RUN-NONINTERACTIVE (car (gimp-item-get-image item)) item
-                          file file 0 1 0 0 0 0 0 0 1)))))
-(define (acetate-walk items port dir prefix)
-  (for-each (lambda (item) (acetate-dump item port dir prefix)) items))
-(define (acetate-list psd dir)
-  (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE psd psd)))
-         (port (open-output-file (string-append dir "/layers.tsv"))))
-    (display (car (gimp-image-width image)) port) (display "\t" port)
-    (display (car (gimp-image-height image)) port) (newline port)
-    (acetate-walk (vector->list (cadr (gimp-image-get-layers image))) port dir "")
-    (close-output-port port)))
-"""
 
 
 def require(tool: str) -> str:
@@ -90,42 +58,29 @@ def document(tmp_path_factory) -> tuple[Path, ResultRecord, dict[str, np.ndarray
 
 
 def test_gimp_reads_structure_and_pixels(document, tmp_path: Path):
-    gimp = require("gimp")
     psd, record, pixels = document
-    call = f'(begin {GIMP_SCRIPT} (acetate-list "{psd}" "{tmp_path}") (gimp-quit 0))'
-    subprocess.run(
-        [gimp, "-i", "-d", "-f", "--batch-interpreter=plug-in-script-fu-eval", "-b", call],
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    size, *rows = (tmp_path / "layers.tsv").read_text("utf-8").splitlines()
-    assert size.split("\t") == ["56", "40"]
-    items = [row.split("\t") for row in rows]
+    size, items = read_with_gimp(psd, tmp_path)
+    assert size == (56, 40)
 
     # GIMP lists top → bottom and makes duplicate names unique with " #N".
-    groups = [item for item in items if item[1] == "group"]
-    assert [item[0] for item in groups] == [group_name(PROMPT, 1), group_name(PROMPT, 0)]
-    assert all(item[6] == "1" for item in groups)
-    read_layers = [item for item in items if item[1] == "layer"]
+    groups = [item for item in items if item.is_group]
+    assert [item.path for item in groups] == [group_name(PROMPT, 1), group_name(PROMPT, 0)]
+    assert all(item.visible for item in groups)
+    read_layers = [item for item in items if not item.is_group]
     expected = list(reversed(record.layers))
     assert len(read_layers) == len(expected)
-    for (path, _, left, top, width, height, visible, tattoo), layer in zip(
-        read_layers, expected, strict=True
-    ):
-        group, name = path.split("/")
+    for item, layer in zip(read_layers, expected, strict=True):
+        group, name = item.path.split("/")
         assert group == group_name(PROMPT, layer.batch_index)
         assert re.fullmatch(re.escape(layer.name) + r"( #\d+)?", name), name
-        assert (int(left), int(top), int(width), int(height)) == (
+        assert (item.left, item.top, item.width, item.height) == (
             layer.left,
             layer.top,
             layer.width,
             layer.height,
         )
-        assert visible == ("1" if layer.visible else "0")
-        with Image.open(tmp_path / f"{tattoo}.png") as image:
-            exported = np.asarray(image.convert("RGBA"))
-        assert np.array_equal(exported, pixels[layer.file]), layer.file
+        assert item.visible == layer.visible
+        assert np.array_equal(item.pixels(tmp_path), pixels[layer.file]), layer.file
 
 
 def imagemagick(*args: str) -> bytes:

@@ -129,3 +129,25 @@ def test_layer_cache_is_bounded_lru() -> None:
     assert cache.get("c", "f.png") is None and cache.nbytes == 100
     cache.drop("b")
     assert cache.nbytes == 0
+
+
+@pytest.mark.asyncio
+async def test_round_robin_across_owners_with_true_positions(tmp_path: Path) -> None:
+    queue, seen = make_queue(tmp_path, limit=10)
+    jobs = {}
+    for name, owner in (("a0", "anna"), ("a1", "anna"), ("a2", "anna"), ("b0", "ben")):
+        jobs[name] = new_job(params(name), {}, owner)
+        await queue.submit(jobs[name])
+    jobs["c0"] = new_job(params("c0"), {}, "cleo")
+    assert await queue.submit(jobs["c0"]) == 2  # behind anna's first and ben's first
+    jobs["b1"] = new_job(params("b1"), {}, "ben")
+    assert await queue.submit(jobs["b1"]) == 4  # ben's second: round two, after anna's second
+    order = ["a0", "b0", "c0", "a1", "b1", "a2"]
+    assert [queue.position(jobs[name]) for name in order] == list(range(6))
+    # Jobs pushed back by a newcomer were told their new position.
+    last_queued = {m.job_id: m.fields["position"] for m in seen if m.type is JobEvent.queued}
+    assert [last_queued[jobs[name].id] for name in order] == list(range(6))
+    # Dispatch follows the announced order.
+    started = [await queue.next_job() for _ in order]
+    assert [job.id for job in started] == [jobs[name].id for name in order]
+    assert len(queue.active) == 6 and queue.length == 6

@@ -34,6 +34,7 @@ from PIL import Image
 from reference import krita_to_rgba8
 from scenarios.artwork import (
     CANVAS_SIZE,
+    DECOMPOSE_SIZE,
     SCENE_OBJECTS,
     SCENE_SIZE,
     SELECTION,
@@ -43,7 +44,8 @@ from scenarios.artwork import (
 )
 from server_process import ServerProcess, free_port, start_server
 
-pytestmark = pytest.mark.krita
+# One Krita launch runs every scenario inside the fixture: its setup needs more than the default.
+pytestmark = [pytest.mark.krita, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -306,8 +308,9 @@ def test_other_colour_spaces_go_through_krita(e2e: E2E) -> None:
     assert ((ours[..., 0] >= low - 2) & (ours[..., 0] <= high + 2))[seen].all()
 
 
-def test_scene_from_a_layout_group_of_three_overlapping_objects(e2e: E2E) -> None:
-    outcome = e2e.scenario("scene")
+@pytest.mark.parametrize("scenario", ["scene", "scene_sdxl"])
+def test_scene_from_a_layout_group_of_three_overlapping_objects(e2e: E2E, scenario: str) -> None:
+    outcome = e2e.scenario(scenario)
     width, height = SCENE_SIZE
     # The background sent is the canvas without the layout group, read without a trace.
     assert outcome["read"] == {
@@ -360,9 +363,61 @@ def test_scene_from_a_layout_group_of_three_overlapping_objects(e2e: E2E) -> Non
     assert timeline[:3] == [f"inserted object_{i}.png" for i in range(3)], timeline
     latency = outcome["insert_seconds"]
     print(
-        "\nscene: layer_ready → inserted in Krita: "
+        f"\n{scenario}: layer_ready → inserted in Krita: "
         + ", ".join(f"{file} {latency[file] * 1000:.0f} ms" for file in sorted(latency))
     )
+
+
+def test_krita_opens_the_result_ora_with_exact_layers(e2e: E2E) -> None:
+    """OpenRaster through Krita's own importer: the scene's group, names, order, visibility and
+    every layer's pixels at its offset, byte-exact against the server's PNGs."""
+    outcome = e2e.scenario("open_ora")
+    assert outcome["size"] == list(SCENE_SIZE) and outcome["model"] == ["RGBA", "U8"]
+    (group,) = [node for node in outcome["tree"] if node["type"] == "grouplayer"]
+    assert group["name"] == "a street #1"
+    assert [(c["name"], c["visible"]) for c in group["children"]] == [
+        *[(name, True) for name in SCENE_OBJECTS],
+        ("blended", False),
+    ]
+    check_pixels(e2e, outcome, "U8", linear=False)
+
+
+def test_decompose_splits_the_active_layer_into_a_group_above_it(e2e: E2E) -> None:
+    outcome = e2e.scenario("decompose")
+    width, height = DECOMPOSE_SIZE
+    # The active layer is the source (the docker offers the whole canvas instead), read
+    # without a trace.
+    assert outcome["sources"] == ["Active layer", "Whole canvas"]
+    assert outcome["read"] == {
+        "undo_changed": False,
+        "modified": False,
+        "bytes": 4 * width * height,
+    }
+    record = outcome["record"]
+    sent = record["parameters"]
+    layer = krita_to_rgba8(artwork(width, height, "U8"), "U8", False)
+    assert sent["image"]["sha256"] == sha256(layer)
+    assert (sent["layer_count"], sent["steps"]) == (2, 2)
+    # One group right above the source, which is hidden (not deleted); its layers bottom → top
+    # as the record names them, the recomposite hidden.
+    assert top_level(outcome["tree"]) == ["Background", "artwork", "a landscape #1", "top"]
+    assert not group(outcome["tree"], "artwork")["visible"] and not outcome["artwork_visible"]
+    children = group(outcome["tree"], "a landscape #1")["children"]
+    named = [(layer["name"], layer["visible"]) for layer in record["layers"]]
+    assert named == [("layer_1", True), ("layer_2", True), ("blended", False)]
+    assert [(child["name"], child["visible"]) for child in children] == named
+    assert [layer["name"] for layer in outcome["layers"]] == [name for name, _ in named]
+    for placed in outcome["layers"]:
+        left, top, w, h = placed["rect"]
+        assert min(left, top) >= 0 and left + w <= width and top + h <= height
+    check_pixels(e2e, outcome, "U8", linear=False)
+    # Hiding the source is no undo step: Ctrl+Z would undo the last layer's "Add Layer".
+    assert outcome["undo_text"] == "Undo Add Layer"
+    # "Undo whole result" removes the group and shows the source again.
+    assert outcome["undo_button_visible"]
+    after = outcome["after_undo_result"]
+    assert top_level(after) == ["Background", "artwork", "top"]
+    assert group(after, "artwork")["visible"]
 
 
 def test_cancel_stops_the_job_and_inserts_nothing(e2e: E2E) -> None:

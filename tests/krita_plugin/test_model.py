@@ -133,6 +133,9 @@ class FakeDocument:
     def active_layer_id(self) -> str | None:
         return self.active
 
+    def visible_layer_ids(self) -> list[str]:
+        return [n.id for n in self.nodes if n.visible]
+
     def top_layer_id(self) -> str | None:
         return self.nodes[-1].id if self.nodes else None
 
@@ -204,6 +207,8 @@ def test_each_mode_reads_only_what_it_needs(mode: str) -> None:
         "upscale": {"image"},
         # the canvas as the scene's background (objects come from a layout group)
         "scene": {"bg"},
+        # the active layer, and only the selected part of it is split
+        "decompose": {"image", "selection"},
     }[mode]
     assert set(images) == expected
     if mode == "layer_on_artwork":

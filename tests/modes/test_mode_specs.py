@@ -93,6 +93,7 @@ def test_derived_rules_match_the_behaviour_before_specs() -> None:
         "layer_on_artwork",
         "upscale",
         "scene",  # its frame image `bg` is optional: without it, width/height
+        "decompose",
     }
     frames = {name: MODES[name].frame_image for name in BUILTIN_NAMES}
     assert frames == {
@@ -105,6 +106,7 @@ def test_derived_rules_match_the_behaviour_before_specs() -> None:
         "layer_on_artwork": "canvas",
         "upscale": "image",
         "scene": "bg",
+        "decompose": "image",
     }
     required = {name: MODES[name].required_images for name in BUILTIN_NAMES}
     assert required == {
@@ -117,6 +119,7 @@ def test_derived_rules_match_the_behaviour_before_specs() -> None:
         "layer_on_artwork": ("canvas",),
         "upscale": ("image",),
         "scene": (),
+        "decompose": ("image",),
     }
     stacks = {name: MODES[name].layer_names({}) for name in BUILTIN_NAMES}
     assert stacks["joint"] == ["background", "foreground", "blended"]
@@ -125,6 +128,9 @@ def test_derived_rules_match_the_behaviour_before_specs() -> None:
     assert scene.layer_names({"objects": 2}) == ["background", "object_0", "object_1", "blended"]
     assert scene.layer_names({"objects": 1}, images={"bg"}) == ["object_0", "blended"]
     assert [n for n in BUILTIN_NAMES if not MODES[n].prompt_required] == ["upscale"]
+    decompose = MODES["decompose"]  # numbered from 1, counted from an int option
+    assert decompose.layer_names({"layer_count": 2}) == ["layer_1", "layer_2", "blended"]
+    assert decompose.stack_position("layer_10") > decompose.stack_position("layer_9")
     hidden = {layer.name for spec in MODES.values() for layer in spec.layers if not layer.visible}
     alpha = {layer.name for spec in MODES.values() for layer in spec.layers if layer.keeps_alpha}
     assert "blended" in hidden and "foreground" in alpha and "background" not in alpha
@@ -172,7 +178,7 @@ def test_requests_stay_strict_and_name_the_field() -> None:
 
 
 def test_records_a_client_receives_ignore_unknown_fields() -> None:
-    """A newer server may add fields (`ora`, `files`, `metrics`, `owner` are coming)."""
+    """A newer server may add fields: a client built against this one ignores them."""
     layer = {
         "name": "foreground",
         "batch_index": 0,
@@ -194,9 +200,10 @@ def test_records_a_client_receives_ignore_unknown_fields() -> None:
         "psd": None,
         "ora": "layers.ora",
         "metrics": [{"psnr": 30.0}],
+        "from_a_newer_server": {"anything": 1},
     }
     record = ResultRecord.model_validate(result)
-    assert record.layers[0].left == 1 and not hasattr(record, "ora")
+    assert record.layers[0].left == 1 and not hasattr(record, "from_a_newer_server")
     job = JobRecord.model_validate(
         {"id": "j_1", "status": "done", "result": result, "owner": "ana", "queued_at": 1.0}
     )

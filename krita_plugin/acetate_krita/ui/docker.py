@@ -8,16 +8,22 @@ from typing import Any
 from krita import DockWidget
 
 from .. import eventloop
-from ..inputs import generatable, layout_lists
+from ..inputs import generatable, layout_lists, source_of
+from ..local_server import LocalServer
 from ..model import HistoryItem, Model, offered
 from ..protocol import MAX_SEED, ListInputInfo
 from ..qt import QtCore, QtGui, QtWidgets
 from .bind import bind_check, bind_combo, bind_line, bind_spin, bind_text, watch
+from .local_server import LocalServerSection
 from .options import OptionEditor, option_editor
 
 Qt = QtCore.Qt
 PREVIEW_SIDE = 160
 THUMBNAIL_SIDE = 64
+
+
+#: How the docker names where an input is read from.
+SOURCE_LABELS = {"layer": "Active layer", "canvas": "Whole canvas", "selection": "Selection"}
 
 
 def _row(label: str, *widgets: QtWidgets.QWidget) -> QtWidgets.QWidget:
@@ -63,10 +69,11 @@ def _wrapping_label(style: str = "") -> QtWidgets.QLabel:
 class AcetateDocker(DockWidget):
     """Widgets only: every value lives in the `Model`, every button calls one of its actions."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, local_server: LocalServer | None = None) -> None:
         super().__init__()
         self.setWindowTitle("Acetate")
         self.model = model
+        self.local_server = local_server
         self.task: asyncio.Task[Any] | None = None
         body = QtWidgets.QWidget()
         self.layout_ = QtWidgets.QVBoxLayout(body)
@@ -113,6 +120,11 @@ class AcetateDocker(DockWidget):
         layout.addWidget(self.connect_button)
         for widget in (_row("Server", self.url_edit), _row("Token", self.token_edit), status):
             self.layout_.addWidget(widget)
+        self.local_section = (
+            LocalServerSection(self.local_server) if self.local_server is not None else None
+        )
+        if self.local_section is not None:
+            self.layout_.addWidget(self.local_section)
         watch(model, "connected", self, lambda _: self._show_connection())
         watch(model, "connection_text", self, lambda _: self._show_connection())
         self._show_connection()
@@ -162,6 +174,8 @@ class AcetateDocker(DockWidget):
         self.option_editors: dict[str, OptionEditor] = {}
         self.list_boxes: dict[str, ListEditor | LayoutBox] = {}
         self.generate_checks: dict[str, QtWidgets.QCheckBox] = {}
+        #: Where an input with other sources is read from (decompose: layer or canvas).
+        self.source_combos: dict[str, QtWidgets.QComboBox] = {}
         self.advanced_box: QtWidgets.QGroupBox | None = None
         for widget in (
             self.mode_box,
@@ -178,7 +192,7 @@ class AcetateDocker(DockWidget):
                 item.widget().hide()
                 item.widget().deleteLater()
         self.option_editors, self.list_boxes, self.advanced_box = {}, {}, None
-        self.generate_checks = {}
+        self.generate_checks, self.source_combos = {}, {}
         mode = self.model.mode_info
         if mode is None:
             return
@@ -202,6 +216,20 @@ class AcetateDocker(DockWidget):
             check.toggled.connect(lambda on, f=image.field: self.model.set_generated(f, on))
             self.generate_checks[image.field] = check
             self.mode_layout.addWidget(check)
+        for image in mode.inputs:
+            if len(image.sources) < 2:
+                continue
+            combo = QtWidgets.QComboBox()
+            for source in image.sources:
+                combo.addItem(SOURCE_LABELS.get(source, source), source)
+            combo.setToolTip(image.help)
+            chosen = source_of(image, self.model.input_sources)
+            combo.setCurrentIndex(max(combo.findData(chosen), 0))
+            combo.currentIndexChanged.connect(
+                lambda _, f=image.field, c=combo: self.model.set_input_source(f, c.currentData())
+            )
+            self.source_combos[image.field] = combo
+            self.mode_layout.addWidget(_row(f"{image.label or image.field} from", combo))
         layouts = {spec.field for spec in layout_lists(mode)}
         for spec in mode.lists:
             box: ListEditor | LayoutBox

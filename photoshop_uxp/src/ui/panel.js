@@ -6,7 +6,10 @@
 "use strict";
 
 const { fixedLayers, layoutList, omittableInputs, optionDefault, pickMode, shownOptions } = require("../modes.js");
-const { FIELD_LABELS, layoutFromGroup, layoutKey, listRows, omitKey } = require("../settings.js");
+const { FIELD_LABELS, inputSource, layoutFromGroup, layoutKey, listRows, omitKey, sourceKey } = require("../settings.js");
+
+/** How the panel names where an input is read from. */
+const SOURCE_LABELS = { layer: "Active layer", canvas: "Whole canvas", selection: "Selection" };
 
 /** @typedef {import("../state").PanelState} PanelState */
 /** @typedef {import("../settings").Settings} Settings */
@@ -376,6 +379,16 @@ function mountPanel(root, { store, controller, saveToken }) {
         },
       });
       basic.appendChild(el(doc, "div", { class: "row" }, [wrap(`Generate the ${layer.label.toLowerCase()} (instead of the canvas)`, box)]));
+    }
+    for (const input of mode.inputs.filter((item) => (item.other_sources ?? []).length > 0)) {
+      // e.g. decompose's image: the active layer, or the whole canvas.
+      const key = sourceKey(input.field);
+      const select = /** @type {HTMLSelectElement} */ (el(doc, "select"));
+      for (const source of [input.source, ...(input.other_sources ?? []).filter((item) => item !== input.source)]) {
+        select.appendChild(el(doc, "option", { value: source, text: SOURCE_LABELS[source] ?? source }));
+      }
+      select.addEventListener("change", () => setValueOf(key, select.value));
+      basic.appendChild(row(`opt-${key}`, `${input.label} from`, select, (settings) => inputSource(settings, input), input.help));
     }
     for (const list of mode.lists) {
       basic.appendChild(listEditor(list, mode, family));

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -16,6 +16,7 @@ from acetate.api import redact
 from acetate.api.auth import TicketBook, TokenRegistry
 from acetate.api.config import ServerConfig
 from acetate.api.keys import (
+    BACKEND,
     CACHE,
     CONFIG,
     ENGINE,
@@ -25,17 +26,22 @@ from acetate.api.keys import (
     QUEUE,
     TICKETS,
     TOKENS,
-    WORKER,
     ModelCatalog,
 )
+from acetate.api.metrics import setup_metrics
 from acetate.api.middlewares import RedactingAccessLogger, error_middleware, security_middleware
 from acetate.api.routes import setup_routes
 from acetate.api.ws import Hub
+from acetate.backends.base import Backend
+from acetate.backends.local import LocalBackend
 from acetate.errors import InputError
 from acetate.jobs.cache import LayerCache
 from acetate.jobs.queue import JobQueue
 from acetate.jobs.store import JobStore
-from acetate.jobs.worker import GenerationEngine, Worker
+from acetate.jobs.worker import GenerationEngine
+
+#: Builds the backend once the app's queue and layer cache exist (`acetate serve --backend`).
+BackendFactory = Callable[[JobQueue, LayerCache, ServerConfig], Backend]
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +50,10 @@ def create_app(
     config: ServerConfig,
     engine: GenerationEngine,
     store: ModelCatalog,
+    backend: BackendFactory | None = None,
 ) -> web.Application:
-    """A fresh application; `store` is the `ModelStore` (for GET /api/models)."""
+    """A fresh application; `store` is the `ModelStore` (for GET /api/models); `backend`
+    builds where jobs run (default: `LocalBackend`, one thread on `engine`)."""
     config.check()
     redact.install()  # no token or ticket in any log record from here on
     tokens = TokenRegistry(config.token, config.tokens_file)
@@ -68,14 +76,17 @@ def create_app(
     app[MODELS] = store
     app[QUEUE] = queue
     app[CACHE] = cache
-    app[WORKER] = Worker(
-        queue,
-        engine,
-        cache,
-        preview_interval_s=config.preview_interval_s,
-        preview_max_side=config.preview_max_side,
-        shutdown_timeout_s=config.shutdown_timeout_s,
-    )
+    if backend is None:
+        app[BACKEND] = LocalBackend(
+            queue,
+            engine,
+            cache,
+            preview_interval_s=config.preview_interval_s,
+            preview_max_side=config.preview_max_side,
+            shutdown_timeout_s=config.shutdown_timeout_s,
+        )
+    else:
+        app[BACKEND] = backend(queue, cache, config)
     app[HUB] = Hub(queue, max_message_bytes=config.max_ws_message_bytes)
     app[PSD_LOCKS] = {}
     app.cleanup_ctx.append(jobs_context)
@@ -83,6 +94,7 @@ def create_app(
         app.cleanup_ctx.append(reload_on_sighup)
     app.on_shutdown.append(app[HUB].close_all)
     setup_routes(app)
+    setup_metrics(app)
     return app
 
 
@@ -126,13 +138,13 @@ async def reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
 
 
 async def jobs_context(app: web.Application) -> AsyncIterator[None]:
-    """Restore finished jobs, run the worker and the retention sweep; stop them cleanly."""
+    """Restore finished jobs, run the backend and the retention sweep; stop them cleanly."""
     queue, config = app[QUEUE], app[CONFIG]
     restored = await asyncio.to_thread(queue.restore)
     if restored:
         log.info("restored %d finished jobs from %s", restored, queue.store.root)
     await sweep(queue, config)  # before serving: expired results are never shown
-    worker = asyncio.create_task(app[WORKER].run(), name="acetate-worker")
+    worker = asyncio.create_task(app[BACKEND].run(), name="acetate-worker")
     sweeper = asyncio.create_task(sweep_forever(queue, config), name="acetate-expiry")
     yield
     sweeper.cancel()
@@ -142,10 +154,10 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
         with suppress(asyncio.CancelledError):
             await task
     try:
-        await app[WORKER].release()
+        await app[BACKEND].release()
     except Exception:
         log.exception("releasing the engine failed")
-    app[WORKER].executor.shutdown(wait=True)
+    await app[BACKEND].close()
 
 
 async def sweep(queue: JobQueue, config: ServerConfig) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import os
 import secrets
 import stat
 import string
@@ -76,7 +77,8 @@ def parse_tokens_file(path: Path) -> dict[str, Principal]:
         text = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"--tokens: cannot read {path}: {error}", field="tokens") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    # Windows reports every file as 0o666/0o444 (NTFS ACLs are not mode bits): no check there.
+    if os.name != "nt" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise InputError(
             f"--tokens: {path} is readable by group or others (mode "
             f"{stat.S_IMODE(info.st_mode):o}); run: chmod 600 {path}",

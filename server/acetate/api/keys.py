@@ -10,9 +10,10 @@ from aiohttp import web
 from acetate.api.auth import TicketBook, TokenRegistry
 from acetate.api.config import ServerConfig
 from acetate.api.ws import Hub
+from acetate.backends.base import Backend
 from acetate.jobs.cache import LayerCache
 from acetate.jobs.queue import JobQueue
-from acetate.jobs.worker import GenerationEngine, Worker
+from acetate.jobs.worker import GenerationEngine
 
 
 class ModelCatalog(Protocol):
@@ -26,7 +27,8 @@ ENGINE = web.AppKey("engine", GenerationEngine)
 MODELS = web.AppKey("models", ModelCatalog)
 QUEUE = web.AppKey("queue", JobQueue)
 CACHE = web.AppKey("cache", LayerCache)
-WORKER = web.AppKey("worker", Worker)
+#: Where jobs run (`LocalBackend` or `RayBackend`).
+BACKEND = web.AppKey("backend", Backend)
 HUB = web.AppKey("hub", Hub)
 TOKENS = web.AppKey("tokens", TokenRegistry)
 TICKETS = web.AppKey("tickets", TicketBook)

@@ -211,6 +211,24 @@ def build_openapi(version: str) -> dict[str, Any]:
                     },
                 },
             },
+            "/api/jobs/{id}/result.ora": {
+                "parameters": [JOB_ID_PARAM],
+                "get": {
+                    "operationId": "getOra",
+                    "responses": {
+                        "200": {
+                            "description": "layered OpenRaster (.ora), built on the first request",
+                            "content": {
+                                "image/openraster": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                }
+                            },
+                        },
+                        **common,
+                        **_errors(404, 409),
+                    },
+                },
+            },
             "/api/ws-ticket": {
                 "post": {
                     "operationId": "wsTicket",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from aiohttp import web
@@ -18,7 +20,7 @@ from acetate.api.middlewares import TICKET_PATH, principal_of
 from acetate.api.openapi import build_openapi
 from acetate.api.schemas import ClientSeen, Health, ImageLimits, ModesInfo, WsTicket
 from acetate.api.uploads import read_upload
-from acetate.export.result import write_psd_for_result
+from acetate.export.result import write_ora_for_result, write_psd_for_result
 from acetate.jobs.job import Job
 from acetate.jobs.queue import JobNotFound, new_job
 from acetate.modes import API_VERSION, MODES, modes_document
@@ -249,31 +251,48 @@ async def get_layer(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, content_type="application/octet-stream", headers=headers)
 
 
-async def get_psd(request: web.Request) -> web.StreamResponse:
-    """The layered PSD, written on the first request (then kept with the result)."""
-    queue = request.app[QUEUE]
-    job = _job(request)
-    await _written(job)
-    assert job.result is not None
-    folder = queue.store.result_dir(job.id)
-    lock = request.app[PSD_LOCKS].setdefault(job.id, asyncio.Lock())
-    async with lock:
-        if job.result.psd is None or not (folder / job.result.psd).is_file():
-            job.result = await asyncio.to_thread(_write_psd, folder, job.result)
-            await queue.persist(job)
-    request.app[PSD_LOCKS].pop(job.id, None)
-    assert job.result.psd is not None
-    path = _inside(folder, job.result.psd)
-    headers = {
-        "Content-Type": "image/vnd.adobe.photoshop",
-        "Content-Disposition": f'attachment; filename="{job.id}.psd"',
-    }
-    return web.FileResponse(path, headers=headers)
+@dataclass(frozen=True)
+class _Document:
+    """A layered document built from a result on its first request, then kept with it."""
+
+    field: Literal["psd", "ora"]
+    content_type: str
+    write: Callable[[Path, ResultRecord], Path]
 
 
-def _write_psd(folder: Path, record: ResultRecord) -> ResultRecord:
-    path = write_psd_for_result(folder, record)
-    return record.model_copy(update={"psd": path.name})
+DOCUMENTS = {
+    "psd": _Document("psd", "image/vnd.adobe.photoshop", write_psd_for_result),
+    "ora": _Document("ora", "image/openraster", write_ora_for_result),
+}
+
+
+def _document_handler(
+    document: _Document,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def get_document(request: web.Request) -> web.StreamResponse:
+        queue = request.app[QUEUE]
+        job = _job(request)
+        await _written(job)
+        assert job.result is not None
+        folder = queue.store.result_dir(job.id)
+        key = f"{job.id}.{document.field}"
+        lock = request.app[PSD_LOCKS].setdefault(key, asyncio.Lock())
+        async with lock:
+            name = getattr(job.result, document.field)
+            if name is None or not (folder / name).is_file():
+                written = await asyncio.to_thread(document.write, folder, job.result)
+                job.result = job.result.model_copy(update={document.field: written.name})
+                await queue.persist(job)
+        request.app[PSD_LOCKS].pop(key, None)
+        path = _inside(folder, getattr(job.result, document.field))
+        headers = {
+            "Content-Type": document.content_type,
+            "Content-Disposition": f'attachment; filename="{job.id}.{document.field}"',
+        }
+        return web.FileResponse(path, headers=headers)
+
+    get_document.__doc__ = f"The layered {document.field.upper()}, written on the first request."
+    return get_document
 
 
 def setup_routes(app: web.Application) -> None:
@@ -286,6 +305,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/jobs/{id}", get_job)
     app.router.add_delete("/api/jobs/{id}", delete_job)
     app.router.add_get("/api/jobs/{id}/layers/{file}", get_layer)
-    app.router.add_get("/api/jobs/{id}/result.psd", get_psd)
+    for extension, document in DOCUMENTS.items():
+        app.router.add_get(f"/api/jobs/{{id}}/result.{extension}", _document_handler(document))
     app.router.add_post(TICKET_PATH, ws_ticket)
     app.router.add_get("/api/ws", app[HUB].handle)

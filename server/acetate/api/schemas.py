@@ -96,6 +96,11 @@ class ImageInputInfo(_Published):
     frame: bool
     relative_to: str | None = None
     when: dict[str, list[str]] | None = None
+    #: The result replaces the layer this image is read from: editors insert it right above
+    #: that layer and hide the layer (shown again when the result is undone).
+    replaced: bool | None = None
+    #: Sources the user may pick instead of `source`.
+    other_sources: list[Literal["canvas", "layer", "selection"]] | None = None
 
 
 class ListInputInfo(_Published):
@@ -122,6 +127,8 @@ class LayerInfo(_Published):
     only_without: str | None = None
     #: The list item field whose text names each counted layer (records' `name`).
     title_from: str | None = None
+    #: The first number of a counted pattern (`layer_1` …; absent: 0).
+    first: int = 0
 
 
 class StageInfo(_Published):
@@ -155,6 +162,8 @@ class ModeInfo(_Published):
     lists: list[ListInputInfo]
     frame: str | None
     frame_scale: str | None
+    #: Setting an option the mode does not read is a 400 naming it.
+    strict_options: bool = False
     layers: list[LayerInfo]
     options: list[OptionInfo]
     families: list[FamilyInfo]

@@ -1,4 +1,4 @@
-"""`acetate serve | generate | models | export | bench | doctor`.
+"""`acetate serve | generate | models | export | bench | doctor | train | eval | data`.
 
 Each sub-command lives in its own module with `add_parser(subparsers)`; heavy imports
 (torch, diffusers, aiohttp) happen inside the command so `acetate --help` stays instant.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from acetate import __version__
 from acetate.errors import AcetateError, InputError
 
-COMMANDS = ("serve", "generate", "models", "export", "bench", "doctor")
+COMMANDS = ("serve", "generate", "models", "export", "bench", "doctor", "train", "eval", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import runpy
 import sys
-from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parents[3] / "bench"
-SUITES = ("decoder", "export", "modes", "server")
+SUITES = ("decoder", "export", "modes", "server", "train")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,17 +21,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from acetate.cli.places import checkout_root
     from acetate.errors import InputError
 
-    if not BENCH_DIR.is_dir():
+    root = checkout_root()
+    if root is None or not (root / "bench").is_dir():
         raise InputError("benchmarks ship with the source checkout only (bench/ not found)")
+    bench_dir = root / "bench"
     suites = SUITES if args.suite == "all" else (args.suite,)
     for suite in suites:
-        script = BENCH_DIR / f"{suite}.py"
+        script = bench_dir / f"{suite}.py"
         print(f"== bench/{suite}.py", flush=True)
         saved, saved_path = sys.argv, list(sys.path)
         sys.argv = [str(script), *args.rest]
-        sys.path.insert(0, str(BENCH_DIR))  # as `python bench/<suite>.py` would
+        sys.path.insert(0, str(bench_dir))  # as `python bench/<suite>.py` would
         try:
             runpy.run_path(str(script), run_name="__main__")
         except SystemExit as exit_:

@@ -8,7 +8,13 @@ import platform
 import shutil
 import sys
 
-from acetate.cli.common import add_engine_options, add_store_options, engine_options, models_dir
+from acetate.cli import places
+from acetate.cli.common import (
+    add_engine_options,
+    add_store_options,
+    engine_options,
+    extra_models_dirs,
+)
 
 PACKAGES = ("torch", "diffusers", "transformers", "safetensors", "aiohttp", "psd-tools", "Pillow")
 
@@ -42,14 +48,29 @@ def run(args: argparse.Namespace) -> int:
         name = torch.cuda.get_device_name(device)
         print(f"  {name}: {free / 2**30:.1f} of {total / 2**30:.1f} GiB free")
 
+    settings_file = places.config_file()
+    settings = places.load_settings(settings_file)
+    models = places.models_place(args.models_dir, settings)
+    results = places.output_place(None, settings)
+    if settings_file is None:
+        print(f"settings: none ({places.CONFIG_ENV} is empty)")
+    else:
+        state = "present" if settings_file.is_file() else "not written yet"
+        print(f"settings: {settings_file} ({state})")
+    print(f"models folder: {models.path} (from {models.source})")
+    extras = extra_models_dirs(args)
+    for extra in extras:
+        print(f"  linked folder: {extra}{'' if extra.is_dir() else ' (MISSING)'}")
+    print(f"results folder: {results.path} (from {results.source})")
+
     from acetate.engine.store.models import ModelStore
 
-    store = ModelStore(models_dir(args), args.extra_models_dir)
+    store = ModelStore(models.path, extras)
     summary = store.describe()
     bases = summary.get("bases", [])
     real = [base for base in bases if not base.get("tiny")]
     tiny = len(bases) - len(real)
-    print(f"models: {models_dir(args)} — {len(real)} real base model(s), {tiny} test model(s)")
+    print(f"models: {len(real)} real base model(s), {tiny} test model(s)")
     for base in bases:
         usable = [mode for mode, missing in base.get("modes", {}).items() if not missing]
         flag = " [test model]" if base.get("tiny") else ""

@@ -1,4 +1,4 @@
-"""`acetate export`: a layered PSD from PNG layers or from a result folder."""
+"""`acetate export`: a layered PSD and/or OpenRaster file from PNG layers or a result folder."""
 
 from __future__ import annotations
 
@@ -10,18 +10,20 @@ from pathlib import Path
 from acetate.errors import InputError
 
 DESCRIPTION = """\
-Write a layered PSD (8-bit RGBA, sRGB, merged composite included).
+Write a layered PSD (8-bit RGBA, sRGB, merged composite included) and/or an OpenRaster file
+(.ora: Krita, MyPaint; straight-alpha layer PNGs, merged image, thumbnail). At least one of
+--psd and --ora.
 
-  acetate export --psd OUT.psd DIR
+  acetate export [--psd OUT.psd] [--ora OUT.ora] DIR
       from a result folder (DIR/result.json): one group per batch item, `blended` hidden,
-      exactly as the server's /api/jobs/{id}/result.psd.
+      exactly as the server's /api/jobs/{id}/result.psd and result.ora.
 
-  acetate export --psd OUT.psd [--canvas WxH] [--group NAME] LAYER...
+  acetate export [--psd OUT.psd] [--ora OUT.ora] [--canvas WxH] [--group NAME] LAYER...
       from PNG files, stacked bottom → top in the order given. Each LAYER is
           [NAME=]FILE.png[@LEFT,TOP]
       NAME defaults to the file's stem; LEFT,TOP (canvas pixels, may be negative) default to
       0,0. The canvas defaults to the bounding box of all layers measured from 0,0.
-      Example: acetate export --psd out.psd bg.png "cat=fg.png@120,-8"
+      Example: acetate export --psd out.psd --ora out.ora bg.png "cat=fg.png@120,-8"
 """
 
 _OFFSET = re.compile(r"(-?\d+),(-?\d+)")
@@ -41,12 +43,13 @@ class LayerArg:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="write a layered PSD from PNG layers or a result folder",
+        help="write a layered PSD/OpenRaster file from PNG layers or a result folder",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--psd", type=Path, metavar="OUT.psd", help="PSD file to write")
     parser.add_argument(
-        "--psd", type=Path, required=True, metavar="OUT.psd", help="PSD file to write"
+        "--ora", type=Path, metavar="OUT.ora", help="OpenRaster file to write (Krita, MyPaint)"
     )
     parser.add_argument(
         "--canvas", metavar="WxH", help="canvas size (default: bounding box of the layers)"
@@ -96,10 +99,13 @@ def parse_canvas(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from acetate.export.ora import write_ora
     from acetate.export.psd import PsdGroup, PsdLayer, write_psd
     from acetate.export.result import load_layer, read_result, result_groups
     from acetate.images import check_size, decode_png
 
+    if args.psd is None and args.ora is None:
+        raise InputError("give --psd OUT.psd and/or --ora OUT.ora", field="--psd")
     inputs: list[str] = args.inputs
     if len(inputs) == 1 and Path(inputs[0]).is_dir():
         if args.canvas or args.group:
@@ -134,9 +140,12 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError("the layers lie entirely left of or above 0,0; give --canvas")
         groups = [PsdGroup(args.group, layers)]
     check_size(*canvas, "--canvas")
-    try:
-        write_psd(args.psd, canvas, groups)
-    except OSError as error:
-        raise InputError(f"cannot write {args.psd}: {error.strerror}", field="--psd") from error
-    print(args.psd)
+    for flag, path, write in (("--psd", args.psd, write_psd), ("--ora", args.ora, write_ora)):
+        if path is None:
+            continue
+        try:
+            write(path, canvas, groups)
+        except OSError as error:
+            raise InputError(f"cannot write {path}: {error.strerror}", field=flag) from error
+        print(path)
     return 0

@@ -27,6 +27,7 @@ from acetate.cli.common import (
     add_engine_options,
     add_store_options,
     engine_options,
+    extra_models_dirs,
     models_dir,
 )
 from acetate.errors import InputError
@@ -73,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="generate transparent layers into a folder",
         description="Generate transparent layers. Writes DIR/foreground.png (and the other "
-        "layers the mode makes), DIR/result.json and, with --psd, DIR/layers.psd. "
+        "layers the mode makes), DIR/result.json and, with --psd/--ora, DIR/layers.psd/.ora. "
         "Request flags left out take the server's default for the mode and model family.",
     )
     parser.error = types.MethodType(_one_line_error, parser)  # type: ignore[method-assign]
@@ -155,6 +156,9 @@ def _add_cli_flags(
     )
     output.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     output.add_argument("--psd", action="store_true", help="also write DIR/layers.psd")
+    output.add_argument(
+        "--ora", action="store_true", help="also write DIR/layers.ora (OpenRaster: Krita, MyPaint)"
+    )
     server.add_argument("--server", metavar="URL", help="run on an Acetate server instead")
     server.add_argument("--token", help="server token (or $ACETATE_TOKEN)")
     engine.add_argument(
@@ -517,7 +521,7 @@ def _run_local(args: argparse.Namespace, params, images) -> int:
     for path in overrides:
         if not path.is_file():
             raise InputError(f"no such file: {path}", field="layer_model")
-    store = ModelStore(models_dir(args), args.extra_models_dir)
+    store = ModelStore(models_dir(args), extra_models_dirs(args))
     if params.controlnet and Path(params.controlnet).exists():
         params = params.model_copy(
             update={"controlnet": store.add_controlnet(Path(params.controlnet))}
@@ -536,7 +540,8 @@ def _run_local(args: argparse.Namespace, params, images) -> int:
     finally:
         for bar in bars:
             bar.close()
-    record = write_result(args.out, result, job_id=f"j_{secrets.token_hex(8)}", psd=args.psd)
+    job_id = f"j_{secrets.token_hex(8)}"
+    record = write_result(args.out, result, job_id=job_id, psd=args.psd, ora=args.ora)
     _print_paths(args.out, record)
     return 0
 
@@ -550,7 +555,9 @@ def _run_remote(args: argparse.Namespace, params, images) -> int:
     token = args.token or os.environ.get("ACETATE_TOKEN")
     # Only what the user gave: the server fills the defaults for the mode and model family.
     request = params.model_dump(mode="json", exclude_unset=True, exclude_none=True)
-    record = asyncio.run(run_job(args.server, token, request, images, args.out, psd=args.psd))
+    record = asyncio.run(
+        run_job(args.server, token, request, images, args.out, psd=args.psd, ora=args.ora)
+    )
     _print_paths(args.out, record)
     return 0
 
@@ -561,6 +568,7 @@ def _print_paths(out: Path, record) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     for layer in record.layers:
         print(out / layer.file)
-    if record.psd:
-        print(out / record.psd)
+    for document in (record.psd, record.ora):
+        if document:
+            print(out / document)
     print(out / "result.json")

@@ -1,4 +1,5 @@
-"""`acetate models [--json] | check FILE… | tiny | get NAME`: the model store from the shell."""
+"""`acetate models [--json] | check FILE… | tiny | get NAME | link DIR | unlink DIR`: the model
+store from the shell."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from acetate.cli.common import add_store_options, models_dir
+from acetate.cli.common import add_store_options, extra_models_dirs, models_dir
 from acetate.errors import InputError
 
-FAMILY = {"sd15": "SD1.5", "sdxl": "SDXL"}
+FAMILY = {"sd15": "SD1.5", "sdxl": "SDXL", "qwen_layered": "Qwen-Image-Layered"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_store_options(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(run=run_list)
-    commands = parser.add_subparsers(dest="models_command", metavar="{check,tiny,get}")
+    commands = parser.add_subparsers(dest="models_command", metavar="{check,tiny,get,link,unlink}")
 
     check = commands.add_parser(
         "check", help="identify LayerDiffusion files and check them against the full-size base"
@@ -47,6 +48,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _models_dir_option(get)
     get.set_defaults(run=run_get)
 
+    link = commands.add_parser(
+        "link",
+        help="record an existing ComfyUI / Forge / A1111 models folder in the settings file",
+        description="Adds DIR to extra_models_dirs of the settings file (`acetate doctor` shows "
+        "where it is), so every later command searches it without --extra-models-dir.",
+    )
+    link.add_argument("folder", type=Path, metavar="DIR")
+    link.set_defaults(run=run_link)
+    unlink = commands.add_parser("unlink", help="forget a folder recorded with `link`")
+    unlink.add_argument("folder", type=Path, metavar="DIR")
+    unlink.set_defaults(run=run_unlink)
+
 
 def _models_dir_option(parser: argparse.ArgumentParser) -> None:
     """`--models-dir` after the sub-command too; no default, so one given before it stays."""
@@ -58,7 +71,7 @@ def _models_dir_option(parser: argparse.ArgumentParser) -> None:
 def _store(args: argparse.Namespace) -> Any:
     from acetate.engine.store.models import ModelStore
 
-    return ModelStore(models_dir(args), args.extra_models_dir)
+    return ModelStore(models_dir(args), extra_models_dirs(args))
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -111,6 +124,16 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
         folders = sorted({item["folder"] for item in summary["get"].values()})
         lines += ["", f"to get: put these in {', '.join(folders)}/ (`acetate models get NAME`):"]
         lines += [f"  {item['file']}  {item['url']}" for item in summary["get"].values()]
+    qwen = summary.get("decompose_files")
+    if qwen:
+        size = qwen["bytes"] / 1e9
+        lines += ["", f"to split images into layers (decompose): {qwen['repo']} ({size:.1f} GB, "
+                  f"{qwen['url']}), put in {qwen['put_in']}:"]  # fmt: skip
+        lines += [
+            f"  {p['folder']}  " + (f"{p['bytes'] / 1e9:.3f} GB" if p["bytes"] else "small")
+            for p in qwen["parts"]
+        ]
+        lines.append(f"  ({qwen['note']})")
     if summary["warnings"]:
         lines += [""] + [f"warning: {warning}" for warning in summary["warnings"]]
     return lines
@@ -182,8 +205,10 @@ def _other_model(path: Path) -> str | None:
 
 def run_tiny(args: argparse.Namespace) -> int:
     from acetate.engine.tiny.bases import ensure_tiny_models
+    from acetate.engine.tiny.qwen_layered import ensure_tiny_qwen
 
     root = ensure_tiny_models(models_dir(args))
+    print(ensure_tiny_qwen(models_dir(args)))  # decompose's test model
     for path in sorted(
         p for sub in ("checkpoints", "controlnet", "layer_model") for p in (root / sub).iterdir()
     ):
@@ -198,4 +223,32 @@ def run_get(args: argparse.Namespace) -> int:
         raise InputError("give a model name", field="name")
     for path in download(args.name, models_dir(args)):
         print(path)
+    return 0
+
+
+def run_link(args: argparse.Namespace) -> int:
+    from acetate.cli import places
+    from acetate.engine.store.discovery import category_folders
+
+    folder: Path = args.folder
+    if not folder.expanduser().is_dir():
+        raise InputError(f"{folder}: no such folder", field="DIR")
+    if not category_folders(folder.expanduser()):
+        raise InputError(
+            f"{folder}: not a models folder or a ComfyUI / Forge / A1111 install (no "
+            "checkpoints/, Stable-diffusion/, controlnet/ or layer_model/ in it or its models/)",
+            field="DIR",
+        )
+    settings_file, added = places.link(folder)
+    state = "linked" if added else "already linked"
+    print(f"{state}: {folder.expanduser().resolve()} (recorded in {settings_file})")
+    return 0
+
+
+def run_unlink(args: argparse.Namespace) -> int:
+    from acetate.cli import places
+
+    if not places.unlink(args.folder):
+        raise InputError(f"{args.folder} is not linked (see {places.config_file()})", field="DIR")
+    print(f"unlinked: {args.folder} (from {places.config_file()})")
     return 0

@@ -6,23 +6,26 @@ import argparse
 import os
 from pathlib import Path
 
+from acetate.cli import places
 from acetate.cli.common import (
-    DEFAULT_MODELS_DIR,
     add_engine_options,
     add_store_options,
     engine_options,
+    extra_models_dirs,
     models_dir,
+)
+from acetate.cli.serve_options import (
+    add_backend_options,
+    apply_config,
+    check_backend_flags,
+    ray_backend,
+    ray_settings,
 )
 
 
 def default_output_dir() -> Path:
-    """`$ACETATE_OUTPUT_DIR`, else the checkout's `outputs/server`, else ~/.acetate/outputs."""
-    env = os.environ.get("ACETATE_OUTPUT_DIR")
-    if env:
-        return Path(env).expanduser()
-    if (DEFAULT_MODELS_DIR / "README.md").is_file():
-        return DEFAULT_MODELS_DIR.parent / "outputs" / "server"
-    return Path.home() / ".acetate" / "outputs"
+    """$ACETATE_OUTPUT_DIR → the settings file → the checkout's `outputs/server` → user data."""
+    return places.output_place(None).path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +69,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="ORIGIN",
         help="an exact Origin value to accept (repeatable)",
     )
-    parser.add_argument("--output-dir", type=Path, default=None, help="where job results are kept")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="where job results are kept (default: $ACETATE_OUTPUT_DIR, the settings file's "
+        "output_dir, the checkout's outputs/server, else the user data folder)",
+    )
     parser.add_argument(
         "--keep-days", type=float, default=7.0, help="delete results older than this"
     )
@@ -96,10 +105,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_store_options(parser)
     add_engine_options(parser)
-    parser.set_defaults(run=run)
+    add_backend_options(parser)
+    parser.set_defaults(run=run, serve_parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_config(args, args.serve_parser)  # --config FILE fills what the flags left out
+    check_backend_flags(args)
     from acetate.api.config import GiB, ServerConfig
 
     config = ServerConfig(
@@ -122,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         max_total_bytes=int(args.keep_gb * GiB),
     )
     config.check()  # before the heavy imports: an unsafe bind is refused at once
+    settings = ray_settings(args) if args.backend == "ray" else None  # likewise bad Ray flags
 
     import logging
 
@@ -137,11 +150,16 @@ def run(args: argparse.Namespace) -> int:
     TokenRegistry(config.token, config.tokens_file)  # a bad tokens file: refused before loading
     context = ssl_context(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    store, notes = open_models(models_dir(args), args.extra_models_dir)
+    store, notes = open_models(models_dir(args), extra_models_dirs(args))
     engine = Engine(store, engine_options(args))
     for line in notes + startup_lines(config, engine, store):
         print(line, flush=True)
-    app = create_app(config, engine, store)
+    backend = None
+    if settings is not None:
+        extra = extra_models_dirs(args)
+        backend = ray_backend(settings, models_dir(args), extra, engine_options(args), config)
+        print(f"Ray backend: {settings.slots} replica slot(s); the queue is here", flush=True)
+    app = create_app(config, engine, store, backend)
     web.run_app(
         app,
         host=config.bind_host,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from acetate.checks import check_request
+from acetate.engine.memory import apply_group_offload, check_memory_options
 from acetate.engine.nets.attention_sharing import AttentionSharing
 from acetate.engine.nets.transparent_vae import (
     TransparentDecoder,
@@ -43,6 +44,7 @@ from acetate.engine.store.models import (
     load_base_pipeline,
     load_controlnet,
 )
+from acetate.engine.store.qwen import QWEN_FAMILY
 from acetate.errors import InputError, OutOfMemory
 from acetate.modes import Family
 from acetate.protocol import GenerateParameters
@@ -53,6 +55,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["Engine", "Prepared", "StepInfo"]
+
+#: What an out-of-memory failure suggests (it fails the job only).
+OOM_HINT = (
+    " (try --offload model; for Qwen-Image-Layered --offload group, --quantize nf4 or "
+    "resolution 640)"
+)
 
 
 @dataclass
@@ -103,6 +111,7 @@ class Engine:
                 "--offload model (SDXL then fits an 8 GB GPU)",
                 field="offload",
             )
+        check_memory_options(self.options, self.device)
         self._base: _LoadedBase | None = None
         self._transparency: dict[tuple[str, Path], TransparentDecoder | TransparentEncoder] = {}
         self._lock = threading.Lock()
@@ -140,12 +149,12 @@ class Engine:
                 yield from self._run(prepared, dict(images), callback, cancel)
             except torch.cuda.OutOfMemoryError as error:
                 self.release()
-                raise OutOfMemory(f"out of device memory: {error}") from error
+                raise OutOfMemory(f"out of device memory: {error}{OOM_HINT}") from error
             except RuntimeError as error:
                 if "out of memory" not in str(error).lower():
                     raise
                 self.release()
-                raise OutOfMemory(f"out of memory: {error}") from error
+                raise OutOfMemory(f"out of memory: {error}{OOM_HINT}") from error
 
     def generate(
         self,
@@ -198,8 +207,16 @@ class Engine:
             return self._base
         self.release()
         log.info("loading base model %s (%s) on %s", base.name, base.family, self.device_name)
-        pipe = load_base_pipeline(base, self.dtype)
-        if self.options.offload == "model" and self.device.type == "cuda":
+        if self.options.offload == "group" and base.family != QWEN_FAMILY:
+            raise InputError(
+                "--offload group is for Qwen-Image-Layered models; LayerDiffusion bases use "
+                "--offload model",
+                field="offload",
+            )
+        pipe = load_base_pipeline(base, self.dtype, quantize=self.options.quantize)
+        if self.options.offload == "group" and self.device.type == "cuda":
+            apply_group_offload(pipe, self.device)
+        elif self.options.offload == "model" and self.device.type == "cuda":
             pipe.enable_model_cpu_offload(device=self.device)
         else:
             pipe.to(self.device)

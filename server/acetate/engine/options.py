@@ -7,7 +7,10 @@ from typing import Literal
 
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "fp16", "bf16", "fp32"]
-Offload = Literal["none", "model", "sequential"]
+#: `group`: diffusers group offloading (block by block; Qwen-Image-Layered on CUDA).
+Offload = Literal["none", "model", "sequential", "group"]
+#: Weight quantisation at load time (bitsandbytes, CUDA only; Qwen-Image-Layered).
+Quantize = Literal["none", "nf4", "int8"]
 
 
 @dataclass(frozen=True)
@@ -15,3 +18,4 @@ class EngineOptions:
     device: Device = "auto"
     dtype: DType = "auto"
     offload: Offload = "none"
+    quantize: Quantize = "none"

@@ -23,6 +23,9 @@ class LayerImage:
     visible: bool = True
     #: A note about this layer for the result's warnings (an object that came out empty).
     warning: str | None = None
+    #: Measurements of this layer's result set for the record's `metrics` (decompose's
+    #: `blended` carries the recomposite's PSNR).
+    metrics: dict[str, float] | None = None
 
     @property
     def file(self) -> str:

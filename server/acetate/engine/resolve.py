@@ -16,6 +16,7 @@ import numpy as np
 
 from acetate.checks import check_regions
 from acetate.engine.store.models import Plan
+from acetate.engine.store.qwen import QWEN_FAMILY, resolve_decompose
 from acetate.images import image_record
 from acetate.modes import MODES, TINY_SIZE, Family, ModeSpec
 from acetate.protocol import (
@@ -59,6 +60,8 @@ def resolve_request(
         filled.update(width=None, height=None)  # the frame is the input's
     if plan.controlnet is not None:
         filled["controlnet"] = plan.controlnet.name
+    if family == QWEN_FAMILY:
+        filled.update(resolve_decompose(params, images, base.tiny))
     stages = _stages(spec, family, params)
     layer_stages = [stage for stage in stages if stage.name != "blend"] or list(stages)
     filled["scheduler"] = params.scheduler or stages[0].scheduler

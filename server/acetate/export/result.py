@@ -1,4 +1,4 @@
-"""Result folders: layer PNGs, optional `layers.psd`, then `result.json` (the result record).
+"""Result folders: layer PNGs, optional `layers.psd`/`layers.ora`, then `result.json` (the record).
 
 Every file is written atomically and `result.json` last, so a crash leaves complete files or
 none, and `result.json` exists only when every file it names does.
@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from acetate.engine.outputs import GenerationResult, LayerImage, stacked
 from acetate.errors import InputError
 from acetate.export.atomic import write_bytes_atomic
+from acetate.export.ora import ORA_FILE, write_ora
 from acetate.export.png import DEFAULT_COMPRESS_LEVEL, write_png
-from acetate.export.psd import PSD_FILE, result_groups, write_psd
+from acetate.export.psd import PSD_FILE, PsdGroup, result_groups, write_psd
 from acetate.images import decode_png
 from acetate.modes import MODES, LayerOut
 from acetate.protocol import CanvasSize, LayerRecord, ResultRecord
@@ -95,7 +96,7 @@ class ResultWriter:
         self.warnings: list[str] = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # A previous record or PSD here would describe files that are about to change.
-        for stale in (RESULT_FILE, PSD_FILE):
+        for stale in (RESULT_FILE, PSD_FILE, ORA_FILE):
             with suppress(FileNotFoundError):
                 (self.out_dir / stale).unlink()
 
@@ -126,6 +127,7 @@ class ResultWriter:
         canvas: tuple[int, int],
         warnings: list[str],
         psd: bool,
+        ora: bool = False,
     ) -> ResultRecord:
         layers = _ordered(self.mode, self.layers)
         record = ResultRecord(
@@ -137,12 +139,21 @@ class ResultWriter:
             layers=self.records(),
             psd=None,
             warnings=[*warnings, *(w for w in self.warnings if w not in warnings)],
+            metrics=[
+                {"batch_index": layer.batch_index, **layer.metrics}
+                for layer in layers
+                if layer.metrics
+            ],
         )
-        if psd:
+        if psd or ora:
             pixels = {layer.file: layer.pixels for layer in layers}
             groups = result_groups(record, lambda r: pixels[r.file])
-            write_psd(self.out_dir / PSD_FILE, _canvas(record), groups)
-            record.psd = PSD_FILE
+            if psd:
+                write_psd(self.out_dir / PSD_FILE, _canvas(record), groups)
+                record.psd = PSD_FILE
+            if ora:
+                write_ora(self.out_dir / ORA_FILE, _canvas(record), groups)
+                record.ora = ORA_FILE
         _write_record(self.out_dir, record)
         return record
 
@@ -153,6 +164,7 @@ def write_result(
     *,
     job_id: str,
     psd: bool,
+    ora: bool = False,
     on_layer: Callable[[LayerRecord], None] | None = None,
     compress_level: int = DEFAULT_COMPRESS_LEVEL,
 ) -> ResultRecord:
@@ -173,6 +185,7 @@ def write_result(
         canvas=(result.canvas_width, result.canvas_height),
         warnings=result.warnings,
         psd=psd,
+        ora=ora,
     )
 
 
@@ -230,14 +243,29 @@ def write_psd_for_result(out_dir: Path, record: ResultRecord | None = None) -> P
 
     Also sets `psd` in `result.json` when that file exists, so the record stays true.
     """
+    return _write_document(out_dir, record, PSD_FILE, write_psd, "psd")
+
+
+def write_ora_for_result(out_dir: Path, record: ResultRecord | None = None) -> Path:
+    """Build `layers.ora` from a finished result folder's PNGs, like `write_psd_for_result`."""
+    return _write_document(out_dir, record, ORA_FILE, write_ora, "ora")
+
+
+def _write_document(
+    out_dir: Path,
+    record: ResultRecord | None,
+    file: str,
+    write: Callable[[Path, tuple[int, int], list[PsdGroup]], None],
+    field: str,
+) -> Path:
     out_dir = Path(out_dir)
     if record is None:
         record = read_result(out_dir)
     groups = result_groups(record, lambda layer: load_layer(out_dir, layer))
-    path = out_dir / PSD_FILE
-    write_psd(path, _canvas(record), groups)
+    path = out_dir / file
+    write(path, _canvas(record), groups)
     if (out_dir / RESULT_FILE).is_file():
         on_disk = read_result(out_dir)
-        if on_disk.psd != PSD_FILE:
-            _write_record(out_dir, on_disk.model_copy(update={"psd": PSD_FILE}))
+        if getattr(on_disk, field) != file:
+            _write_record(out_dir, on_disk.model_copy(update={field: file}))
     return path

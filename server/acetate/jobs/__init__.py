@@ -1,1 +1,2 @@
-"""Jobs: the FIFO queue, the single engine worker thread, records on disk, the raw-layer cache."""
+"""Jobs: the fair queue (round-robin across owners), the local engine worker thread, records
+on disk, the raw-layer cache."""

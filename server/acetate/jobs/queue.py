@@ -1,8 +1,9 @@
-"""The FIFO job queue: submission, positions, cancellation, records, and event fan-out.
+"""The job queue: submission, positions, cancellation, records, and event fan-out.
 
-Everything here runs on the event loop; the worker (`jobs/worker.py`) takes jobs from it one
-at a time. Listeners (the WebSocket hub) receive every `JobMessage` synchronously and must not
-block.
+Everything here runs on the event loop; a backend (`acetate.backends`) takes jobs from it: the
+local worker one at a time, the Ray backend one per free replica slot. The waiting line is
+fair: round-robin across owners (FIFO for one owner), and `position` is the true order.
+Listeners (the WebSocket hub) receive every `JobMessage` synchronously and must not block.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class JobQueue:
         self.max_queued_per_peer = max_queued_per_peer
         self.max_queued_total = max_queued_total
         self.jobs: dict[str, Job] = {}
-        self.running: Job | None = None
+        #: Started jobs by id, oldest first (one with the local worker).
+        self.active: dict[str, Job] = {}
         self._waiting: deque[Job] = deque()
         self._wakeup = asyncio.Event()
         self._listeners: list[Listener] = []
@@ -108,9 +110,18 @@ class JobQueue:
         return jobs
 
     @property
+    def running(self) -> Job | None:
+        """The oldest running job (the only one with the local worker)."""
+        return next(iter(self.active.values()), None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
     def length(self) -> int:
-        """Waiting jobs plus the running one."""
-        return len(self._waiting) + (self.running is not None)
+        """Waiting jobs plus the running ones."""
+        return len(self._waiting) + len(self.active)
 
     # -- events --------------------------------------------------------------------------
 
@@ -187,10 +198,25 @@ class JobQueue:
                 )
         self.jobs[job.id] = job
         await self.persist(job)
-        self._waiting.append(job)
+        position = self._fair_position(job.owner)
+        self._waiting.insert(position, job)
         self._wakeup.set()
-        position = len(self._waiting) - 1
         self.emit(JobMessage.queued(job.id, position))
+        self._announce_positions(position + 1)
+        return position
+
+    def _fair_position(self, owner: str) -> int:
+        """Where a new job of `owner` goes: round-robin across owners. An owner's k-th waiting
+        job belongs to round k; the line is ordered by round, then by arrival in the round, so
+        one person's twenty jobs never hold back another's first."""
+        seen: dict[str, int] = {}
+        mine = sum(1 for queued in self._waiting if queued.owner == owner)
+        position = 0
+        for index, queued in enumerate(self._waiting):
+            round_ = seen.get(queued.owner, 0)
+            seen[queued.owner] = round_ + 1
+            if round_ <= mine:
+                position = index + 1
         return position
 
     async def next_job(self) -> Job:
@@ -200,7 +226,7 @@ class JobQueue:
             await self._wakeup.wait()
         job = self._waiting.popleft()
         job.status = "started"
-        self.running = job
+        self.active[job.id] = job
         self.emit(JobMessage.started(job.id))
         self._announce_positions()
         await self.persist(job)
@@ -230,8 +256,7 @@ class JobQueue:
             job.finish("error", error=public)
         else:
             job.finish("cancelled")
-        if self.running is job:
-            self.running = None
+        self.active.pop(job.id, None)
         took = (job.finished or 0) - job.created
         log.info("job %s %s after %.1f s", job.id, job.status, took)
         try:
@@ -253,8 +278,8 @@ class JobQueue:
     async def cancel_all(self) -> None:
         for job in list(self._waiting):
             await self.cancel(job)
-        if self.running is not None:
-            self.running.cancel.set()
+        for job in self.active.values():
+            job.cancel.set()
 
     async def delete(self, job: Job) -> None:
         """Forget a finished job and delete its files."""

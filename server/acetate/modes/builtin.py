@@ -124,6 +124,11 @@ _JOINT_REASON = (
     "generation for SD1.5 only); use an SD1.5 base, or fg then fg2bg"
 )
 
+_DECOMPOSE_REASON = (
+    "splitting an image into layers needs a Qwen-Image-Layered model, not a LayerDiffusion "
+    "(SD) base"
+)
+
 BUILTIN_MODES: tuple[ModeSpec, ...] = (
     ModeSpec(
         name="fg",
@@ -309,5 +314,49 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
             ),
         ),
         lists=(_SCENE_OBJECTS,),
+    ),
+    ModeSpec(
+        name="decompose",
+        label="Split into layers",
+        help="A flat image (the active layer or the whole canvas, or the selected part of it) "
+        "split into transparent layers, bottom to top, each cropped to its content; the "
+        "blended layers are added hidden. They land right above the source, which is hidden. "
+        "Describe the whole image in the prompt. cfg > 1 is true CFG against the "
+        "negative prompt (empty: against an empty description); cfg ≤ 1 turns CFG off.",
+        pipeline="acetate.engine.pipelines.decompose:run_decompose",
+        layers=(
+            LayerOut("layer_{i}", "Layer", count_from="layer_count", keeps_alpha=True, first=1),
+            _BLENDED,
+        ),
+        options=("layer_count", "resolution", "negative_prompt", "steps", "cfg"),
+        families={
+            "qwen_layered": FamilySupport(
+                {},
+                (Stage("decompose", "Splitting into layers", "euler", takes_stop_at=False),),
+                {"steps": 50, "cfg": 4.0},
+            )
+        },
+        unsupported={family: _DECOMPOSE_REASON for family in ("sdxl", "sd15")},
+        inputs=(
+            ImageInput(
+                "image",
+                "Image",
+                "The image to split: the active layer (a group: its composite), or the whole "
+                "canvas. Its layers land in a group right above it, and it is hidden.",
+                frame=True,
+                replaced=True,
+                other_sources=("canvas",),
+            ),
+            ImageInput(
+                "selection",
+                "Selection",
+                "Only the selected part is split; its layers come back at its place.",
+                kind="mask",
+                source="selection",
+                required=False,
+                relative_to="image",
+            ),
+        ),
+        strict_options=True,
     ),
 )

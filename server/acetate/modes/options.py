@@ -12,7 +12,7 @@ from dataclasses import field as default_field
 from typing import Any, Literal, get_args
 
 #: A base model family; `acetate.engine.store.family` identifies checkpoints as one of these.
-Family = Literal["sd15", "sdxl"]
+Family = Literal["sd15", "sdxl", "qwen_layered"]
 #: `region`: where a list item goes on the canvas, a box `{left, top, width, height}` or a mask
 #: `{mask, left, top}` cropped to its bounds (multipart part `<list>.<i>.mask`).
 OptionType = Literal["int", "float", "bool", "enum", "text", "prompts", "region"]
@@ -20,8 +20,12 @@ OptionType = Literal["int", "float", "bool", "enum", "text", "prompts", "region"
 #: Sampler names (`acetate.engine.schedulers` maps each to a diffusers scheduler).
 Scheduler = Literal["dpm++_2m_karras", "dpm++_2m_sde_karras", "euler_a", "euler", "unipc", "ddim"]
 SCHEDULERS: tuple[Scheduler, ...] = get_args(Scheduler)
-FAMILIES: tuple[Family, ...] = ("sdxl", "sd15")
-FAMILY_LABELS: dict[Family, str] = {"sdxl": "SDXL", "sd15": "SD1.5"}
+FAMILIES: tuple[Family, ...] = ("sdxl", "sd15", "qwen_layered")
+FAMILY_LABELS: dict[Family, str] = {
+    "sdxl": "SDXL",
+    "sd15": "SD1.5",
+    "qwen_layered": "Qwen-Image-Layered",
+}
 #: Test models generate at this size so every mode runs on a CPU in seconds.
 TINY_SIZE = 256
 
@@ -126,5 +130,12 @@ OPTIONS: dict[str, Option] = {
         Option("control_strength", "Structure strength", "How strongly the structure steers.",
                "float", default=1.0, minimum=0.0, maximum=2.0, advanced=True,
                depends_on="control"),
+        Option("layer_count", "Layers", "How many layers to split the image into.", "int",
+               default=4, minimum=2, maximum=10),
+        Option("resolution", "Resolution",
+               "The model's working size, about this many pixels square: 640 or 1024 (the "
+               "test model: 64 or 128); layers come back at the input's size.", "int",
+               family_defaults={"qwen_layered": 640}, minimum=64, maximum=1024,
+               advanced=True),
     )
 }  # fmt: skip

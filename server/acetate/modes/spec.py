@@ -32,6 +32,14 @@ class ImageInput:
     relative_to: str | None = None
     #: Only used when these options have one of these values (control_image with control).
     when: Mapping[str, tuple[str, ...]] = default_field(default_factory=dict)
+    #: The result takes the place of what this image is read from (decompose): editors put
+    #: the result's groups directly above that layer and hide it (never delete it); undoing
+    #: the result shows it again. Read from the canvas, what it replaces is every visible
+    #: top-level layer.
+    replaced: bool = False
+    #: Sources the user may pick instead of `source` (decompose: the whole canvas instead of
+    #: the active layer); editors offer the choice, `source` first.
+    other_sources: tuple[ImageSource, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -47,6 +55,10 @@ class ImageInput:
             data["relative_to"] = self.relative_to
         if self.when:
             data["when"] = {key: list(values) for key, values in self.when.items()}
+        if self.replaced:
+            data["replaced"] = True
+        if self.other_sources:
+            data["other_sources"] = list(self.other_sources)
         return data
 
 
@@ -92,11 +104,13 @@ class LayerOut:
     #: Counted layers: the item field of the `count_from` list whose text names each layer in
     #: records and editors (`title`); the file keeps the pattern name (`object_0.png`).
     title_from: str | None = None
+    #: Counted layers: the first `i` (decompose numbers its layers from 1, scene from 0).
+    first: int = 0
 
     def names(self, count: int) -> list[str]:
         if self.count_from is None:
             return [self.name]
-        return [self.name.format(i=i) for i in range(count)]
+        return [self.name.format(i=i) for i in range(self.first, self.first + count)]
 
     def number(self, name: str) -> int | None:
         """`i` of a layer named by this pattern (0 for a fixed name); None if it is not one."""
@@ -140,6 +154,8 @@ class LayerOut:
             data["only_without"] = self.only_without
         if self.title_from:
             data["title_from"] = self.title_from
+        if self.first:
+            data["first"] = self.first
         return data
 
 
@@ -216,6 +232,9 @@ class ModeSpec:
     defaults: Mapping[str, Any] = default_field(default_factory=dict)
     #: The result frame is the frame image multiplied by this option (upscale).
     frame_scale: str | None = None
+    #: A request setting an option this mode does not read is refused (naming it) instead of
+    #: the option being ignored.
+    strict_options: bool = False
 
     # -- derived ----------------------------------------------------------------------------
 
@@ -330,6 +349,7 @@ class ModeSpec:
             "lists": [item.to_json() for item in self.lists],
             "frame": self.frame_image,
             "frame_scale": self.frame_scale,
+            "strict_options": self.strict_options,
             "layers": [layer.to_json() for layer in self.layers],
             "options": options,
             "families": families,

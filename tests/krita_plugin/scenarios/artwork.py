@@ -12,6 +12,8 @@ import struct
 #: The layer-on-artwork document (also in the README screenshot) and its selection.
 CANVAS_SIZE = (320, 240)
 SELECTION = (60, 118, 96, 72)
+#: The document whose artwork layer the `decompose` scenario splits (tiny model: fast).
+DECOMPOSE_SIZE = (96, 64)
 
 
 def landscape(u: float, v: float) -> tuple[int, int, int]:

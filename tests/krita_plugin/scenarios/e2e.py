@@ -14,11 +14,13 @@ import os
 import signal
 import time
 import traceback
+import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from artwork import (
     CANVAS_SIZE,
+    DECOMPOSE_SIZE,
     SCENE_SIZE,
     SELECTION,
     artwork,
@@ -208,6 +210,7 @@ async def generate(ctx: Any, scenario: str, doc: Any, **form: Any) -> dict[str, 
     record = await click_and_wait(docker().generate_button)
     assert record is not None, docker_state()
     doc.waitForDone()
+    ctx.state["last_record"] = record
     return {
         "record": record_json(record),
         "layers": dump_result(ctx, scenario, doc, record),
@@ -347,17 +350,27 @@ async def gray_document(ctx: Any) -> dict[str, Any]:
 
 
 async def scene(ctx: Any) -> dict[str, Any]:
-    """Scene mode from a layout group of three overlapping objects over painted artwork."""
+    """Scene mode from a layout group of three overlapping objects, on tiny SD1.5."""
+    return await _scene(ctx, "scene", "tiny-sd15")
+
+
+async def scene_sdxl(ctx: Any) -> dict[str, Any]:
+    """The same scene on tiny SDXL (bg→blend then bg+blend→fg per object)."""
+    return await _scene(ctx, "scene-sdxl", "tiny-sdxl")
+
+
+async def _scene(ctx: Any, name: str, model_name: str) -> dict[str, Any]:
+    """A layout group of three overlapping objects over painted artwork → a scene job."""
     from acetate_krita.document import Document
 
     app = Krita.instance()
     width, height = SCENE_SIZE
-    doc = await make_document("scene", width, height, "U8")
+    doc = await make_document(name, width, height, "U8")
     layout = doc.createGroupLayer("layout")
     colours = ((0, 0, 200), (0, 200, 0), (200, 0, 0))
     below = None
-    for (name, mask), colour in zip(scene_layout(width, height), colours, strict=True):
-        child = doc.createNode(name, "paintlayer")
+    for (prompt, mask), colour in zip(scene_layout(width, height), colours, strict=True):
+        child = doc.createNode(prompt, "paintlayer")
         child.setPixelData(painted(mask, colour), 0, 0, width, height)
         layout.addChildNode(child, below)
         below = child
@@ -379,16 +392,78 @@ async def scene(ctx: Any) -> dict[str, Any]:
         "layout_visible": layout.visible(),
         "bytes": len(without.data),
     }
-    (ctx.workdir / "scene-without.rgba").write_bytes(without.data)
-    form = {**FAST, "model": "tiny-sd15", "random_seed": False, "seed": 5}
-    result = await generate(ctx, "scene", doc, mode="scene", prompt="a street", **form)
+    (ctx.workdir / f"{name}-without.rgba").write_bytes(without.data)
+    form = {**FAST, "model": model_name, "random_seed": False, "seed": 5}
+    result = await generate(ctx, name, doc, mode="scene", prompt="a street", **form)
     model = docker().model
     result["read"] = read
     result["timeline"] = list(model.timeline)
     result["insert_seconds"] = dict(model.insert_seconds)
     result["layout_visible"] = layout.visible()
     result["artwork_unchanged"] = bytes(art.pixelData(0, 0, width, height)) == art_before
-    result["without_dump"] = str(ctx.workdir / "scene-without.rgba")
+    result["without_dump"] = str(ctx.workdir / f"{name}-without.rgba")
+    return result
+
+
+async def open_ora(ctx: Any) -> dict[str, Any]:
+    """The last scene's `result.ora` from the server, opened by Krita's own ORA import."""
+    record = ctx.state["last_record"]
+    path = ctx.workdir / f"{record.id}.ora"
+    url = f"{ctx.params['url']}/api/jobs/{record.id}/result.ora"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        path.write_bytes(response.read())
+    app = Krita.instance()
+    doc = app.openDocument(str(path))
+    await asyncio.sleep(0.2)
+    doc.waitForDone()
+    result = {
+        "record": record_json(record),
+        "layers": dump_result(ctx, "ora", doc, record),
+        "tree": tree(doc),
+        "size": [doc.width(), doc.height()],
+        "model": [doc.colorModel(), doc.colorDepth()],
+    }
+    doc.setModified(False)
+    doc.close()
+    return result
+
+
+async def decompose(ctx: Any) -> dict[str, Any]:
+    """Split the active layer (artwork) into two layers on the tiny Qwen-Image-Layered model
+    (its smallest bucket, 2 steps): the group lands right above it and the artwork is hidden;
+    "Undo whole result" removes the group and shows the artwork again."""
+    from acetate_krita.document import Document
+
+    app = Krita.instance()
+    width, height = DECOMPOSE_SIZE
+    doc = await make_document("decompose", width, height, "U8")
+    art = doc.nodeByName("artwork")
+    # Reading the source layer leaves no trace: no undo step, not modified.
+    undo_before = app.action("edit_undo").text()
+    sent = Document(doc).read_layer()
+    read = {
+        "undo_changed": app.action("edit_undo").text() != undo_before,
+        "modified": doc.modified(),
+        "bytes": len(sent.data),
+    }
+    form = {
+        "model": "tiny-qwen-image-layered",
+        "steps": 2,
+        "layer_count": 2,
+        "random_seed": False,
+        "seed": 3,
+    }
+    result = await generate(ctx, "decompose", doc, mode="decompose", prompt="a landscape", **form)
+    combo = docker().source_combos.get("image")
+    result["sources"] = [combo.itemText(i) for i in range(combo.count())] if combo else []
+    result["read"] = read
+    result["undo_text"] = app.action("edit_undo").text()
+    result["artwork_visible"] = art.visible()
+    result["undo_button_visible"] = docker().undo_result_button.isVisible()
+    docker().undo_result_button.click()
+    doc.waitForDone()
+    await asyncio.sleep(0.3)
+    result["after_undo_result"] = tree(doc)
     return result
 
 
@@ -516,6 +591,9 @@ SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
     float_fg2bg,
     gray_document,
     scene,
+    scene_sdxl,
+    open_ora,
+    decompose,
     cancel,
     dummy_parts,
     server_killed,

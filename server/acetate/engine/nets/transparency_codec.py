@@ -88,8 +88,23 @@ def _decode_tta(
         )
         for view, part in zip(views, decoded.split(batch), strict=True):
             outputs[view] = _unview(part, *view)
+    return tta_median([outputs[view] for view in TTA_VIEWS])
+
+
+def tta_median(views: list[torch.Tensor]) -> torch.Tensor:
+    """The element-wise lower median of same-shaped views, as the official `torch.median`.
+
+    Computed on a rank-2 [views, elements] tensor: Apple's MPS sort handles at most 4-D, so the
+    official stack-of-5-D median crashes there ("MPSNDArraySort … Axis = 4"). Half precision is
+    sorted as float32, as the community fixes do: a median picks one of its inputs, so the cast
+    round-trips exactly and the result equals the plain stacked median bit for bit.
+    """
+    first = views[0]
+    stacked = torch.stack([view.reshape(-1) for view in views])
+    if stacked.dtype in (torch.float16, torch.bfloat16):
+        stacked = stacked.float()
     # torch.median takes the lower of the two middle values of 8, exactly as the official code.
-    return torch.stack([outputs[view] for view in TTA_VIEWS]).median(dim=0).values
+    return stacked.median(dim=0).values.to(first.dtype).reshape(first.shape)
 
 
 @torch.inference_mode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from acetate.engine.store.family import (
@@ -37,6 +37,7 @@ SUBFOLDERS: dict[str, Category] = {
     "checkpoints": "base",
     "stable-diffusion": "base",
     "diffusers": "base",
+    "diffusion_models": "base",  # ComfyUI: Qwen-Image split transformers (listed as refused)
     "controlnet": "controlnet",
     "layer_model": "layer",
     "vae": "layer",  # only official transparent VAE file names are taken from here
@@ -108,6 +109,8 @@ class LayerFile:
             "source": self.source,
             "frames": getattr(self.identity, "frames", None),
             "use_control": getattr(self.identity, "use_control", None),
+            # `acetate train` output: its metadata (kind replaced, base VAE, data hash, steps).
+            "trained": getattr(self.identity, "trained", None),
         }
 
 
@@ -176,9 +179,15 @@ def _entries(folder: Path, depth: int = 0) -> Iterator[Path]:
             yield child
 
 
+def model_name(relative: PurePath, is_file: bool) -> str:
+    """A model's name from its path under its category folder: `/`-separated on every OS (so
+    `sdxl\\juju.safetensors` on Windows is `sdxl/juju`, as requests and settings spell it)."""
+    text = relative.as_posix()
+    return text.removesuffix(".safetensors") if is_file else text
+
+
 def _name(path: Path, folder: Path) -> str:
-    relative = path.relative_to(folder).as_posix()
-    return relative.removesuffix(".safetensors") if path.is_file() else relative
+    return model_name(path.relative_to(folder), path.is_file())
 
 
 def _detect(category: Category, path: Path) -> Detection:

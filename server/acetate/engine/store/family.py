@@ -27,7 +27,7 @@ PICKLE_REASON = (
     "get the .safetensors version of this model"
 )
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-FAMILY_LABEL = {"sd15": "SD1.5", "sdxl": "SDXL"}
+FAMILY_LABEL = {"sd15": "SD1.5", "sdxl": "SDXL", "qwen_layered": "Qwen-Image-Layered"}
 _UNSUPPORTED = "LayerDiffusion's layer models exist for SD1.5- and SDXL-family bases only"
 #: diffusers model types (`infer_diffusers_model_type`) → what to call them in a refusal.
 MODEL_TYPE_LABELS = {
@@ -186,8 +186,13 @@ def looks_like_checkpoint(header: Header) -> bool:
 
 def detect_checkpoint(path: Path, header: Header | None = None) -> Detection:
     """Family of a single-file base checkpoint (`.safetensors`)."""
+    from acetate.engine.store.qwen import describe_qwen_file  # qwen imports this module
+
     header = header or read_header(path)
     shapes = header.shapes
+    qwen = describe_qwen_file(shapes)  # ComfyUI's Qwen-Image parts share the UNet prefix
+    if qwen is not None:
+        return Detection(None, reason=qwen)
     unet = {k[len(_UNET) :]: s for k, s in shapes.items() if k.startswith(_UNET)}
     if not unet:
         return Detection(None, reason=_not_a_checkpoint(shapes))
@@ -324,6 +329,10 @@ def detect_pipeline_folder(folder: Path) -> Detection:
     """Family of a diffusers pipeline folder (one with `model_index.json`)."""
     index = load_json(folder / "model_index.json")
     class_name = str(index.get("_class_name", ""))
+    if class_name == "QwenImageLayeredPipeline":
+        from acetate.engine.store.qwen import detect_qwen_folder
+
+        return detect_qwen_folder(folder)
     if "StableDiffusion" not in class_name or "3" in class_name:
         return _refused(f"{class_name or 'unknown'} pipeline")
     unet_config = folder / "unet" / "config.json"

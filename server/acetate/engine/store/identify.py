@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +89,8 @@ class LayerFileIdentity:
     conv_in_channels: int | None = None
     #: Multiplier of the transparency encoder's output (300 for `ld_diffusers_*`, else 1).
     encoder_offset_scale: float = 1.0
+    #: A file `acetate train` wrote: its `acetate.*` metadata (None for the released files).
+    trained: dict[str, str] | None = None
 
 
 def _num_params(shapes: Shapes) -> int:
@@ -213,9 +215,26 @@ def identify_layer_file(
     Raises `ModelFileError` for unknown, damaged, ambiguous or misnamed files.
     """
     path = Path(path)
-    return identify_header(
-        read_shapes(path), path, kind=kind, encoder_offset_scale=encoder_offset_scale
-    )
+    shapes = read_shapes(path)
+    # A trained file says which official kind it replaces (its name is never an official one).
+    trained = trained_metadata(path)
+    if kind is None and trained is not None and trained.get("acetate.kind") in KINDS:
+        kind = trained["acetate.kind"]
+    identity = identify_header(shapes, path, kind=kind, encoder_offset_scale=encoder_offset_scale)
+    return identity if trained is None else replace(identity, trained=trained)
+
+
+def trained_metadata(path: Path) -> dict[str, str] | None:
+    """The `acetate.*` safetensors metadata of a file `acetate train` wrote, else None."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return None
+    found = {k: v for k, v in metadata.items() if k.startswith("acetate.")}
+    return found or None
 
 
 def identify_header(

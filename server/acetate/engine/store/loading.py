@@ -16,6 +16,7 @@ import torch
 
 from acetate.engine.store.discovery import BaseCheckpoint, ControlNetInfo
 from acetate.engine.store.family import CONFIGS_DIR, FAMILY_LABEL, load_json
+from acetate.engine.store.qwen import QWEN_FAMILY, load_qwen_pipeline
 from acetate.errors import ModelFileError, ModelNotFoundError
 
 TOKENIZER_HELP = (
@@ -87,8 +88,11 @@ def _load_error(what: str, path: Path, error: Exception) -> ModelFileError:
     return ModelFileError(f"{path.name} could not be loaded as {what}: {first_line}")
 
 
-def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype) -> Any:
-    """A `StableDiffusionPipeline` (SD1.5) or `StableDiffusionXLPipeline` on the CPU."""
+def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype, quantize: str = "none") -> Any:
+    """A `StableDiffusionPipeline` (SD1.5) or `StableDiffusionXLPipeline` on the CPU (or, for
+    the Qwen-Image-Layered family, a `QwenImageLayeredPipeline`, quantised per `quantize`)."""
+    if base.family == QWEN_FAMILY:
+        return load_qwen_pipeline(base.path, dtype, base.variant, quantize)
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 

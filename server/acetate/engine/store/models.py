@@ -27,6 +27,13 @@ from acetate.engine.store.discovery import (
 )
 from acetate.engine.store.family import CONFIGS_DIR, FAMILIES, FAMILY_LABEL, Family
 from acetate.engine.store.loading import load_base_pipeline, load_controlnet
+from acetate.engine.store.qwen import (
+    QWEN_FAMILY,
+    check_family,
+    default_base_name,
+    files_to_get,
+    tiny_qwen_warning,
+)
 from acetate.engine.store.requirements import (
     MODE_REQUIREMENTS,
     UNSUPPORTED_MODES,
@@ -42,7 +49,9 @@ from acetate.engine.tiny.bases import (
     tiny_models_current,
     tiny_root,
 )
+from acetate.engine.tiny.qwen_layered import TINY_QWEN_NAME, ensure_tiny_qwen, tiny_qwen_folder
 from acetate.errors import InputError, ModelFileError, ModelNotFoundError
+from acetate.modes import MODES
 
 __all__ = [
     "MODE_REQUIREMENTS",
@@ -148,7 +157,7 @@ class ModelStore:
 
     @staticmethod
     def _unique(items: list[Any], warnings: list[str]) -> list[Any]:
-        reserved = set(TINY_BASES) | set(TINY_CONTROLNETS.values())
+        reserved = {*TINY_BASES, TINY_QWEN_NAME, *TINY_CONTROLNETS.values()}
         kept: dict[str, Any] = {}
         for item in items:
             if item.name in reserved or item.name in kept:
@@ -238,9 +247,13 @@ class ModelStore:
 
     def tiny_bases(self) -> list[BaseCheckpoint]:
         root = tiny_root(self.models_dir) / "checkpoints"
+        qwen = tiny_qwen_folder(self.models_dir)
         return [
-            BaseCheckpoint(name, family, "diffusers", root / name, "tiny", tiny=True)
-            for name, family in zip(TINY_BASES, FAMILIES, strict=True)
+            *(
+                BaseCheckpoint(name, family, "diffusers", root / name, "tiny", tiny=True)
+                for name, family in zip(TINY_BASES, FAMILIES, strict=True)
+            ),
+            BaseCheckpoint(TINY_QWEN_NAME, QWEN_FAMILY, "diffusers", qwen, "tiny", tiny=True),
         ]
 
     def bases(self) -> list[BaseCheckpoint]:
@@ -256,23 +269,35 @@ class ModelStore:
     def refused(self) -> list[RefusedFile]:
         return [*self._scan().refused, *self._tiny_found().refused]
 
-    def base(self, name: str | None = None) -> BaseChoice:
-        """The base named `name`, or the default: the first real base, else `tiny-sdxl` with a
-        warning. Unknown names raise `ModelNotFoundError` (never a tiny stand-in)."""
+    def base(self, name: str | None = None, mode: str | None = None) -> BaseChoice:
+        """The base named `name`, or `mode`'s default: the first real base of a family the mode
+        runs on, else its test model (`tiny-sdxl`, or `tiny-qwen-image-layered` for Qwen modes)
+        with a warning. Unknown names raise `ModelNotFoundError` (never a tiny stand-in), a base
+        of the wrong family for `mode` an `InputError` on `model`."""
         bases = self.bases()
         warnings: list[str] = []
         if name is None:
-            real = [b for b in bases if not b.tiny]
-            chosen = real[0] if real else next(b for b in bases if b.name == "tiny-sdxl")
-            if not real:
-                warnings.append(self.default_warning())
+            chosen = next(b for b in bases if b.name == default_base_name(mode, bases))
+            if chosen.tiny:
+                warnings.append(self.default_warning(chosen.name))
         else:
             chosen = self._named(bases, name)
+        if mode is not None:
+            check_family(chosen.family, chosen.name, mode)  # before building a test model
         if chosen.tiny:
-            self.ensure_tiny()
+            self._ensure_tiny_base(chosen)
         return BaseChoice(chosen, warnings)
 
-    def default_warning(self) -> str:
+    def _ensure_tiny_base(self, base: BaseCheckpoint) -> None:
+        if base.family == QWEN_FAMILY:
+            with self._lock:
+                ensure_tiny_qwen(self.models_dir)
+        else:
+            self.ensure_tiny()
+
+    def default_warning(self, tiny: str = "tiny-sdxl") -> str:
+        if tiny == TINY_QWEN_NAME:
+            return tiny_qwen_warning(self.models_dir)
         return (
             f"no real base model found (looked in {self.models_dir / 'checkpoints'}"
             f"{', ' + ', '.join(map(str, self.extra_dirs)) if self.extra_dirs else ''} and the "
@@ -322,7 +347,7 @@ class ModelStore:
         needs = MODE_REQUIREMENTS[base.family].get(mode)
         if needs is None:
             raise InputError(f"unknown mode {mode!r}", field="mode")
-        if base.tiny:
+        if base.tiny and needs:
             self.ensure_tiny()
         chosen: dict[str, LayerFile] = {}
         for override in overrides:
@@ -354,7 +379,7 @@ class ModelStore:
 
         Cheap (headers only): the server runs it before queuing a job, the engine before loading.
         """
-        base, warnings = self.base(model)
+        base, warnings = self.base(model, mode)
         files = self.resolve(base, mode, overrides)
         chosen = None
         if control != "none":
@@ -404,7 +429,7 @@ class ModelStore:
         from acetate.engine.store.catalog import where_to_get
 
         bases = self.bases()
-        default = next((b.name for b in bases if not b.tiny), "tiny-sdxl")
+        default = next((b.name for b in bases if not b.tiny and b.family in FAMILIES), "tiny-sdxl")
         missing_kinds = sorted(
             {
                 name.removesuffix(".safetensors")
@@ -418,6 +443,12 @@ class ModelStore:
             "extra_dirs": [str(d) for d in self.extra_dirs],
             "hf_cache": str(self.hf_cache) if self.hf_cache else None,
             "default_base": default,
+            "default_bases": {mode: default_base_name(mode, bases) for mode in MODES},
+            "decompose_files": (
+                None
+                if any(b.family == QWEN_FAMILY and not b.tiny for b in bases)
+                else files_to_get()
+            ),
             "bases": [self._describe_base(b) for b in bases],
             "layer_files": [f.to_dict() for f in self.layer_files()],
             "controlnets": [c.to_dict() for c in self.controlnets()],

@@ -67,8 +67,10 @@ def select(
     for role, kinds in needs.items():
         if role in chosen:
             continue
+        # A trained file (`acetate train`) is used when named, never as a default.
         ranked = sorted(
-            (f for f in candidates if f.kind in kinds), key=lambda f: kinds.index(f.kind)
+            (f for f in candidates if f.kind in kinds),
+            key=lambda f: (kinds.index(f.kind), getattr(f.identity, "trained", None) is not None),
         )
         if ranked:
             chosen[role] = ranked[0]
