@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,34 +146,46 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
 
 def models_place(flag: Path | None, settings: Settings | None = None) -> Place:
     """The model store: --models-dir → $ACETATE_MODELS_DIR → settings → checkout → user data."""
-    if flag is not None:
-        return Place(flag, "--models-dir")
-    env = os.environ.get(MODELS_ENV)
-    if env:
-        return Place(Path(env).expanduser(), MODELS_ENV)
-    settings = settings if settings is not None else load_settings()
-    if settings.models_dir is not None:
-        return Place(settings.models_dir, "settings file")
-    root = checkout_root()
-    if root is not None:
-        return Place(root / "models", "source checkout")
-    return Place(user_data_dir() / "models", "user data folder")
+
+    def configured() -> Path | None:
+        return (settings if settings is not None else load_settings()).models_dir
+
+    return _place(flag, "--models-dir", MODELS_ENV, configured, ("models",), "models")
 
 
 def output_place(flag: Path | None, settings: Settings | None = None) -> Place:
     """Server results: --output-dir → $ACETATE_OUTPUT_DIR → settings → checkout → user data."""
+
+    def configured() -> Path | None:
+        return (settings if settings is not None else load_settings()).output_dir
+
+    checkout = ("outputs", "server")
+    return _place(flag, "--output-dir", OUTPUT_ENV, configured, checkout, "results")
+
+
+def _place(
+    flag: Path | None,
+    flag_name: str,
+    env_name: str,
+    configured: Callable[[], Path | None],
+    in_checkout: tuple[str, ...],
+    in_user_data: str,
+) -> Place:
+    """The first of: the flag, the environment variable, the settings file, the source
+    checkout's folder, the user data folder — with what chose it. The settings file is read
+    only when neither flag nor variable decides (a broken file does not block an override)."""
     if flag is not None:
-        return Place(flag, "--output-dir")
-    env = os.environ.get(OUTPUT_ENV)
+        return Place(flag, flag_name)
+    env = os.environ.get(env_name)
     if env:
-        return Place(Path(env).expanduser(), OUTPUT_ENV)
-    settings = settings if settings is not None else load_settings()
-    if settings.output_dir is not None:
-        return Place(settings.output_dir, "settings file")
+        return Place(Path(env).expanduser(), env_name)
+    from_settings = configured()
+    if from_settings is not None:
+        return Place(from_settings, "settings file")
     root = checkout_root()
     if root is not None:
-        return Place(root / "outputs" / "server", "source checkout")
-    return Place(user_data_dir() / "results", "user data folder")
+        return Place(root.joinpath(*in_checkout), "source checkout")
+    return Place(user_data_dir() / in_user_data, "user data folder")
 
 
 def extra_models_dirs(flags: list[Path], settings: Settings | None = None) -> list[Path]:
