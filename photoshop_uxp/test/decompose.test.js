@@ -124,19 +124,8 @@ describe("decompose: split a layer or the canvas into layers", { skip: skipWitho
       plugin.controller.disconnect();
     }
   });
-});
 
-describe("decompose: the whole canvas", { skip: skipWithoutPython() }, () => {
-  /** @type {Awaited<ReturnType<typeof startServer>>} */
-  let server;
-  before(async () => {
-    server = await startServer();
-  }, TIMEOUT);
-  after(async () => {
-    await server?.stop();
-  });
-
-  test("what the canvas shows is hidden, the result goes on top; undo shows exactly that again", TIMEOUT, async () => {
+  test("the whole canvas: what the canvas shows is hidden, the result goes on top; undo shows exactly that again", TIMEOUT, async () => {
     const plugin = createPlugin({ serverUrl: server.url });
     const doc = plugin.world.addDocument({ width: 64, height: 48, name: "Flat" });
     doc.addPixelLayer("Background", testImage(64, 48, 5));
