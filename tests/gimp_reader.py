@@ -71,6 +71,8 @@ def read_with_gimp(psd: Path, folder: Path) -> tuple[tuple[int, int], list[GimpI
     gimp = shutil.which("gimp")
     if gimp is None:
         pytest.skip("gimp is not installed (CI installs it)")
+    # Script-fu cannot create folders, and a failed open leaves GIMP's batch mode waiting.
+    folder.mkdir(parents=True, exist_ok=True)
     call = f'(begin {GIMP_SCRIPT} (acetate-list "{psd}" "{folder}") (gimp-quit 0))'
     subprocess.run(
         [gimp, "-i", "-d", "-f", "--batch-interpreter=plug-in-script-fu-eval", "-b", call],

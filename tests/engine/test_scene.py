@@ -189,7 +189,6 @@ def test_the_psd_keeps_names_order_and_non_ascii_prompts(engine: Engine, tmp_pat
     assert (object_2.left, object_2.top) == (record.layers[3].left, record.layers[3].top)
 
 
-@pytest.mark.timeout(600)  # a scene run plus one GIMP launch, slow on a loaded machine
 def test_gimp_reads_the_scene_psd_names_order_offsets_and_pixels(
     engine: Engine, tmp_path: Path
 ) -> None:
