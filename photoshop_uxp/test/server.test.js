@@ -79,7 +79,7 @@ describe("the plugin against the real server", { skip: skipWithoutPython() }, ()
     assert.deepEqual(modes.map((m) => m.name), published.modes.map((/** @type {any} */ m) => m.name), "the panel's modes are the server's");
     assert.equal(connection.status, "connected");
     assert.match(connection.message, /Connected to Acetate .* \(cpu\)/);
-    assert.deepEqual(models.map((m) => m.name).sort(), ["tiny-sd15", "tiny-sdxl"]);
+    assert.deepEqual(models.map((m) => m.name).sort(), ["tiny-qwen-image-layered", "tiny-sd15", "tiny-sdxl"]);
     await until(plugin.store, (state) => state.connection.socket === "open", 30_000);
     plugin.controller.disconnect();
   });
