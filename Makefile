@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# CPU wheel from local disk where present; on other machines this is PyPI's default build for the platform.
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0" || $(PIP) install -q "torch>=2.4,<3"
 	# `ray`: the Ray Serve backend, tested against a real local cluster (tests/api/test_server_ray.py).
-	$(PIP) install -q -c constraints.txt -e ".[dev,ray]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,ray,train]"
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -116,6 +116,12 @@ def option_field(name: str) -> Any:
     )
 
 
+#: A LayerDiffusion file's name as `/api/models` lists it (never a path).
+LayerFileName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^/\\]+$")]
+#: One file per part at most: SDXL's two-stage modes use four (two patches, encoder, decoder).
+MAX_LAYER_FILES = 8
+
+
 class GenerateParameters(_Strict):
     """Every non-image request field. `None` means "the default for this model family and mode";
     option constraints and help come from `acetate.modes.OPTIONS`."""
@@ -144,6 +150,12 @@ class GenerateParameters(_Strict):
     control_strength: float = option_field("control_strength")
     layer_count: int = option_field("layer_count")
     resolution: int | None = option_field("resolution")
+    layer_files: list[LayerFileName] | None = Field(
+        None,
+        max_length=MAX_LAYER_FILES,
+        description="LayerDiffusion files from /api/models (official or trained) replacing the "
+        "defaults for the parts they fill; unset: the official file for each part",
+    )
     selection_bounds: Bounds | None = None
     client_id: str | None = Field(None, max_length=128)
 
@@ -354,6 +366,20 @@ class LayerRecord(_Lenient):
     visible: bool = True
 
 
+class FileRecord(_Lenient):
+    """A model file as a result record names it."""
+
+    name: str
+    sha256: str
+
+
+class UsedFile(FileRecord):
+    """A LayerDiffusion file a resolved request uses: the official kind it fills (a trained
+    file fills the kind its metadata names)."""
+
+    kind: str
+
+
 class ResultRecord(_Lenient):
     """The one result shape: `DIR/result.json`, a job's `result`, the `done` event."""
 
@@ -370,6 +396,8 @@ class ResultRecord(_Lenient):
     #: Measurements per result set, `{"batch_index": b, <name>: value}` (decompose: `psnr_db`,
     #: the recomposited layers against the input inside the region).
     metrics: list[dict[str, Any]] = Field(default_factory=list)
+    #: Official kind → the LayerDiffusion file used for it (official or trained) and its SHA-256.
+    files: dict[str, FileRecord] = Field(default_factory=dict)
 
 
 JobStatus = Literal["queued", "started", "done", "error", "cancelled"]
@@ -451,9 +479,20 @@ class JobMessage:
         return cls(JobEvent.started, job_id)
 
     @classmethod
-    def progress(cls, job_id: str, step: int, total: int, eta_s: float | None) -> JobMessage:
+    def progress(
+        cls,
+        job_id: str,
+        step: int,
+        total: int,
+        eta_s: float | None,
+        stage: str | None = None,
+        label: str | None = None,
+    ) -> JobMessage:
         eta = None if eta_s is None else round(float(eta_s), 2)
-        return cls(JobEvent.progress, job_id, {"step": step, "total": total, "eta_s": eta})
+        fields: dict[str, Any] = {"step": step, "total": total, "eta_s": eta}
+        if stage is not None:  # only modes that name their stages (decompose)
+            fields.update(stage=stage, label=label)
+        return cls(JobEvent.progress, job_id, fields)
 
     @classmethod
     def preview(cls, job_id: str, width: int, height: int, jpeg: bytes) -> JobMessage:
@@ -528,8 +567,8 @@ class ResolvedRequest(_Frozen):
     native_size: int
     canvas: CanvasSize
     images: dict[str, ImageRecord]
-    #: role → official kind of each LayerDiffusion file the request uses.
-    files: dict[str, str]
+    #: role → each LayerDiffusion file the request uses.
+    files: dict[str, UsedFile]
     warnings: tuple[str, ...] = ()
 
     @property
@@ -539,6 +578,13 @@ class ResolvedRequest(_Frozen):
     @property
     def spec(self) -> ModeSpec:
         return MODE_SPECS[self.parameters.mode]
+
+    def file_records(self) -> dict[str, FileRecord]:
+        """The result record's `files`: official kind → the file used for it."""
+        return {
+            used.kind: FileRecord(name=used.name, sha256=used.sha256)
+            for used in self.files.values()
+        }
 
     def record_parameters(self) -> dict[str, Any]:
         """The result record's `parameters`: every field, images as {width, height, sha256}."""

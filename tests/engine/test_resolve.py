@@ -102,10 +102,13 @@ def test_stage_defaults_and_overrides(engine: Engine) -> None:
     assert sd15.parameters.cfg == 7.0
     sdxl = resolve(engine, mode="fg", model="tiny-sdxl", width=128, height=192, steps=3)
     assert (sdxl.parameters.width, sdxl.parameters.height, sdxl.parameters.steps) == (128, 192, 3)
-    assert sdxl.parameters.cfg == 5.0 and sdxl.files == {
+    assert sdxl.parameters.cfg == 5.0
+    assert {role: used.kind for role, used in sdxl.files.items()} == {
         "unet_patch": "layer_xl_transparent_attn",
         "decoder": "vae_transparent_decoder",
     }
+    assert all(used.name == f"{used.kind}.safetensors" for used in sdxl.files.values())
+    assert all(len(used.sha256) == 64 for used in sdxl.files.values())
 
 
 def test_result_parameters_come_from_the_resolved_request(engine: Engine) -> None:

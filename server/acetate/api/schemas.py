@@ -148,6 +148,9 @@ class FamilyInfo(_Published):
     label: str
     supported: bool
     stages: list[StageInfo] | None = None
+    #: Part → the official kinds that fill it, preferred first; a listed layer file (official
+    #: or trained, `/api/models`) of one of these kinds may be named in `layer_files`.
+    files: dict[str, list[str]] | None = None
     reason: str | None = None
 
 

@@ -35,7 +35,7 @@ from acetate.backends.base import (
 )
 from acetate.backends.ray_cluster import Cluster
 from acetate.export.png import FAST_COMPRESS_LEVEL
-from acetate.export.result import ResultWriter, layer_record
+from acetate.export.result import ResultWriter, finish_record, layer_record
 from acetate.jobs.cache import LayerCache
 from acetate.jobs.job import Job
 from acetate.jobs.queue import JobQueue
@@ -273,15 +273,7 @@ class RayBackend:
         prepared = job.prepared
         if not writer.layers or prepared is None:
             return None
-        request = prepared.request
-        return await asyncio.to_thread(
-            writer.finish,
-            job_id=job.id,
-            model=request.parameters.model or "",
-            canvas=(request.canvas.width, request.canvas.height),
-            warnings=list(request.warnings),
-            psd=False,
-        )
+        return await asyncio.to_thread(finish_record, writer, job.id, prepared.request)
 
     async def _disk_error(self, job: Job, writer: ResultWriter, error: OSError) -> None:
         self.executor.cancel(job.id)
@@ -316,7 +308,7 @@ def model_key(prepared: Prepared) -> str:
     """What a replica must hold for this job: the base model and its LayerDiffusion files
     (Serve's multiplexing prefers a replica that already has this key loaded)."""
     request = prepared.request
-    files = ",".join(sorted(request.files.values()))
+    files = ",".join(sorted(used.name for used in request.files.values()))
     return f"{request.parameters.model or ''}|{files}"
 
 

@@ -50,6 +50,8 @@ NOT_FLAGS = frozenset(
         "selection_bounds",
         # editors only: groups one editor's jobs on a server; meaningless for one CLI run
         "client_id",
+        # set by --transparent-decoder / --transparent-encoder / --layer-model (LAYER_FILE_FLAGS)
+        "layer_files",
     }
 )
 
@@ -118,6 +120,7 @@ def add_arguments(
     flags = {
         action.dest: action.option_strings[0] for action in parser._actions if action.option_strings
     }
+    flags["layer_files"] = "--layer-model"  # errors on the chosen files name the flag
     parser.set_defaults(
         request_fields=tuple(request_fields), image_fields=tuple(image_list), flags=flags
     )
@@ -162,18 +165,20 @@ def _add_cli_flags(
     server.add_argument("--server", metavar="URL", help="run on an Acetate server instead")
     server.add_argument("--token", help="server token (or $ACETATE_TOKEN)")
     engine.add_argument(
-        "--transparent-decoder", type=Path, metavar="FILE", help="use this transparent decoder"
+        "--transparent-decoder",
+        metavar="NAME|FILE",
+        help="use this transparent decoder: a name from `acetate models` (official or trained; "
+        "on a server, from its /api/models) or, locally, a file",
     )
     engine.add_argument(
-        "--transparent-encoder", type=Path, metavar="FILE", help="use this transparent encoder"
+        "--transparent-encoder", metavar="NAME|FILE", help="use this transparent encoder (ditto)"
     )
     engine.add_argument(
         "--layer-model",
-        type=Path,
         action="append",
         default=[],
-        metavar="FILE",
-        help="use this LayerDiffusion file for the role it fills (repeatable)",
+        metavar="NAME|FILE",
+        help="use this LayerDiffusion file for the part it fills (repeatable; ditto)",
     )
     add_store_options(engine)
     add_engine_options(engine)
@@ -359,7 +364,49 @@ def request_fields(args: argparse.Namespace) -> dict[str, Any]:
     }
     if layer_prompts:
         fields["layer_prompts"] = layer_prompts
+    names = []
+    for flag, value in layer_file_values(args):
+        if not _is_path(value, args):
+            names.append(value)
+        elif getattr(args, "server", None):
+            raise InputError(
+                f"{flag}: a server cannot read this machine's files; name one it lists in "
+                f"/api/models (got {value!r})",
+                field=flag,
+            )
+    if names:
+        fields["layer_files"] = names
     return fields
+
+
+def layer_file_values(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, value) of every --transparent-decoder/--transparent-encoder/--layer-model."""
+    given = [
+        ("--transparent-decoder", getattr(args, "transparent_decoder", None)),
+        ("--transparent-encoder", getattr(args, "transparent_encoder", None)),
+        *(("--layer-model", value) for value in getattr(args, "layer_model", None) or []),
+    ]
+    return [(flag, value) for flag, value in given if value]
+
+
+def _is_path(value: str, args: argparse.Namespace) -> bool:
+    """A layer-file flag's value is a file path (locally only) when it names an existing file
+    or has a folder in it; otherwise it is a name the model store lists."""
+    if any(sep in value for sep in ("/", "\\")):
+        return True
+    return not getattr(args, "server", None) and Path(value).is_file()
+
+
+def layer_file_paths(args: argparse.Namespace) -> list[Path]:
+    """The layer-file flags that are local file paths; a missing one is an `InputError`."""
+    paths = []
+    for flag, value in layer_file_values(args):
+        if _is_path(value, args):  # `request_fields` refused paths for a server
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise InputError(f"{flag}: no such file: {path}", field=flag)
+            paths.append(path)
+    return paths
 
 
 def flag_for(field: str, flags: Mapping[str, str] | None = None) -> str:
@@ -513,14 +560,7 @@ def _run_local(args: argparse.Namespace, params, images) -> int:
     from acetate.engine.store.models import ModelStore
     from acetate.export.result import write_result
 
-    overrides = [
-        path
-        for path in (args.transparent_decoder, args.transparent_encoder, *args.layer_model)
-        if path is not None
-    ]
-    for path in overrides:
-        if not path.is_file():
-            raise InputError(f"no such file: {path}", field="layer_model")
+    overrides = layer_file_paths(args)
     store = ModelStore(models_dir(args), extra_models_dirs(args))
     if params.controlnet and Path(params.controlnet).exists():
         params = params.model_copy(

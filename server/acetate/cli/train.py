@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from acetate.cli import train_layer
 from acetate.cli.common import add_store_options, models_dir
 
 DESCRIPTION = """\
@@ -69,6 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_store_options(sub)
     sub.set_defaults(run=run)
+    train_layer.add_parser(what)
 
 
 def run(args: argparse.Namespace) -> int:

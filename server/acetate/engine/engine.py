@@ -99,7 +99,7 @@ class Engine:
     """Runs generation requests on one device, one at a time (callers serialise)."""
 
     def __init__(self, store: ModelStore, options: EngineOptions | None = None) -> None:
-        _quiet_library_progress()
+        quiet_library_progress()
         self.store = store
         self.options = options or EngineOptions()
         self.device, self.dtype = resolve_device(self.options)
@@ -132,7 +132,12 @@ class Engine:
         anything; `InputError`s name the field. The server does this when a job is submitted."""
         check_request(params, images)
         plan = self.store.plan(
-            params.model, params.mode, params.control, params.controlnet, overrides
+            params.model,
+            params.mode,
+            params.control,
+            params.controlnet,
+            overrides,
+            params.layer_files or (),
         )
         return Prepared(resolve_request(params, images, plan), plan)
 
@@ -225,6 +230,14 @@ class Engine:
         self._base = _LoadedBase(base.name, base.family, sampler, {}, {})
         return self._base
 
+    def forget_layer_files(self) -> None:
+        """Drop the loaded LayerDiffusion files (kept per path): a training run rewrites its
+        in-progress file between validation samples."""
+        with self._lock:
+            self._transparency.clear()
+            if self._base is not None:
+                self._base.layer_files.clear()
+
     def _layer_models(self, loaded: _LoadedBase, files: Mapping[str, LayerFile]) -> LayerModels:
         models = LayerModels()
         for role, info in files.items():
@@ -267,7 +280,7 @@ class Engine:
             torch.cuda.empty_cache()
 
 
-def _quiet_library_progress() -> None:
+def quiet_library_progress() -> None:
     """Our own progress reporting replaces diffusers/transformers loading bars."""
     import diffusers
     import transformers

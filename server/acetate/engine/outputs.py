@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from acetate.modes import ModeSpec
-from acetate.protocol import ResolvedRequest, layer_file_name
+from acetate.protocol import FileRecord, ResolvedRequest, layer_file_name
 
 
 @dataclass
@@ -24,8 +24,8 @@ class LayerImage:
     #: A note about this layer for the result's warnings (an object that came out empty).
     warning: str | None = None
     #: Measurements of this layer's result set for the record's `metrics` (decompose's
-    #: `blended` carries the recomposite's PSNR).
-    metrics: dict[str, float] | None = None
+    #: `blended` carries the recomposite's PSNR, and the caption when it captioned).
+    metrics: dict[str, float | str] | None = None
 
     @property
     def file(self) -> str:
@@ -51,6 +51,8 @@ class GenerationResult:
     canvas_height: int
     layers: list[LayerImage]
     warnings: list[str] = field(default_factory=list)
+    #: Official kind → the LayerDiffusion file used for it (`ResultRecord.files`).
+    files: dict[str, FileRecord] = field(default_factory=dict)
 
     @classmethod
     def of(cls, request: ResolvedRequest, layers: list[LayerImage]) -> GenerationResult:
@@ -63,6 +65,7 @@ class GenerationResult:
             canvas_height=request.canvas.height,
             layers=layers,
             warnings=[*request.warnings, *(layer.warning for layer in layers if layer.warning)],
+            files=request.file_records(),
         )
 
 

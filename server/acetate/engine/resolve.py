@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from acetate.checks import check_regions
+from acetate.engine.store.digest import file_sha256
 from acetate.engine.store.models import Plan
 from acetate.engine.store.qwen import QWEN_FAMILY, resolve_decompose
 from acetate.images import image_record
@@ -25,6 +26,7 @@ from acetate.protocol import (
     ImageRecord,
     ResolvedRequest,
     StageSettings,
+    UsedFile,
 )
 
 __all__ = ["Prepared", "canvas_size", "resolve_request"]
@@ -61,7 +63,7 @@ def resolve_request(
     if plan.controlnet is not None:
         filled["controlnet"] = plan.controlnet.name
     if family == QWEN_FAMILY:
-        filled.update(resolve_decompose(params, images, base.tiny))
+        filled.update(resolve_decompose(params, images, base.tiny, base.path))
     stages = _stages(spec, family, params)
     layer_stages = [stage for stage in stages if stage.name != "blend"] or list(stages)
     filled["scheduler"] = params.scheduler or stages[0].scheduler
@@ -78,7 +80,10 @@ def resolve_request(
         native_size=native,
         canvas=CanvasSize(width=width, height=height),
         images=records,
-        files={role: layer.kind for role, layer in plan.files.items()},
+        files={
+            role: UsedFile(kind=layer.kind, name=layer.name, sha256=file_sha256(layer.path))
+            for role, layer in plan.files.items()
+        },
         warnings=tuple(plan.warnings),
     )
 

@@ -22,7 +22,7 @@ from acetate.export.png import DEFAULT_COMPRESS_LEVEL, write_png
 from acetate.export.psd import PSD_FILE, PsdGroup, result_groups, write_psd
 from acetate.images import decode_png
 from acetate.modes import MODES, LayerOut
-from acetate.protocol import CanvasSize, LayerRecord, ResultRecord
+from acetate.protocol import CanvasSize, FileRecord, LayerRecord, ResolvedRequest, ResultRecord
 
 RESULT_FILE = "result.json"
 
@@ -128,6 +128,7 @@ class ResultWriter:
         warnings: list[str],
         psd: bool,
         ora: bool = False,
+        files: Mapping[str, FileRecord] | None = None,
     ) -> ResultRecord:
         layers = _ordered(self.mode, self.layers)
         record = ResultRecord(
@@ -144,6 +145,7 @@ class ResultWriter:
                 for layer in layers
                 if layer.metrics
             ],
+            files=dict(files or {}),
         )
         if psd or ora:
             pixels = {layer.file: layer.pixels for layer in layers}
@@ -156,6 +158,19 @@ class ResultWriter:
                 record.ora = ORA_FILE
         _write_record(self.out_dir, record)
         return record
+
+
+def finish_record(writer: ResultWriter, job_id: str, request: ResolvedRequest) -> ResultRecord:
+    """`result.json` of a job for the layers written so far (a server job: the PSD is left for
+    its first request)."""
+    return writer.finish(
+        job_id=job_id,
+        model=request.parameters.model or "",
+        canvas=(request.canvas.width, request.canvas.height),
+        warnings=list(request.warnings),
+        psd=False,
+        files=request.file_records(),
+    )
 
 
 def write_result(
@@ -186,6 +201,7 @@ def write_result(
         warnings=result.warnings,
         psd=psd,
         ora=ora,
+        files=result.files,
     )
 
 

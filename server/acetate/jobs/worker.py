@@ -24,7 +24,7 @@ from PIL import Image
 from acetate.engine.outputs import LayerImage
 from acetate.errors import GenerationCancelled, InputError, OutOfMemory, error_field
 from acetate.export.png import FAST_COMPRESS_LEVEL
-from acetate.export.result import ResultWriter, layer_record
+from acetate.export.result import ResultWriter, finish_record, layer_record
 from acetate.jobs.cache import LayerCache
 from acetate.jobs.job import Job
 from acetate.jobs.queue import JobQueue
@@ -32,7 +32,6 @@ from acetate.protocol import (
     GenerateParameters,
     JobError,
     JobMessage,
-    ResolvedRequest,
     ResultRecord,
 )
 from acetate.public import public_message
@@ -184,7 +183,8 @@ class Worker:
 
         def on_step(info: StepInfoLike) -> None:
             nonlocal last_preview
-            emit(JobMessage.progress(job.id, info.step, info.total, info.eta_s))
+            stage, label = getattr(info, "stage", None), getattr(info, "label", None)
+            emit(JobMessage.progress(job.id, info.step, info.total, info.eta_s, stage, label))
             now = time.monotonic()
             if now - last_preview >= self.preview_interval_s:
                 last_preview = now
@@ -214,7 +214,7 @@ class Worker:
                 loop.call_soon_threadsafe(self.queue.layer_ready, job, record)
                 writer.add(layer)
                 loop.call_soon_threadsafe(job.mark_written, record.file)
-            return _finish(writer, job.id, request)
+            return finish_record(writer, job.id, request)
         except BaseException:
             self._partial = self._finish_partial(job, writer)
             if self._partial is None:
@@ -227,7 +227,7 @@ class Worker:
         if writer is None or not writer.layers or prepared is None:
             return None
         try:
-            return _finish(writer, job.id, prepared.request)
+            return finish_record(writer, job.id, prepared.request)
         except Exception:
             log.exception("could not record the partial result of job %s", job.id)
             return None
@@ -237,14 +237,3 @@ class Worker:
             loop.call_soon_threadsafe(self.queue.emit, message)
 
         return emit
-
-
-def _finish(writer: ResultWriter, job_id: str, request: ResolvedRequest) -> ResultRecord:
-    """`result.json` for the layers written so far; the PSD is left for its first request."""
-    return writer.finish(
-        job_id=job_id,
-        model=request.parameters.model or "",
-        canvas=(request.canvas.width, request.canvas.height),
-        warnings=list(request.warnings),
-        psd=False,
-    )

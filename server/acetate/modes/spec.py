@@ -328,6 +328,9 @@ class ModeSpec:
                 "label": FAMILY_LABELS.get(family, family),
                 "supported": True,
                 "stages": [stage.to_json() for stage in support.stages],
+                # part → official kinds that fill it: editors offer the listed files of
+                # these kinds (official or trained, `/api/models`) in a picker per part
+                "files": {role: list(kinds) for role, kinds in support.files.items()},
             }
             for family, support in self.families.items()
         ]

@@ -81,7 +81,10 @@ class SharingLayer(nn.Module):
         weight = self._merged.get(key)
         if weight is None or weight.dtype != x.dtype:
             weight = (layer.weight + strength * lora.delta().to(layer.weight.dtype)).to(x.dtype)
-            self._merged[key] = weight
+            # While training (`acetate train layer-model`) the LoRA changes every step and its
+            # gradient flows through this product: nothing may be cached.
+            if not (torch.is_grad_enabled() and lora.up.weight.requires_grad):
+                self._merged[key] = weight
         return F.linear(x, weight, None if layer.bias is None else layer.bias.to(x))
 
     def run(

@@ -334,13 +334,34 @@ class ModelStore:
             for mode, needs in MODE_REQUIREMENTS[base.family].items()
         }
 
+    def named_layer_file(self, name: str, base: BaseCheckpoint) -> LayerFile:
+        """The listed layer file called `name` (with or without `.safetensors`), preferring one
+        that fits `base` (same family, same test/full size); `ModelNotFoundError` on
+        `layer_files` when none is listed. Only listed files: a request never names a path."""
+        wanted = name if name.endswith(".safetensors") else f"{name}.safetensors"
+        matches = [f for f in self.layer_files() if f.name == wanted]
+        fitting = [f for f in matches if f.family == base.family and f.tiny == base.tiny]
+        if fitting or matches:
+            return (fitting or matches)[0]  # a misfit: `override_role` says why
+        available = ", ".join(sorted({f.name for f in self._candidates(base)})) or "none"
+        raise ModelNotFoundError(
+            f"no LayerDiffusion file named {name!r} for {base.name} (available: {available}); "
+            "the server's model list and `acetate models` name them",
+            field="layer_files",
+        )
+
     def resolve(
-        self, base: BaseCheckpoint, mode: str, overrides: Sequence[LayerOverride] = ()
+        self,
+        base: BaseCheckpoint,
+        mode: str,
+        overrides: Sequence[LayerOverride] = (),
+        names: Sequence[str] = (),
     ) -> dict[str, LayerFile]:
         """role → the layer file `mode` uses on `base`.
 
         `overrides` are explicit files (optionally `(path, kind)` for a renamed ambiguous file),
-        identified and used for the role their kind fills.
+        identified and used for the role their kind fills; `names` (a request's `layer_files`)
+        are listed files chosen the same way. Roles nothing names get the official default.
         """
         if mode in UNSUPPORTED_MODES[base.family]:
             raise InputError(UNSUPPORTED_MODES[base.family][mode], field="mode")
@@ -349,15 +370,18 @@ class ModelStore:
             raise InputError(f"unknown mode {mode!r}", field="mode")
         if base.tiny and needs:
             self.ensure_tiny()
-        chosen: dict[str, LayerFile] = {}
+        given: list[tuple[LayerFile, str]] = []
         for override in overrides:
             path, kind = override if isinstance(override, tuple) else (override, None)
-            layer = discovery.identify_layer(Path(path), "path", kind)
-            role = override_role(layer, base, mode, needs)
+            given.append((discovery.identify_layer(Path(path), "path", kind), "layer_model"))
+        given += [(self.named_layer_file(name, base), "layer_files") for name in names]
+        chosen: dict[str, LayerFile] = {}
+        for layer, field in given:
+            role = override_role(layer, base, mode, needs, field)
             if role in chosen:
                 raise InputError(
                     f"two files given for the same part: {chosen[role].name} and {layer.name}",
-                    field="layer_model",
+                    field=field,
                 )
             chosen[role] = layer
         missing = select(needs, self._candidates(base), chosen)
@@ -374,13 +398,14 @@ class ModelStore:
         control: str = "none",
         controlnet: str | None = None,
         overrides: Sequence[LayerOverride] = (),
+        names: Sequence[str] = (),
     ) -> Plan:
         """The base, layer files and ControlNet a request needs; `InputError`s name the field.
 
         Cheap (headers only): the server runs it before queuing a job, the engine before loading.
         """
         base, warnings = self.base(model, mode)
-        files = self.resolve(base, mode, overrides)
+        files = self.resolve(base, mode, overrides, names)
         chosen = None
         if control != "none":
             chosen = self.controlnet(controlnet, base.family, control, tiny=base.tiny)

@@ -79,28 +79,33 @@ def select(
     return missing
 
 
-def override_role(layer: LayerFile, base: BaseCheckpoint, mode: str, needs: Requirements) -> Role:
-    """The role an explicitly given file fills for `mode` on `base`, or why it cannot."""
+def override_role(
+    layer: LayerFile,
+    base: BaseCheckpoint,
+    mode: str,
+    needs: Requirements,
+    field: str = "layer_model",
+) -> Role:
+    """The role an explicitly given file fills for `mode` on `base`, or why it cannot (an error
+    on `field`)."""
     label = FAMILY_LABEL[base.family]
     if layer.family != base.family:
         raise ModelFileError(
             f"{layer.name} is an {FAMILY_LABEL[layer.family]} file ({layer.kind}); "
             f"the base {base.name} is {label}",
-            field="layer_model",
+            field=field,
         )
     if layer.tiny != base.tiny:
         what = "a tiny test file" if layer.tiny else "a full-size file"
         size = "a tiny test model" if base.tiny else "full size"
-        raise ModelFileError(
-            f"{layer.name} is {what}; the base {base.name} is {size}", field="layer_model"
-        )
+        raise ModelFileError(f"{layer.name} is {what}; the base {base.name} is {size}", field=field)
     for role, kinds in needs.items():
         if layer.kind in kinds:
             return role
     wanted = ", ".join(file_name(k) for kinds in needs.values() for k in kinds)
     raise InputError(
         f"{layer.name} ({layer.kind}) is not used by mode {mode} on {label}; it uses {wanted}",
-        field="layer_model",
+        field=field,
     )
 
 
