@@ -253,6 +253,10 @@ def test_the_trained_file_is_listed_and_chosen_by_name(
     store = ModelStore(models, hf_cache=False)
     listed = {f.name: f for f in store.layer_files()}
     assert listed[published.name].kind == KIND["sd15"]
+    assert acetate.cli.main(["models", "check", str(published)]) == 0
+    checked = capsys.readouterr().out
+    assert f"{KIND['sd15']} (SD1.5 attention sharing)" in checked
+    assert "trained by Acetate (steps 2, base tiny-sd15, init official:" in checked
     out = tmp_path / "gen"
     code = acetate.cli.main(
         ["generate", "--mode", "fg", "--model", "tiny-sd15", "--prompt", "x", "--steps", "1",

@@ -180,6 +180,15 @@ def _check(path: Path, kind: str | None) -> dict[str, Any]:
     if identity.role == "transparent_encoder":
         facts.append(f"offset scale x{identity.encoder_offset_scale:g}")
     facts.append("tiny test file" if identity.tiny else "maps onto the full-size base: ok")
+    if identity.trained:
+        trained = identity.trained
+        made = ", ".join(
+            f"{label} {trained[key]}"
+            for key, label in (("acetate.steps", "steps"), ("acetate.base", "base"),
+                               ("acetate.base_vae", "base VAE"), ("acetate.init", "init"))
+            if key in trained
+        )  # fmt: skip
+        facts.append(f"trained by Acetate ({made})")
     return {**describe(identity), "summary": "; ".join(facts)}
 
 

@@ -277,12 +277,14 @@ def _full_unet(family: Family) -> UNet2DConditionModel:
 
 
 def _full_size_shapes(
-    role: Role, frames: int | None = None, use_control: bool | None = None
+    role: Role, frames: int | None = None, use_control: bool | None = None, rank: int = 256
 ) -> dict[str, tuple[int, ...]]:
-    """Exact key → shape of a full-size attention-sharing or transparent VAE file."""
+    """Exact key → shape of a full-size attention-sharing (LoRA `rank`: 256 in the released
+    files; `acetate train layer-model --rank` may choose another) or transparent VAE file."""
     if role == "attention_sharing":
         assert frames is not None and use_control is not None
-        return _shapes_of(AttentionSharing.for_unet(_full_unet("sd15"), frames, use_control))
+        unet = _full_unet("sd15")
+        return _shapes_of(AttentionSharing.for_unet(unet, frames, use_control, rank=rank))
     with torch.device("meta"):
         model = TransparentDecoder() if role == "transparent_decoder" else TransparentEncoder()
     return _shapes_of(model)
@@ -328,7 +330,10 @@ def check_full_size(identity: LayerFileIdentity, shapes: Shapes) -> None:
     if identity.role == "unet_patch":
         plan_unet_patch(shapes, _full_unet("sdxl").config, name)
         return
-    expected = _full_size_shapes(identity.role, identity.frames, identity.use_control)
+    rank = 256
+    if identity.role == "attention_sharing" and identity.trained is not None:
+        rank = shapes.get("hookers.layers.0.to_q_lora.0.down.weight", (256,))[0]
+    expected = _full_size_shapes(identity.role, identity.frames, identity.use_control, rank)
     check_layout(expected, shapes, f"{name} (full size)")
 
 

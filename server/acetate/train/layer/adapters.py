@@ -12,6 +12,7 @@ dict is the official file (`hookers.layers.*`), fp16.
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
@@ -228,7 +229,13 @@ class Sd15Sharing:
 
 
 def build_adapter(family: Family, unet: Any, rank: int, seed: int) -> LayerAdapter:
+    """The trainable part for `family` on `unet` (SDXL needs peft: the `train` extra)."""
     if family == "sdxl":
+        if importlib.util.find_spec("peft") is None:
+            raise InputError(
+                "training an SDXL layer model needs peft: pip install 'acetate[train]'",
+                field="--base",
+            )
         return SdxlLora(unet, rank)
     if family == "sd15":
         return Sd15Sharing(unet, rank, seed)
