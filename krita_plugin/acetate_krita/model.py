@@ -38,6 +38,7 @@ from .inputs import (
     layout_lists,
     replaced_nodes,
 )
+from .layer_files import FilePart, choice_key, chosen, file_parts, stored_choices
 from .observable import Observable, Property
 from .protocol import (
     JobEvent,
@@ -146,6 +147,9 @@ class Model(Observable):
     #: The source the user picked for inputs with `other_sources`, by field (decompose's
     #: image: "canvas" for the whole canvas instead of the active layer).
     input_sources: Property[dict[str, str]] = Property({})
+    #: The LayerDiffusion file picked per mode, family and part (`layer_files.choice_key`;
+    #: "" or absent: the server's default file).
+    file_choices: Property[dict[str, str]] = Property({})
     busy = Property(False)
     progress = Property(0.0)
     status = Property("")
@@ -356,6 +360,28 @@ class Model(Observable):
                 if value is not None and option.name not in values:
                     values[option.name] = value
         self.option_values = values
+        self.file_choices = {**stored_choices(self.modes, self.store.read), **self.file_choices}
+
+    def file_parts(self) -> tuple[FilePart, ...]:
+        """The parts the mode loads on the chosen base, with the files that fit each."""
+        base = self.models.base(self.model_name)
+        return file_parts(self.mode_info, base, self.models.layer_files)
+
+    def layer_file(self, part: str) -> str | None:
+        """The file picked for `part` (None: "Default", also when the pick no longer fits)."""
+        mode, family = self.mode_info, self.family
+        if mode is None or family is None:
+            return None
+        return chosen(mode, family, self.file_parts(), self.file_choices).get(part)
+
+    def set_layer_file(self, part: str, name: str | None) -> None:
+        """Pick the file for `part` of the mode on this family (None: "Default"); persisted."""
+        mode, family = self.mode_info, self.family
+        if mode is not None and family is not None:
+            key = choice_key(mode.name, family, part)
+            self.file_choices = {**self.file_choices, key: name or ""}
+            if self.store is not None:
+                self.store.write(key, name or "")
 
     def list_items(self, name: str) -> tuple[dict[str, Any], ...]:
         return self.list_values.get(name, ())
@@ -406,6 +432,11 @@ class Model(Observable):
             ]
             if items or spec.min_items:
                 data[spec.field] = items
+        base = self.models.base(self.model_name)
+        parts = file_parts(mode, base, self.models.layer_files)
+        files = chosen(mode, base.family, parts, self.file_choices) if base is not None else {}
+        if files:
+            data["layer_files"] = list(files.values())
         return data
 
     def set_input_source(self, field: str, source: str) -> None:

@@ -199,12 +199,16 @@ class FamilyInfo:
     supported: bool = True
     stages: tuple[Any, ...] | None = None
     reason: str | None = None
+    #: part → the official kinds of LayerDiffusion file that fill it, preferred first.
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Any) -> FamilyInfo:
         known = _known(cls, data)
         if known.get("stages") is not None:
             known["stages"] = tuple(known["stages"])
+        files = known.get("files") if isinstance(known.get("files"), dict) else {}
+        known["files"] = {str(part): tuple(str(k) for k in kinds) for part, kinds in files.items()}
         return cls(**known)
 
 
@@ -435,6 +439,8 @@ class ResultRecord:
     layers: tuple[LayerRecord, ...]
     psd: str | None = None
     warnings: tuple[str, ...] = ()
+    #: Official kind → the LayerDiffusion file used for it: {name, sha256}.
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ResultRecord:
@@ -449,6 +455,11 @@ class ResultRecord:
             layers=tuple(LayerRecord.from_json(layer) for layer in data.get("layers", [])),
             psd=data.get("psd"),
             warnings=tuple(str(w) for w in data.get("warnings", [])),
+            files={
+                str(kind): {str(k): str(v) for k, v in file.items()}
+                for kind, file in (data.get("files") or {}).items()
+                if isinstance(file, dict)
+            },
         )
 
     @property
@@ -574,6 +585,32 @@ class BaseModelInfo:
 
 
 @dataclass(frozen=True)
+class LayerFileInfo:
+    """One LayerDiffusion file from GET /api/models (`layer_files`): official or trained."""
+
+    name: str
+    #: The official kind it fills (a trained file: the kind its metadata names).
+    kind: str
+    family: str
+    tiny: bool = False
+    #: None for a released file; else its `acetate.*` metadata (`acetate.steps`…).
+    trained: dict[str, str] | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LayerFileInfo:
+        trained = data.get("trained")
+        return cls(
+            name=str(data["name"]),
+            kind=str(data.get("kind", "")),
+            family=str(data.get("family", "")),
+            tiny=bool(data.get("tiny", False)),
+            trained={str(k): str(v) for k, v in trained.items()}
+            if isinstance(trained, dict)
+            else None,
+        )
+
+
+@dataclass(frozen=True)
 class ModelsInfo:
     """GET /api/models, reduced to what the docker shows."""
 
@@ -582,6 +619,7 @@ class ModelsInfo:
     #: missing file kind → {file, folder, url, command}
     where_to_get: dict[str, dict[str, str]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    layer_files: tuple[LayerFileInfo, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelsInfo:
@@ -590,6 +628,11 @@ class ModelsInfo:
             default=data.get("default_base"),
             where_to_get={str(k): dict(v) for k, v in (data.get("get") or {}).items()},
             warnings=tuple(str(w) for w in data.get("warnings") or []),
+            layer_files=tuple(
+                LayerFileInfo.from_json(f)
+                for f in data.get("layer_files") or []
+                if isinstance(f, dict) and "name" in f
+            ),
         )
 
     def base(self, name: str | None) -> BaseModelInfo | None:

@@ -12,6 +12,7 @@ const { HostProblem, InputProblem } = require("./errors.js");
 const { EventSocket } = require("./events.js");
 const { JobWatch } = require("./jobs.js");
 const { TOO_NEW, TOO_OLD, describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
+const { baseModel, requestFiles } = require("./layerfiles.js");
 const { activeInputs, compareRanks, expectedLayers, layerDeclaration, layerRank, pickMode } = require("./modes.js");
 const { checkImageSize, clipToCanvas, imageLimits, prepareInputs, readNeeds } = require("./placement.js");
 const { API_VERSION, ProtocolError, ServerTooNew, ServerTooOld, groupName, layerKey } = require("./protocol.js");
@@ -370,6 +371,8 @@ class Controller {
     });
     this.store.update({
       models: Array.isArray(models?.bases) ? models.bases : [],
+      layerFiles: Array.isArray(models?.layer_files) ? models.layer_files : [],
+      defaultModel: typeof models?.default_base === "string" ? models.default_base : null,
       modes,
       connection: {
         status: "connected",
@@ -443,6 +446,9 @@ class Controller {
         throw new HostProblem("The server offers no modes.");
       }
       const params = buildParameters(this.state.settings, mode, this.family);
+      const { models, settings, defaultModel, layerFiles } = this.state;
+      const files = requestFiles(settings, mode, baseModel(models, settings.model, defaultModel), layerFiles);
+      if (files) params.layer_files = files;
       const document = this.host.activeDocument();
       if (!document) {
         throw new HostProblem("Open a document first: Acetate adds its layers to the active document.");

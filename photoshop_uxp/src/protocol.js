@@ -72,7 +72,11 @@ const API_VERSION = 2;
  *   only_without?: string|null, title_from?: string|null}} LayerInfo
  */
 
-/** @typedef {{family: string, label: string, supported: boolean, reason?: string|null}} FamilyInfo */
+/**
+ * A model family a mode runs on (or why not); `files`: part → the official kinds of
+ * LayerDiffusion file that fill it, preferred first (`FamilyInfo`).
+ * @typedef {{family: string, label: string, supported: boolean, reason?: string|null, files?: Record<string, string[]>}} FamilyInfo
+ */
 
 /**
  * One mode as `GET /api/modes` publishes it (`ModeInfo`).
@@ -132,6 +136,7 @@ const MAX_PROMPT = 4000;
  * @property {LayerRecord[]} layers
  * @property {string|null} [psd]
  * @property {string[]} [warnings]
+ * @property {Record<string, {name: string, sha256: string}>} [files]  official kind → the LayerDiffusion file used for it
  */
 /* Records from the server may carry fields this panel does not know: they are ignored. */
 
@@ -160,6 +165,11 @@ const MAX_PROMPT = 4000;
 /** @typedef {{version: string, api_version?: number, device: string, queue_length: number, running: string|null, client_seen?: ClientSeen, limits?: ImageLimits}} Health */
 /** @typedef {{api_version: number, modes: ModeInfo[]}} ModesInfo */
 /** @typedef {{name: string, family?: string, tiny?: boolean, test?: boolean, [key: string]: any}} BaseModelInfo */
+/**
+ * A LayerDiffusion file `GET /api/models` lists (`layer_files`): `kind` is the official kind it
+ * fills; `trained` is null for a released file, else its `acetate.*` metadata.
+ * @typedef {{name: string, kind: string, family: string, tiny?: boolean, trained?: Record<string, string>|null}} LayerFileInfo
+ */
 
 /**
  * A server → client WebSocket event. `preview` carries the binary frame that followed it.

@@ -55,6 +55,8 @@
  * @property {string} token
  * @property {Connection} connection
  * @property {BaseModelInfo[]} models
+ * @property {import("./protocol").LayerFileInfo[]} layerFiles  the server's LayerDiffusion files (`layer_files`)
+ * @property {string|null} defaultModel  the base the server uses when the panel names none
  * @property {ModeInfo[]} modes  the server's modes (`GET /api/modes`), in its order
  * @property {LandedResult|null} landed  the last result inserted, for "Undo whole result"
  * @property {JobProgress|null} job
@@ -115,6 +117,8 @@ function createStore(settings, token = "") {
     token,
     connection: { status: "disconnected", message: "", socket: "closed" },
     models: [],
+    layerFiles: [],
+    defaultModel: null,
     modes: [],
     landed: null,
     job: null,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import urllib.request
@@ -43,6 +44,9 @@ from scenarios.artwork import (
     scene_layout,
 )
 from server_process import ServerProcess, free_port, start_server
+
+from acetate_krita.layer_files import file_label, file_parts
+from acetate_krita.protocol import ModelsInfo, ModesInfo
 
 # One Krita launch runs every scenario inside the fixture: its setup needs more than the default.
 pytestmark = [pytest.mark.krita, pytest.mark.timeout(600)]
@@ -125,6 +129,11 @@ def server_png(server: ServerProcess, job_id: str, file: str) -> np.ndarray:
         return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGBA"))
 
 
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
 def sha256(array: np.ndarray | bytes) -> str:
     data = array if isinstance(array, bytes) else np.ascontiguousarray(array).tobytes()
     return hashlib.sha256(data).hexdigest()
@@ -177,6 +186,16 @@ def test_docker_connects_and_lists_the_models(e2e: E2E) -> None:
     assert outcome["docker"]["connection"].startswith("Connected: Acetate")
     assert "tiny-sdxl (test model)" in outcome["models"]
     assert "#30b030" in outcome["dot"]
+    # A picker per layer-file part with a choice, "Default" first (layer_files.py decides which).
+    modes = ModesInfo.from_json(get_json(f"{e2e.server.url}/api/modes"))
+    models = ModelsInfo.from_json(get_json(f"{e2e.server.url}/api/models"))
+    parts = file_parts(
+        modes.get(outcome["mode"]), models.base(outcome["model_name"]), models.layer_files
+    )
+    expected = {
+        p.part: ["Default", *(file_label(f) for f in p.files)] for p in parts if p.choosable
+    }
+    assert expected and outcome["pickers"] == expected  # fg on tiny-sdxl: 3 patches, 2 decoders
 
 
 def test_layer_on_artwork_lands_on_the_selection(e2e: E2E) -> None:

@@ -8,12 +8,14 @@ from typing import Any
 from krita import DockWidget
 
 from .. import eventloop
+from ..form import FILE, mode_controls
 from ..inputs import generatable, layout_lists, source_of
 from ..local_server import LocalServer
-from ..model import HistoryItem, Model, offered
+from ..model import HistoryItem, Model
 from ..protocol import MAX_SEED, ListInputInfo
 from ..qt import QtCore, QtGui, QtWidgets
 from .bind import bind_check, bind_combo, bind_line, bind_spin, bind_text, watch
+from .layer_files import FilePicker
 from .local_server import LocalServerSection
 from .options import OptionEditor, option_editor
 
@@ -91,7 +93,9 @@ class AcetateDocker(DockWidget):
         watch(model, "mode", self, lambda _: self._build_mode_controls())
         watch(model, "modes", self, lambda _: self._build_mode_controls())
         watch(model, "option_values", self, lambda _: self._show_option_values())
-        watch(model, "model_name", self, lambda _: self._show_option_values())
+        watch(model, "model_name", self, lambda _: self._model_changed())
+        watch(model, "models", self, lambda _: self._model_changed())
+        watch(model, "file_choices", self, lambda _: self._show_option_values())
         watch(model, "list_values", self, lambda _: self._show_lists())
         self._build_mode_controls()
 
@@ -177,6 +181,10 @@ class AcetateDocker(DockWidget):
         #: Where an input with other sources is read from (decompose: layer or canvas).
         self.source_combos: dict[str, QtWidgets.QComboBox] = {}
         self.advanced_box: QtWidgets.QGroupBox | None = None
+        self.advanced_open = False
+        #: Layer-file pickers by part, and which files they offer (rebuilt when that changes).
+        self.file_pickers: dict[str, FilePicker] = {}
+        self._pickers_shown: tuple[tuple[str, tuple[str, ...]], ...] = ()
         for widget in (
             self.mode_box,
             _row("Seed", self.seed_spin, self.random_check),
@@ -192,18 +200,25 @@ class AcetateDocker(DockWidget):
                 item.widget().hide()
                 item.widget().deleteLater()
         self.option_editors, self.list_boxes, self.advanced_box = {}, {}, None
-        self.generate_checks, self.source_combos = {}, {}
+        self.generate_checks, self.source_combos, self.file_pickers = {}, {}, {}
+        self._pickers_shown = self._pickers_wanted()
         mode = self.model.mode_info
         if mode is None:
             return
         self.mode_combo.setToolTip(mode.help)
         optional = "" if mode.prompt_required else " (optional)"
         self.prompt_edit.setPlaceholderText(f"Describe the layer{optional}")
-        basic, advanced = [], []
-        for option in offered(mode):
-            editor = option_editor(option, mode, self._option_changed)
-            self.option_editors[option.name] = editor
-            (advanced if option.advanced else basic).append(editor)
+        basic: list[OptionEditor] = []
+        advanced: list[OptionEditor | FilePicker] = []
+        for control in mode_controls(mode, self.model.file_parts()):
+            if control.kind == FILE and control.part is not None:
+                picker = FilePicker(control.part, self.model.set_layer_file)
+                self.file_pickers[control.part.part] = picker
+                advanced.append(picker)
+            elif control.option is not None:
+                editor = option_editor(control.option, mode, self._option_changed)
+                self.option_editors[control.option.name] = editor
+                (advanced if control.advanced else basic).append(editor)
         for editor in basic:
             self.mode_layout.addWidget(editor.row)
         for image, layer in generatable(mode):
@@ -242,7 +257,7 @@ class AcetateDocker(DockWidget):
         if advanced:
             self.advanced_box = QtWidgets.QGroupBox("Advanced")
             self.advanced_box.setCheckable(True)
-            self.advanced_box.setChecked(False)
+            self.advanced_box.setChecked(self.advanced_open)
             inner = QtWidgets.QWidget()
             layout = QtWidgets.QVBoxLayout(self.advanced_box)
             layout.setContentsMargins(4, 0, 4, 0)
@@ -251,8 +266,9 @@ class AcetateDocker(DockWidget):
             inner_layout.setContentsMargins(0, 0, 0, 0)
             for editor in advanced:
                 inner_layout.addWidget(editor.row)
-            inner.setVisible(False)
+            inner.setVisible(self.advanced_open)
             self.advanced_box.toggled.connect(inner.setVisible)
+            self.advanced_box.toggled.connect(lambda on: setattr(self, "advanced_open", on))
             self.mode_layout.addWidget(self.advanced_box)
         self._show_option_values()
         self._show_lists()
@@ -263,6 +279,19 @@ class AcetateDocker(DockWidget):
     def _show_option_values(self) -> None:
         for name, editor in self.option_editors.items():
             editor.show_value(self.model.option_value(name))
+        for part, picker in self.file_pickers.items():
+            picker.show_value(self.model.layer_file(part))
+
+    def _pickers_wanted(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        parts = self.model.file_parts()
+        return tuple((p.part, tuple(f.name for f in p.files)) for p in parts if p.choosable)
+
+    def _model_changed(self) -> None:
+        """Another base or model list: the pickers follow the files that fit it."""
+        if self._pickers_wanted() != self._pickers_shown:
+            self._build_mode_controls()
+        else:
+            self._show_option_values()
 
     def _show_lists(self) -> None:
         for box in self.list_boxes.values():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..form import editor_kind
 from ..protocol import ModeInfo, OptionInfo
 from ..qt import QtWidgets
 
@@ -195,13 +196,15 @@ class PromptsEditor(OptionEditor):
 def option_editor(
     option: OptionInfo, mode: ModeInfo | None, changed: Changed, compact: bool = False
 ) -> OptionEditor:
-    """The control for `option` (compact: no caption, for list rows)."""
-    if option.type in ("int", "float"):
+    """The control for `option` (compact: no caption, for list rows); the kind follows
+    `form.EDITOR_KINDS`, a type without one gets a text field."""
+    kind = editor_kind(option)
+    if kind == "number":
         return NumberEditor(option, changed, compact)
-    if option.type == "enum":
+    if kind == "choice":
         return EnumEditor(option, changed, compact)
-    if option.type == "bool":
+    if kind == "check":
         return BoolEditor(option, changed, compact)
-    if option.type == "prompts":
+    if kind == "prompts":
         return PromptsEditor(option, changed, mode)
     return TextEditor(option, changed, compact)

@@ -5,6 +5,7 @@
  */
 "use strict";
 
+const { baseModel, choosable, fileKey, fileLabel, fileParts, partLabel } = require("../layerfiles.js");
 const { fixedLayers, layoutList, omittableInputs, optionDefault, pickMode, shownOptions } = require("../modes.js");
 const { FIELD_LABELS, inputSource, layoutFromGroup, layoutKey, listRows, omitKey, sourceKey } = require("../settings.js");
 
@@ -323,11 +324,16 @@ function mountPanel(root, { store, controller, saveToken }) {
   const buildModeControls = (state, mode) => {
     const family = familyOf(state);
     const options = mode ? shownOptions(mode, state.settings.values, family) : [];
+    // One picker per part with a choice of LayerDiffusion files (trained ones included).
+    const base = baseModel(state.models, state.settings.model, state.defaultModel);
+    const parts = fileParts(mode, base, state.layerFiles).filter(choosable);
     const next = JSON.stringify([
       mode?.name ?? null,
       state.modes.length,
       family,
       options.map((option) => option.name),
+      base?.name ?? null,
+      parts.map((part) => [part.part, part.files.map((file) => file.name)]),
       mode ? mode.lists.map((list) => listRows(state.settings, list).length) : [],
       mode ? Boolean(layoutFromGroup(state.settings, mode)) : false,
     ]);
@@ -363,6 +369,22 @@ function mountPanel(root, { store, controller, saveToken }) {
         optionControl(option, mode, family, `opt-${option.name}`, (settings) => settings.values[option.name] ?? "", (value) => setValueOf(option.name, value)),
       );
     }
+    for (const part of parts) {
+      const key = fileKey(mode.name, String(base?.family), part.part);
+      const select = /** @type {HTMLSelectElement} */ (el(doc, "select"));
+      select.appendChild(el(doc, "option", { value: "", text: "Default" }));
+      for (const file of part.files) {
+        select.appendChild(el(doc, "option", { value: file.name, text: fileLabel(file) }));
+      }
+      select.addEventListener("change", () => setValueOf(key, select.value));
+      // A remembered file that no longer fits shows (and counts) as Default.
+      const read = (/** @type {Settings} */ settings) => {
+        const name = settings.values[key] ?? "";
+        return part.files.some((file) => file.name === name) ? name : "";
+      };
+      const help = `The LayerDiffusion file for the ${part.part.replace(/_/g, " ")} part. Default: the server's official file; trained files come from acetate train.`;
+      advanced.appendChild(row(`opt-layer_file-${part.part}`, partLabel(part.part), select, read, help));
+    }
     for (const { input, layer } of omittableInputs(mode)) {
       // e.g. a scene's background: the visible canvas, or generated from its layer prompt.
       const key = omitKey(input.field);
@@ -393,7 +415,7 @@ function mountPanel(root, { store, controller, saveToken }) {
     for (const list of mode.lists) {
       basic.appendChild(listEditor(list, mode, family));
     }
-    const hasAdvanced = options.some((option) => option.advanced);
+    const hasAdvanced = options.some((option) => option.advanced) || parts.length > 0;
     advancedToggle.style.display = hasAdvanced ? "" : "none";
     if (hasAdvanced) {
       showAdvanced();

@@ -240,10 +240,17 @@ async def connect(ctx: Any) -> dict[str, Any]:
     model = docker().model
     await until(lambda: model.connected and bool(model.models.bases), 60, "the connection")
     combo = docker().model_combo
+    pickers = {
+        part: [picker.combo.itemText(i) for i in range(picker.combo.count())]
+        for part, picker in docker().file_pickers.items()
+    }
     return {
         "docker": docker_state(),
         "models": [combo.itemText(i) for i in range(combo.count())],
         "dot": docker().status_dot.styleSheet(),
+        "mode": model.mode,
+        "model_name": model.model_name,
+        "pickers": pickers,
     }
 
 

@@ -1,0 +1,59 @@
+"""The controls the docker builds for a mode, Qt-free: one editor per option it offers (the
+kind of editor follows the option's type) and one picker per layer-file part with a choice.
+ui/docker.py builds its widgets from this list, so a test can check, without Qt, that every
+option the server declares has a control.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .layer_files import FilePart
+from .model import offered
+from .protocol import ModeInfo, OptionInfo
+
+#: Option type → the editor ui/options.py builds for it.
+EDITOR_KINDS = {
+    "int": "number",
+    "float": "number",
+    "enum": "choice",
+    "bool": "check",
+    "text": "text",
+    "prompts": "prompts",
+}
+#: The kind of a layer-file picker's control.
+FILE = "file"
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control of the mode's form: an option's editor or a layer-file picker."""
+
+    key: str
+    kind: str
+    advanced: bool
+    option: OptionInfo | None = None
+    part: FilePart | None = None
+
+
+def editor_kind(option: OptionInfo) -> str | None:
+    """The editor for `option`'s type; None for a type the docker has no editor for."""
+    return EDITOR_KINDS.get(option.type)
+
+
+def file_key(part: str) -> str:
+    return f"layer_files.{part}"
+
+
+def mode_controls(mode: ModeInfo, parts: Iterable[FilePart] = ()) -> tuple[Control, ...]:
+    """The options the docker offers (in the server's order), then the file pickers (in the
+    Advanced section: most users keep the official files)."""
+    controls = [
+        Control(option.name, editor_kind(option) or "text", option.advanced, option=option)
+        for option in offered(mode)
+    ]
+    controls += [
+        Control(file_key(part.part), FILE, True, part=part) for part in parts if part.choosable
+    ]
+    return tuple(controls)
