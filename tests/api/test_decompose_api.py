@@ -82,7 +82,6 @@ async def test_selection_only_layers_sit_at_the_selection(server: LiveServer) ->
         ({"layer_count": 11}, "layer_count"),
         ({"resolution": 512}, "resolution"),  # not a bucket
         ({"model": "tiny-sdxl"}, "model"),  # a LayerDiffusion base
-        ({"prompt": ""}, "prompt"),  # no processor installed: no captioning
     ],
 )
 async def test_bad_input_is_a_4xx_naming_the_field(

@@ -78,7 +78,6 @@ def test_decompose_writes_layers_metrics_and_a_psd(
         (["--layer-count", "12"], "--layer-count"),
         (["--resolution", "512"], "--resolution"),
         (["--model", "tiny-sd15"], "--model"),
-        (["--prompt", " "], "--prompt"),
         (["--quantize", "nf4", "--device", "cpu"], "--quantize"),
     ],
 )

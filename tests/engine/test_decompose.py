@@ -151,7 +151,6 @@ def test_a_resulting_layer_splits_again_in_its_own_frame(engine: Engine, flat: n
         ({"strength": 0.5}, {}, "strength"),  # an option decompose does not read
         ({"scheduler": "euler"}, {}, "scheduler"),
         ({"decode": "fast", "stop_at": 0.5}, {}, "decode"),
-        ({"prompt": "  "}, {}, "prompt"),  # no captioning
         ({"steps": 1}, {}, "steps"),  # one step: the schedule's terminal shift gives NaN
         ({}, {"image": np.zeros((8, 40, 4), dtype=np.uint8)}, "image"),
         ({"model": "tiny-sdxl"}, {}, "model"),  # a LayerDiffusion base for decompose

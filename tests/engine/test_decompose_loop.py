@@ -79,7 +79,7 @@ def test_tiny_model_keeps_the_real_layouts(qwen_folder: Path, pipe: Any) -> None
     vae = pipe.vae.config
     assert vae.input_channels == 4 and vae.z_dim != 4
     assert pipe.vae_scale_factor == 8
-    assert pipe.processor is None
+    assert pipe.processor is not None  # captioning: tests/engine/test_decompose_caption.py
     transformer = pipe.transformer.config
     assert transformer.use_layer3d_rope and transformer.use_additional_t_cond
     assert transformer.in_channels == 4 * vae.z_dim
@@ -90,6 +90,7 @@ def test_tiny_model_keeps_the_real_layouts(qwen_folder: Path, pipe: Any) -> None
     assert pipe.tokenizer.model_max_length == 1024
     index = json.loads((qwen_folder / "model_index.json").read_text())
     assert index["_class_name"] == "QwenImageLayeredPipeline"
+    assert index["processor"] == ["transformers", "Qwen2VLProcessor"]  # as published
     detection = detect_pipeline_folder(qwen_folder)
     assert (detection.family, detection.tiny) == (QWEN_FAMILY, True)
 

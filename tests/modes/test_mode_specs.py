@@ -127,7 +127,8 @@ def test_derived_rules_match_the_behaviour_before_specs() -> None:
     scene = MODES["scene"]
     assert scene.layer_names({"objects": 2}) == ["background", "object_0", "object_1", "blended"]
     assert scene.layer_names({"objects": 1}, images={"bg"}) == ["object_0", "blended"]
-    assert [n for n in BUILTIN_NAMES if not MODES[n].prompt_required] == ["upscale"]
+    # decompose captions an empty prompt (or refuses it naming what captioning needs)
+    assert [n for n in BUILTIN_NAMES if not MODES[n].prompt_required] == ["upscale", "decompose"]
     decompose = MODES["decompose"]  # numbered from 1, counted from an int option
     assert decompose.layer_names({"layer_count": 2}) == ["layer_1", "layer_2", "blended"]
     assert decompose.stack_position("layer_10") > decompose.stack_position("layer_9")

@@ -321,7 +321,8 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="A flat image (the active layer or the whole canvas, or the selected part of it) "
         "split into transparent layers, bottom to top, each cropped to its content; the "
         "blended layers are added hidden. They land right above the source, which is hidden. "
-        "Describe the whole image in the prompt. cfg > 1 is true CFG against the "
+        "Describe the whole image in the prompt; left empty, the model describes it first "
+        "(when its processor is installed). cfg > 1 is true CFG against the "
         "negative prompt (empty: against an empty description); cfg ≤ 1 turns CFG off.",
         pipeline="acetate.engine.pipelines.decompose:run_decompose",
         layers=(
@@ -337,6 +338,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
             )
         },
         unsupported={family: _DECOMPOSE_REASON for family in ("sdxl", "sd15")},
+        prompt_required=False,  # empty: captioned, or a 400 naming what captioning needs
         inputs=(
             ImageInput(
                 "image",

@@ -46,6 +46,14 @@ class StepInfo:
     total: int
     eta_s: float | None
     preview: Callable[[int], np.ndarray | None]
+    #: The running stage's name and label, where a mode names them (decompose: `caption`
+    #: "Describing the image", then `decompose`); None: not named.
+    stage: str | None = None
+    label: str | None = None
+
+
+def _no_preview(_max_side: int) -> np.ndarray | None:
+    return None
 
 
 class Progress:
@@ -63,7 +71,34 @@ class Progress:
         self.callback = callback
         self.cancel = cancel
         self.done = 0
+        self.done_at_start = 0
         self.started = time.monotonic()
+        #: The stage being run, as `StepInfo.stage` / `label` report it (`enter_stage`).
+        self.stage: str | None = None
+        self.label: str | None = None
+
+    def enter_stage(self, stage: str, label: str) -> None:
+        """Name the stage that runs next; steps report it from now on. The ETA counts from here
+        (a stage without denoising steps, such as captioning, must not slow the estimate)."""
+        self.stage, self.label = stage, label
+        self.started = time.monotonic()
+        self.done_at_start = self.done
+
+    def report(self) -> None:
+        """A progress event without a step (a stage that does not denoise); raises when
+        cancelled."""
+        if self.callback is not None:
+            self.callback(
+                StepInfo(
+                    step=min(self.done, self.total),
+                    total=self.total,
+                    eta_s=None,
+                    preview=_no_preview,
+                    stage=self.stage,
+                    label=self.label,
+                )
+            )
+        self.check_cancel()
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -77,7 +112,8 @@ class Progress:
 
             elapsed = time.monotonic() - self.started
             remaining = max(0, self.total - self.done)
-            eta = elapsed / self.done * remaining if self.done else None
+            counted = self.done - self.done_at_start
+            eta = elapsed / counted * remaining if counted else None
             snapshot = latents[:1].detach()
             self.callback(
                 StepInfo(
@@ -85,6 +121,8 @@ class Progress:
                     total=self.total,
                     eta_s=eta,
                     preview=lambda max_side: latents_to_rgb(snapshot, self.family, max_side),
+                    stage=self.stage,
+                    label=self.label,
                 )
             )
         self.check_cancel()

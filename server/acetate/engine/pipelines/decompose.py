@@ -8,6 +8,10 @@ bounding box with its exact offset and yielded; the hidden `blended` recomposite
 set follows (one premultiplied pass over its layers), with the PSNR of the recomposite against
 the input inside the region. Cropping only drops fully transparent pixels, so the layers placed
 at their offsets composite to exactly the full-frame layers (`tests/engine/test_decompose.py`).
+
+Without a prompt the model first describes the region itself (Qwen2.5-VL captioning, the
+progress stage `caption`, "Describing the image"), and decomposes with that caption, which each
+result set's `metrics` record as `caption` (`tests/engine/test_decompose_caption.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -23,10 +28,24 @@ from acetate.engine import framing
 from acetate.engine.framing import Rect
 from acetate.engine.outputs import LayerImage
 from acetate.engine.pipelines.context import ModeContext
-from acetate.engine.pipelines.qwen_loop import LayeredRun, decode_layers, decompose, to_uint8
+from acetate.engine.pipelines.qwen_loop import (
+    LayeredRun,
+    caption_image,
+    decode_layers,
+    decompose,
+    to_uint8,
+)
+from acetate.errors import InputError
+
+if TYPE_CHECKING:
+    from acetate.modes import Family
 
 #: Reported instead of an infinite PSNR (a recomposite identical to the input).
 MAX_PSNR_DB = 100.0
+#: The captioning stage (an empty prompt), as progress events name it.
+CAPTION_STAGE = ("caption", "Describing the image")
+#: A progress event every this many caption tokens (and one as captioning starts).
+CAPTION_REPORT_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -53,18 +72,27 @@ def run_decompose(ctx: ModeContext) -> Iterator[LayerImage]:
     image = ctx.images["image"]
     region = decompose_region(ctx, image)
     source = region.limit(image[region.rect.slices()])
+    pipe = ctx.sampler.pipe
+    bucket = int(params.resolution or 0)
+    # 0. Without a prompt: the model describes the region itself
+    prompt = params.prompt
+    caption = None
+    if not prompt.strip():
+        caption = caption_region(ctx, pipe, source, bucket)
+        prompt = caption
     # 1. Denoise every result set's layers together (seed + b each)
+    stage = ctx.request.spec.stages(cast("Family", ctx.request.family))[0]
+    ctx.progress.enter_stage(stage.name, stage.label)
     run = LayeredRun(
         image=source,
-        prompts=[params.prompt] * params.batch,
+        prompts=[prompt] * params.batch,
         negative_prompt=params.negative_prompt,
         cfg=ctx.cfg,
         layers=params.layer_count,
         steps=ctx.steps,
-        bucket=int(params.resolution or 0),
+        bucket=bucket,
         generators=[torch.Generator("cpu").manual_seed(ctx.seed + b) for b in range(params.batch)],
     )
-    pipe = ctx.sampler.pipe
     # Previews only for a listener (unpacking the frame every step costs a little).
     previews = ctx.progress.callback is not None
     decomposed = decompose(pipe, run, ctx.progress.hook, previews=previews)
@@ -87,8 +115,29 @@ def run_decompose(ctx: ModeContext) -> Iterator[LayerImage]:
             region.rect.left,
             region.rect.top,
             visible=False,
-            metrics={"psnr_db": psnr},
+            metrics={"psnr_db": psnr} if caption is None else {"psnr_db": psnr, "caption": caption},
         )
+
+
+def caption_region(ctx: ModeContext, pipe: object, source: np.ndarray, bucket: int) -> str:
+    """The model's description of the region, as the progress stage `caption` (an event as it
+    starts and every few tokens; cancel is honoured between tokens)."""
+    if getattr(pipe, "vl_processor", None) is None:
+        from acetate.engine.store.qwen import no_caption_message
+
+        problem = "the model loaded without its processor"
+        raise InputError(no_caption_message(problem), field="prompt")
+    progress = ctx.progress
+    progress.enter_stage(*CAPTION_STAGE)
+    progress.report()
+
+    def on_token(tokens: int) -> None:
+        if tokens % CAPTION_REPORT_TOKENS == 0:
+            progress.report()  # raises when cancelled
+        else:
+            progress.check_cancel()
+
+    return caption_image(pipe, source, bucket, on_token)
 
 
 def decompose_region(ctx: ModeContext, image: np.ndarray) -> Region:

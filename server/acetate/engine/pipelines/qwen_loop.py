@@ -60,6 +60,51 @@ class Decomposed:
     layers: int
 
 
+#: Most tokens a caption has (the pipeline's `max_new_tokens`).
+CAPTION_TOKENS = 512
+
+#: Called with the number of caption tokens generated so far (it may raise to cancel).
+TokenHook = Callable[[int], None]
+
+
+def caption_image(
+    pipe: QwenImageLayeredPipeline, image: np.ndarray, bucket: int, hook: TokenHook | None
+) -> str:
+    """The pipeline's own captioning (`get_image_caption`, English instruction) of `image`
+    (H×W×4 uint8 straight RGBA) resized as `decompose` resizes it, with `hook(tokens)` after
+    every generated token; needs the pipeline's processor (`load_qwen_pipeline`)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    processor = pipe.vl_processor
+    if processor is None:
+        raise ValueError("this Qwen-Image-Layered pipeline has no processor: it cannot caption")
+    height, width = image.shape[:2]
+    size_w, size_h = bucket_size(width, height, bucket, packing_multiple(pipe))
+    resized = pipe.image_processor.resize(Image.fromarray(image, "RGBA"), size_h, size_w)
+    device = pipe._execution_device
+    inputs = processor(
+        text=pipe.image_caption_prompt_en, images=resized, padding=True, return_tensors="pt"
+    ).to(device)
+    prompt_length = int(inputs.input_ids.shape[1])
+
+    class _Hook(StoppingCriteria):  # type: ignore[misc]
+        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            if hook is not None:
+                hook(int(input_ids.shape[1]) - prompt_length)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    with torch.inference_mode():
+        generated = pipe.text_encoder.generate(
+            **inputs,
+            max_new_tokens=CAPTION_TOKENS,
+            stopping_criteria=StoppingCriteriaList([_Hook()]),
+        )
+    text = processor.batch_decode(
+        generated[:, prompt_length:], skip_special_tokens=True, clean_up_tokenization_spaces=False
+    )[0]
+    return str(text).strip()
+
+
 def bucket_size(width: int, height: int, bucket: int, multiple: int) -> tuple[int, int]:
     """(width, height) of the working image: about `bucket`² pixels with the input's aspect,
     in multiples of 32, then of `multiple` (the pipeline's `calculate_dimensions` rule)."""

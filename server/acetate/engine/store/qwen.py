@@ -10,6 +10,7 @@ the transformer must have the layered model's extra timestep condition and 3-D l
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -21,6 +22,8 @@ import torch
 from acetate.engine.store.family import CONFIGS_DIR, Detection, load_json, weight_variant
 from acetate.errors import InputError, ModelFileError, ModelNotFoundError
 from acetate.modes import MODES, Family
+
+log = logging.getLogger(__name__)
 
 QWEN_FAMILY: Family = "qwen_layered"
 QWEN_LABEL = "Qwen-Image-Layered"
@@ -40,9 +43,14 @@ FULL_SIZE_BYTES = {
     "vae": 2 * 126_897_716,
     "text_encoder": 2 * 8_292_166_656,
 }
-CAPTION_HELP = (
-    "describe the whole image (Acetate does not caption images yet: Qwen-Image-Layered's "
-    "captioning needs its processor and torchvision)"
+#: The model folder's sub-folder holding its `Qwen2VLProcessor` (captioning only).
+PROCESSOR_DIR = "processor"
+#: How captioning is enabled, the end of the message refusing an empty prompt without it.
+CAPTION_HOWTO = (
+    f"to caption automatically, the model folder needs its {PROCESSOR_DIR}/ (the "
+    f"Qwen2VLProcessor files of {QWEN_REPO}: preprocessor_config.json and the tokenizer) and "
+    "`pip install 'acetate[decompose]'` (transformers 5, whose PIL image processor captions "
+    "without torchvision)"
 )
 _COMPONENT_WEIGHTS = {
     "transformer": "diffusion_pytorch_model",
@@ -94,9 +102,12 @@ def check_family(base_family: str, base_name: str, mode: str) -> None:
 MIN_SIDE = 16
 
 
-def resolve_decompose(params: Any, images: Mapping[str, np.ndarray], tiny: bool) -> dict[str, Any]:
+def resolve_decompose(
+    params: Any, images: Mapping[str, np.ndarray], tiny: bool, folder: Path | None = None
+) -> dict[str, Any]:
     """What `resolve_request` fills for a Qwen base (the bucket); `InputError`s name the field:
-    an image under 16 px a side, a bucket the model lacks, an empty prompt."""
+    an image under 16 px a side, a bucket the model lacks, an empty prompt when the base at
+    `folder` cannot caption (`caption_problem`; no folder: it cannot)."""
     image = images.get("image")
     if image is not None and min(image.shape[:2]) < MIN_SIDE:
         height, width = image.shape[:2]
@@ -108,8 +119,87 @@ def resolve_decompose(params: Any, images: Mapping[str, np.ndarray], tiny: bool)
         # divides by zero (NaN layers); diffusers' pipeline does the same.
         raise InputError("steps must be at least 2 for Qwen-Image-Layered", field="steps")
     if not params.prompt.strip():
-        raise InputError(f"mode decompose needs a prompt: {CAPTION_HELP}", field="prompt")
+        problem = caption_problem(folder) if folder is not None else "no model folder"
+        if problem is not None:
+            raise InputError(no_caption_message(problem), field="prompt")
     return {"resolution": resolution_bucket(params.resolution, tiny)}
+
+
+def no_caption_message(problem: str) -> str:
+    """Why an empty prompt is refused: what is missing, then how to enable captioning."""
+    return (
+        "mode decompose needs a prompt describing the whole image, or automatic captioning, "
+        f"which is not available ({problem}); {CAPTION_HOWTO}"
+    )
+
+
+def caption_problem(folder: Path) -> str | None:
+    """Why a Qwen-Image-Layered folder cannot caption an image (None: it can): its
+    `processor/` must hold an image processor config and a tokenizer, and transformers must
+    have the PIL Qwen2-VL image processor (transformers 5; torchvision is never needed)."""
+    processor = folder / PROCESSOR_DIR
+    configs = ("preprocessor_config.json", "processor_config.json")
+    if not any((processor / name).is_file() for name in configs):
+        return f"{folder.name} has no {PROCESSOR_DIR}/ with an image processor config"
+    if not any((processor / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+        return f"{folder.name}/{PROCESSOR_DIR}/ has no tokenizer"
+    if _pil_image_processor() is None:
+        import transformers
+
+        return (
+            f"transformers {transformers.__version__} lacks Qwen2VLImageProcessorPil "
+            "(transformers 5 has it)"
+        )
+    return None
+
+
+def _pil_image_processor() -> Any:
+    """transformers' PIL (torchvision-free) Qwen2-VL image processor class, or None."""
+    try:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            Qwen2VLImageProcessorPil,
+        )
+    except ImportError:
+        return None
+    return Qwen2VLImageProcessorPil
+
+
+@cache
+def _caption_processor_class() -> Any:
+    """`Qwen2VLProcessor` without its video processor: transformers 5 only builds that one with
+    torchvision (and checks every sub-processor's class, so `video_processor=None` fails), while
+    captioning one image only needs the image processor and the tokenizer."""
+    from transformers import Qwen2VLProcessor
+
+    class CaptionProcessor(Qwen2VLProcessor):  # type: ignore[misc]
+        def __init__(
+            self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None
+        ) -> None:
+            super().__init__(image_processor, tokenizer, chat_template=chat_template)
+
+    return CaptionProcessor
+
+
+def caption_processor(image_processor: Any, tokenizer: Any, chat_template: str | None) -> Any:
+    """A `Qwen2VLProcessor` (no video processor) from its parts."""
+    return _caption_processor_class()(image_processor, tokenizer, chat_template)
+
+
+def load_caption_processor(folder: Path) -> Any:
+    """The `Qwen2VLProcessor` of a Qwen-Image-Layered folder, built from `processor/` with the
+    PIL image processor (call only when `caption_problem(folder)` is None)."""
+    from transformers import AutoTokenizer
+
+    processor = folder / PROCESSOR_DIR
+    image_processor = _pil_image_processor().from_pretrained(processor, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(processor, local_files_only=True)
+    template = None
+    jinja, legacy = processor / "chat_template.jinja", processor / "chat_template.json"
+    if jinja.is_file():
+        template = jinja.read_text(encoding="utf-8")
+    elif legacy.is_file():
+        template = load_json(legacy).get("chat_template")
+    return caption_processor(image_processor, tokenizer, template)
 
 
 def mode_families(mode: str | None) -> set[str]:
@@ -209,8 +299,8 @@ def describe_qwen_file(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
 def load_qwen_pipeline(
     path: Path, dtype: torch.dtype, variant: str | None = None, quantize: str = "none"
 ) -> Any:
-    """A `QwenImageLayeredPipeline` on the CPU, offline, without its processor (only
-    captioning uses it, and it needs torchvision)."""
+    """A `QwenImageLayeredPipeline` on the CPU, offline, with its processor when the folder can
+    caption (`caption_problem`; only captioning uses it), else `processor=None`."""
     from diffusers import QwenImageLayeredPipeline
 
     from acetate.engine.memory import quantization_config
@@ -229,7 +319,7 @@ def load_qwen_pipeline(
             local_files_only=True,
             use_safetensors=True,
             variant=variant,
-            processor=None,
+            processor=_processor_or_none(path),
             **quantized,
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -239,16 +329,29 @@ def load_qwen_pipeline(
         ) from error
 
 
+def _processor_or_none(path: Path) -> Any:
+    """The folder's caption processor, or None (no processor/, or one that does not load: a
+    decomposition with a prompt needs none)."""
+    if caption_problem(path) is not None:
+        return None
+    try:
+        return load_caption_processor(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("%s: its processor/ does not load, so no captioning: %s", path.name, error)
+        return None
+
+
 def files_to_get() -> dict[str, Any]:
     """What a user downloads for real decomposition, with sizes (`acetate models`)."""
     parts = [
         {"component": name, "folder": f"{name}/", "bytes": size}
         for name, size in FULL_SIZE_BYTES.items()
     ]
-    # Small JSON/text folders; model_index.json, processor/ (captioning, unused) likewise.
+    # Small JSON/text folders; model_index.json likewise. processor/ captions an image sent
+    # without a prompt.
     parts += [
         {"component": name, "folder": f"{name}/", "bytes": None}
-        for name in ("tokenizer", "scheduler")
+        for name in ("tokenizer", "scheduler", PROCESSOR_DIR)
     ]
     return {
         "repo": QWEN_REPO,

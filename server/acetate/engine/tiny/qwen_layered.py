@@ -2,9 +2,10 @@
 layouts, built locally in a second or two with nothing from the Hub.
 
 `ensure_tiny_qwen(models_dir)` builds `<models_dir>/tiny-qwen/checkpoints/tiny-qwen-image-layered/`,
-a diffusers `QwenImageLayeredPipeline` folder (no `processor`: it needs torchvision and a Hub
-repository, and only captioning uses it). It lives beside `tiny/` rather than inside it because
-the LayerDiffusion tiny build replaces `tiny/` as a whole.
+a diffusers `QwenImageLayeredPipeline` folder with a `processor/` (the PIL Qwen2-VL image
+processor, the tiny tokenizer and a chat template: captioning an image sent without a prompt
+runs on a CPU too). It lives beside `tiny/` rather than inside it because the LayerDiffusion
+tiny build replaces `tiny/` as a whole.
 
 What the real files rely on is kept: the RGBA VAE (`input_channels=4`) with ×8 downsampling and
 a latent width other than 4 (with `z_dim = 4` diffusers takes a 4-channel RGBA image for
@@ -48,6 +49,19 @@ QWEN_SPECIAL_TOKENS = (
 )
 #: The text encoder reads at most this many tokens (diffusers' `tokenizer_max_length`).
 MAX_TOKENS = 1024
+#: The processor's tokenizer reads the caption prompt and the image's tokens.
+CAPTION_MAX_TOKENS = 32768
+#: Qwen2-VL's chat template, shortened to text and images (saved with the tiny processor; the
+#: pipeline's captioning writes its prompt in this format itself).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 TINY_QWEN_TRANSFORMER: dict[str, Any] = dict(
     patch_size=2,
@@ -84,8 +98,17 @@ TINY_QWEN_TEXT: dict[str, Any] = dict(
     rope_theta=1000000.0,
 )
 TINY_QWEN_VISION: dict[str, Any] = dict(
-    depth=2, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=16
+    depth=2,
+    hidden_size=16,
+    intermediate_size=16,
+    num_heads=2,
+    out_hidden_size=16,
+    patch_size=14,  # Qwen2.5-VL's own patching, which its image processor matches
+    temporal_patch_size=2,
+    spatial_merge_size=2,
 )
+#: The processor's sub-folder (`acetate.engine.store.qwen.PROCESSOR_DIR`).
+PROCESSOR_DIR = "processor"
 #: Qwen-Image's flow-matching schedule (dynamic shift from the image's sequence length).
 QWEN_SCHEDULER: dict[str, Any] = dict(
     base_image_seq_len=256,
@@ -137,6 +160,32 @@ def write_qwen_tokenizer(folder: Path) -> Any:
     return Qwen2Tokenizer.from_pretrained(folder, local_files_only=True)
 
 
+def write_qwen_processor(folder: Path, tokenizer_dir: Path) -> Any:
+    """The tiny model's `processor/`: the PIL Qwen2-VL image processor (patch 14, merge 2, as
+    the tiny vision tower reads), the tokenizer and the chat template, in the files a real
+    Qwen-Image-Layered `processor/` holds; returns the loaded processor."""
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    from acetate.engine.store.qwen import load_caption_processor
+
+    processor = folder / PROCESSOR_DIR
+    # The caption prompt alone is over 1024 byte tokens; Qwen's processor reads 32768.
+    tokenizer = Qwen2Tokenizer.from_pretrained(
+        tokenizer_dir, local_files_only=True, model_max_length=CAPTION_MAX_TOKENS
+    )
+    Qwen2VLImageProcessorPil(
+        patch_size=TINY_QWEN_VISION["patch_size"],
+        temporal_patch_size=TINY_QWEN_VISION["temporal_patch_size"],
+        merge_size=TINY_QWEN_VISION["spatial_merge_size"],
+    ).save_pretrained(processor)
+    tokenizer.save_pretrained(processor)
+    (processor / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
+    return load_caption_processor(folder)
+
+
 def _text_encoder(tokenizer: Any, seed: int) -> Any:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -186,6 +235,15 @@ def build_tiny_qwen_pipeline(folder: Path, seed: int = SEED) -> Any:
     )
     with _no_progress_bars(), _quiet_diffusers():
         pipe.save_pretrained(folder, safe_serialization=True)
+    # The processor is saved on its own (transformers 5 saves a Qwen2VLProcessor only with its
+    # torchvision video processor) and named in model_index.json as in the published folder.
+    processor = write_qwen_processor(folder, folder / "tokenizer")
+    pipe.register_modules(processor=processor)
+    pipe.vl_processor = processor  # what the pipeline's captioning reads
+    index_file = folder / "model_index.json"
+    index = json.loads(index_file.read_text(encoding="utf-8"))
+    index["processor"] = ["transformers", "Qwen2VLProcessor"]
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return pipe
 
 
