@@ -267,3 +267,45 @@ def test_the_trained_file_is_listed_and_chosen_by_name(
     record = json.loads((out / "result.json").read_text())
     assert record["files"][KIND["sd15"]]["name"] == published.name
     assert np.asarray(Image.open(out / "foreground.png")).shape == (64, 64, 4)
+
+
+def test_the_diffusers_lora_folder_equals_the_official_file(
+    captioned: Path, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """SDXL: `pipe.load_lora_weights(<run>/diffusers-lora)` changes the UNet as the Forge-layout
+    file merged by Acetate's loader does."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from acetate.engine.nets.unet_patch import apply_unet_patch, load_unet_patch
+    from acetate.train.layer.loop import LayerTrainer
+
+    trainer = LayerTrainer(
+        config(captioned, tiny_models_dir, tmp_path / "run", "sdxl", lr=5e-2, validate_every=100)
+    )
+    final = trainer.run()
+    folder = tiny_models_dir / "tiny" / "checkpoints" / "tiny-sdxl"
+    merged = StableDiffusionXLPipeline.from_pretrained(folder, local_files_only=True).unet
+    unet_config: Any = merged.config
+    pooled = (
+        unet_config.projection_class_embeddings_input_dim - 6 * unet_config.addition_time_embed_dim
+    )
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(1, 4, 8, 8, generator=generator)
+    text = torch.randn(1, 77, unet_config.cross_attention_dim, generator=generator)
+    added = {
+        "text_embeds": torch.randn(1, pooled, generator=generator),
+        "time_ids": torch.ones(1, 6),
+    }
+
+    def output(unet: Any) -> torch.Tensor:
+        with torch.no_grad():
+            return unet(sample, 500, text, added_cond_kwargs=added).sample
+
+    plain = output(merged)
+    with apply_unet_patch(merged, load_unet_patch(final, merged.config)):
+        patched = output(merged)
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder, local_files_only=True)
+    pipe.load_lora_weights(tmp_path / "run" / "diffusers-lora")
+    assert not torch.allclose(patched, plain, atol=1e-4)
+    # The official file is fp16, the diffusers folder fp32: equal up to fp16 rounding.
+    torch.testing.assert_close(output(pipe.unet), patched, rtol=2e-2, atol=2e-3)

@@ -183,7 +183,9 @@ class LayerTrainer:
         if config.resume is not None:
             self._load(latest_checkpoint(config.resume))
         self.denoiser, self.optimizer = accelerator.prepare(self.denoiser, self.optimizer)
-        self.encoder = load_transparent_encoder(setup.encoder.path, device=device)
+        # safetensors names CPUs "cpu" only (accelerate's multi-process CPU device is "cpu:0").
+        load_device = "cpu" if device.type == "cpu" else device
+        self.encoder = load_transparent_encoder(setup.encoder.path, device=load_device)
         self.offset_scale = float(setup.encoder.identity.encoder_offset_scale)
         # diffusers' scheduler classes declare neither `config` nor `add_noise` to type checkers.
         self.noise_scheduler: Any = DDPMScheduler(**SD_SCHEDULE)
@@ -248,18 +250,24 @@ class LayerTrainer:
         return {"encoder_hidden_states": embeds, "added_cond_kwargs": added}
 
     def _noise(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise and timesteps from a generator seeded by (seed, step, process)."""
-        accelerator = self.accelerator
-        entropy = [self.config.seed, self.step, accelerator.process_index]
+        """This process's slice of the step's global noise and timesteps, drawn from a
+        generator seeded by (seed, step): N processes see what one process with the global
+        batch sees."""
+        accelerator, config = self.accelerator, self.config
+        entropy = [config.seed, self.step]
         seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
         generator = torch.Generator("cpu").manual_seed(seed)
-        shape = latents.shape
+        rows = config.batch * accelerator.num_processes
+        shape = (rows, *latents.shape[1:])
         noise = torch.randn(shape, generator=generator)
-        if self.config.noise_offset:
-            noise += self.config.noise_offset * torch.randn((*shape[:2], 1, 1), generator=generator)
+        if config.noise_offset:
+            noise += config.noise_offset * torch.randn((*shape[:2], 1, 1), generator=generator)
         steps = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (shape[0],), generator=generator)
-        return noise.to(latents.device), timesteps.to(latents.device)
+        timesteps = torch.randint(0, steps, (rows,), generator=generator)
+        mine = slice(
+            accelerator.process_index * config.batch, (accelerator.process_index + 1) * config.batch
+        )
+        return noise[mine].to(latents.device), timesteps[mine].to(latents.device)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         config, accelerator = self.config, self.accelerator
