@@ -105,6 +105,10 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
         extra = ""
         if layer["frames"] is not None:
             extra = f"  frames={layer['frames']} control={'yes' if layer['use_control'] else 'no'}"
+        trained = layer.get("trained")
+        if trained:  # `acetate train` output: used only where named (`layer_files`)
+            steps, data = trained.get("acetate.steps", "?"), trained.get("acetate.data_hash", "")
+            extra += f"  trained: {steps} steps, data {data[:8] or '?'}"
         lines.append(
             f"  {layer['name']}  {layer['kind']}  {FAMILY[layer['family']]}{extra}  {layer['path']}"
         )
