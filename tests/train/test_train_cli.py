@@ -218,3 +218,15 @@ def test_eval_bad_flags_are_one_line_naming_the_flag(
     code = acetate.cli.main(["eval", "transparency", *common, *flags])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and named in err, err
+
+
+def test_a_data_folder_inside_a_hidden_folder_is_read(tmp_path: Path) -> None:
+    """Hidden files and folders below `--data` are skipped, but `--data` itself may live under
+    one (`~/.cache/…`)."""
+    from acetate.train.data import scan_folder
+    from acetate.train.synth import write_synth
+
+    data = tmp_path / ".cache" / "data"
+    write_synth(data, 2, seed=0, size=64)
+    write_synth(data / ".thumbnails", 1, seed=1, size=64)
+    assert len(scan_folder(data).images) == 2

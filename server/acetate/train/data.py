@@ -94,7 +94,8 @@ def scan_folder(root: Path, *, flag: str = "--data", min_side: int = MIN_SIDE) -
         raise InputError(f"{root} is not a folder", field=flag)
     scan = DataScan(root)
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if path.suffix.lower() not in SUFFIXES or any(p.startswith(".") for p in path.parts):
+        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+        if path.suffix.lower() not in SUFFIXES or hidden:  # hidden below the folder, not above
             continue
         reason = _check(path, min_side)
         if reason is None:
