@@ -38,6 +38,7 @@ test-node: $(STAMP) photoshop_uxp/node_modules/.package-lock.json
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server tests bench krita_plugin
 	$(VENV)/bin/ruff format --check server tests bench krita_plugin
+	$(VENV)/bin/vermin --target=3.10- --no-tips --violations krita_plugin/acetate_krita
 	$(VENV)/bin/mypy server/acetate
 
 bench: $(STAMP)

@@ -57,9 +57,10 @@ def official_file(models: Path, family: str) -> Path:
         ("sd15", {"steps": 40, "batch": 4, "lr": 1e-3}, 0.9),
         # The tiny SDXL UNet, like the real one, has no attention in its full-resolution
         # blocks, and its random weights predict no noise: a LoRA on the attention projections
-        # can only take back its random contribution (1.08 → 1.00, measured), never pass the
-        # per-pixel noise through. A wider LoRA and more steps show that fall.
-        ("sdxl", {"steps": 150, "batch": 8, "rank": 16, "lr": 1e-2}, 0.95),
+        # cannot pass the per-pixel noise of low-noise timesteps through, so the plain loss
+        # only falls 1.08 → 1.00 (measured). Min-SNR weighting (`--snr-gamma 5`, as diffusers'
+        # examples use) weights those timesteps down, and the loss then falls by 14 %.
+        ("sdxl", {"steps": 150, "batch": 8, "rank": 16, "lr": 1e-2, "snr_gamma": 5.0}, 0.9),
     ],
 )
 def test_a_short_run_lowers_the_loss(

@@ -398,7 +398,9 @@ class AcetateDocker(DockWidget):
         self.mode_combo.clear()
         for mode in self.model.modes.modes:
             self.mode_combo.addItem(mode.label, mode.name)
-            self.mode_combo.setItemData(self.mode_combo.count() - 1, mode.help, Qt.ToolTipRole)
+            self.mode_combo.setItemData(
+                self.mode_combo.count() - 1, mode.help, Qt.ItemDataRole.ToolTipRole
+            )
         index = self.mode_combo.findData(self.model.mode)
         self.mode_combo.setCurrentIndex(max(index, 0))
         self.mode_combo.blockSignals(False)

@@ -97,7 +97,9 @@ class NumberEditor(OptionEditor):
             self.emit(int(value) if self.option.type == "int" else float(value))
 
     def _show(self, value: Any) -> None:
-        self.spin.setValue(self.spin.minimum() if value is None else value)
+        shown = self.spin.minimum() if value is None else value
+        # PyQt6, and PyQt5 on Python >= 3.10, refuse a float for a QSpinBox's int.
+        self.spin.setValue(int(shown) if self.option.type == "int" else float(shown))
 
 
 class EnumEditor(OptionEditor):
