@@ -47,3 +47,11 @@ def test_layer_model_training_logs_the_loss(tiny_models_dir: Path, tmp_path: Pat
     scalars = _scalars(tmp_path / "run" / "logs")
     assert [step for step, _ in scalars["loss"]] == [1, 2, 3, 4]
     assert all(value > 0 for _, value in scalars["loss"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = next((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+    accumulator = EventAccumulator(str(events.parent))
+    accumulator.Reload()
+    assert "samples" in accumulator.Tags()["images"]
+    sample = accumulator.Images("samples")[-1]
+    assert sample.step == 4 and sample.width > sample.height > 0

@@ -22,6 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from diffusers import DDPMScheduler
 from diffusers.training_utils import compute_snr
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
@@ -406,6 +407,8 @@ class LayerTrainer:
         from acetate.train.layer.samples import write_samples
 
         sheet = write_samples(self)
-        if self.tracker is not None and sheet is not None:
-            self.tracker.log({"samples": str(sheet)}, step=self.step)
+        if self.tracker is not None:
+            with Image.open(sheet) as image:
+                pixels = np.asarray(image.convert("RGB"))[None]  # one NHWC image
+            self.tracker.log_images({"samples": pixels}, step=self.step, dataformats="NHWC")
         return sheet
