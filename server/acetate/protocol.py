@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from acetate.modes import (
     IMAGE_FIELDS,
@@ -120,6 +128,30 @@ def option_field(name: str) -> Any:
 LayerFileName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^/\\]+$")]
 #: One file per part at most: SDXL's two-stage modes use four (two patches, encoder, decoder).
 MAX_LAYER_FILES = 8
+#: LoRAs one request may stack.
+MAX_LORAS = 8
+
+
+def _not_a_path(value: str) -> str:
+    if any(part in (".", "..") for part in value.split("/")):
+        raise ValueError("a LoRA name from /api/models, not a path")
+    return value
+
+
+#: A LoRA's name as `/api/models` lists it: `/`-separated sub-folders allowed, never a path
+#: (no leading `/`, no `\`, `:`, `.` or `..` parts); the store only ever looks names up.
+LoraName = Annotated[
+    str,
+    Field(min_length=1, max_length=200, pattern=r"^[^/\\:]+(/[^/\\:]+)*$"),
+    AfterValidator(_not_a_path),
+]
+
+
+class LoraRequest(_Strict):
+    """One LoRA applied to the base for this job, at a strength (negative: the opposite)."""
+
+    name: LoraName = Field(description="A LoRA name from /api/models `loras`")
+    strength: float = Field(1.0, ge=-2.0, le=2.0, description="LoRA weight, -2 to 2")
 
 
 class GenerateParameters(_Strict):
@@ -155,6 +187,12 @@ class GenerateParameters(_Strict):
         max_length=MAX_LAYER_FILES,
         description="LayerDiffusion files from /api/models (official or trained) replacing the "
         "defaults for the parts they fill; unset: the official file for each part",
+    )
+    loras: list[LoraRequest] | None = Field(
+        None,
+        max_length=MAX_LORAS,
+        description="Style/character LoRAs from /api/models `loras` applied to the base for this "
+        "job only, each {name, strength}; they must be of the base's family",
     )
     selection_bounds: Bounds | None = None
     client_id: str | None = Field(None, max_length=128)
@@ -380,6 +418,12 @@ class UsedFile(FileRecord):
     kind: str
 
 
+class UsedLora(FileRecord):
+    """A LoRA a resolved request applies (the result record's `files["lora:<name>"]`)."""
+
+    strength: float
+
+
 class ResultRecord(_Lenient):
     """The one result shape: `DIR/result.json`, a job's `result`, the `done` event."""
 
@@ -396,7 +440,8 @@ class ResultRecord(_Lenient):
     #: Measurements per result set, `{"batch_index": b, <name>: value}` (decompose: `psnr_db`,
     #: the recomposited layers against the input inside the region).
     metrics: list[dict[str, Any]] = Field(default_factory=list)
-    #: Official kind → the LayerDiffusion file used for it (official or trained) and its SHA-256.
+    #: Official kind → the LayerDiffusion file used for it (official or trained) and its SHA-256;
+    #: `lora:<name>` → each LoRA applied.
     files: dict[str, FileRecord] = Field(default_factory=dict)
 
 
@@ -570,6 +615,8 @@ class ResolvedRequest(_Frozen):
     #: role → each LayerDiffusion file the request uses.
     files: dict[str, UsedFile]
     warnings: tuple[str, ...] = ()
+    #: The LoRAs applied to the base for this job, in request order.
+    loras: tuple[UsedLora, ...] = ()
 
     @property
     def mode(self) -> str:
@@ -580,11 +627,15 @@ class ResolvedRequest(_Frozen):
         return MODE_SPECS[self.parameters.mode]
 
     def file_records(self) -> dict[str, FileRecord]:
-        """The result record's `files`: official kind → the file used for it."""
-        return {
+        """The result record's `files`: official kind → the file used for it, and
+        `lora:<name>` → each LoRA applied."""
+        records = {
             used.kind: FileRecord(name=used.name, sha256=used.sha256)
             for used in self.files.values()
         }
+        for lora in self.loras:
+            records[f"lora:{lora.name}"] = FileRecord(name=lora.name, sha256=lora.sha256)
+        return records
 
     def record_parameters(self) -> dict[str, Any]:
         """The result record's `parameters`: every field, images as {width, height, sha256}."""

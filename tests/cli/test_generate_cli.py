@@ -69,7 +69,7 @@ def test_every_request_field_and_image_has_a_flag_and_no_flag_was_renamed() -> N
     flags = options(build())
     assert set(flags) >= FLAGS_BEFORE, f"renamed or lost: {FLAGS_BEFORE - set(flags)}"
     for name in GenerateParameters.model_fields:
-        if name in ("layer_prompts", "selection_bounds", "client_id", "layer_files"):
+        if name in ("layer_prompts", "selection_bounds", "client_id", "layer_files", "loras"):
             assert "--" + name.replace("_", "-") not in flags
         else:
             assert flags["--" + name.replace("_", "-")].dest == name

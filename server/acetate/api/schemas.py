@@ -59,6 +59,8 @@ class ModelsInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     bases: list[dict[str, Any]] = Field(default_factory=list)
+    #: LoRAs a request may name in `loras`: {name, family, tiny, format, path, source}.
+    loras: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class _Published(BaseModel):

@@ -52,6 +52,8 @@ NOT_FLAGS = frozenset(
         "client_id",
         # set by --transparent-decoder / --transparent-encoder / --layer-model (LAYER_FILE_FLAGS)
         "layer_files",
+        # set by --lora NAME[:STRENGTH] (repeatable)
+        "loras",
     }
 )
 
@@ -121,6 +123,7 @@ def add_arguments(
         action.dest: action.option_strings[0] for action in parser._actions if action.option_strings
     }
     flags["layer_files"] = "--layer-model"  # errors on the chosen files name the flag
+    flags["loras"] = "--lora"
     parser.set_defaults(
         request_fields=tuple(request_fields), image_fields=tuple(image_list), flags=flags
     )
@@ -161,6 +164,16 @@ def _add_cli_flags(
     output.add_argument("--psd", action="store_true", help="also write DIR/layers.psd")
     output.add_argument(
         "--ora", action="store_true", help="also write DIR/layers.ora (OpenRaster: Krita, MyPaint)"
+    )
+    request.add_argument(
+        "--lora",
+        dest="lora_specs",
+        action="append",
+        default=[],
+        metavar="NAME[:STRENGTH]",
+        help="Apply a LoRA to the base for this job (repeatable): a name from `acetate models` "
+        "(on a server, from its /api/models) or, locally, a .safetensors file; STRENGTH -2 to 2, "
+        "default 1. Sets --loras.",
     )
     server.add_argument("--server", metavar="URL", help="run on an Acetate server instead")
     server.add_argument("--token", help="server token (or $ACETATE_TOKEN)")
@@ -376,7 +389,45 @@ def request_fields(args: argparse.Namespace) -> dict[str, Any]:
             )
     if names:
         fields["layer_files"] = names
+    specs = lora_specs(args)
+    if getattr(args, "server", None) and any(path for _, _, path in specs):
+        raise InputError(
+            "--lora: a server cannot read this machine's files; name a LoRA it lists in "
+            "/api/models",
+            field="--lora",
+        )
+    # Local files are registered with the model store and added by name in `_run_local`.
+    loras = [{"name": name, "strength": strength} for name, strength, path in specs if not path]
+    if loras:
+        fields["loras"] = loras
     return fields
+
+
+def lora_specs(args: argparse.Namespace) -> list[tuple[str, float, bool]]:
+    """(name or path, strength, is a path) of every `--lora NAME[:STRENGTH]`."""
+    specs = []
+    for text in getattr(args, "lora_specs", None) or []:
+        value, strength = text, 1.0
+        head, colon, tail = text.rpartition(":")
+        if colon:
+            try:
+                value, strength = head, float(tail)
+            except ValueError:
+                if not _lora_is_path(text, args):
+                    raise InputError(
+                        f"--lora: expected NAME[:STRENGTH] with a number after ':' (got {text!r})",
+                        field="--lora",
+                    ) from None
+        specs.append((value, strength, _lora_is_path(value, args)))
+    return specs
+
+
+def _lora_is_path(value: str, args: argparse.Namespace) -> bool:
+    """A LoRA is a local file when absolute, `./`/`~`-relative, Windows-style or an existing file;
+    otherwise a listed name (which may have `/`-separated sub-folders)."""
+    if value.startswith((".", "~", "/")) or "\\" in value or Path(value).is_absolute():
+        return True
+    return not getattr(args, "server", None) and Path(value).is_file()
 
 
 def layer_file_values(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -562,6 +613,16 @@ def _run_local(args: argparse.Namespace, params, images) -> int:
 
     overrides = layer_file_paths(args)
     store = ModelStore(models_dir(args), extra_models_dirs(args))
+    local_loras = [
+        {"name": store.add_lora(Path(value)), "strength": strength}
+        for value, strength, path in lora_specs(args)
+        if path
+    ]
+    if local_loras:  # registered by path, requested by the name the store gives them
+        from acetate.protocol import LoraRequest
+
+        added = [LoraRequest.model_validate(item) for item in local_loras]
+        params = params.model_copy(update={"loras": [*(params.loras or []), *added]})
     if params.controlnet and Path(params.controlnet).exists():
         params = params.model_copy(
             update={"controlnet": store.add_controlnet(Path(params.controlnet))}

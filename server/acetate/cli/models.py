@@ -90,8 +90,9 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     lines += ["", "base models:"]
     for base in summary["bases"]:
         flag = "  [test model: random weights]" if base["tiny"] else ""
-        where = "built in" if base["tiny"] else base["path"]
+        where = "built in" if base["tiny"] and base["source"] == "tiny" else base["path"]
         lines.append(f"  {base['name']}  {FAMILY[base['family']]}  {base['format']}  {where}{flag}")
+        lines += _split_parts(base.get("parts"))
         usable = [mode for mode, missing in base["modes"].items() if not missing]
         lines.append(f"    usable modes: {', '.join(usable) or 'none yet'}")
         for mode, missing in base["modes"].items():
@@ -138,9 +139,30 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
             for p in qwen["parts"]
         ]
         lines.append(f"  ({qwen['note']})")
+        split = qwen.get("split")
+        if split:
+            lines += [
+                f"  or: ComfyUI's {split['transformer_file']} "
+                f"({split['transformer_bytes'] / 1e9:.1f} GB) in {split['put_file_in']}, plus "
+                f"the folder without transformer/ ({split['folder_bytes'] / 1e9:.1f} GB):",
+                f"    {split['folder_command']}",
+            ]
     if summary["warnings"]:
         lines += [""] + [f"warning: {warning}" for warning in summary["warnings"]]
     return lines
+
+
+def _split_parts(parts: dict[str, str] | None) -> list[str]:
+    """Where a Qwen-Image-Layered base paired from ComfyUI's transformer file and a folder
+    without transformer/ takes each part."""
+    if not parts:
+        return []
+    rest = {name: path for name, path in parts.items() if name != "transformer"}
+    folder = str(Path(next(iter(rest.values()))).parent) if rest else "?"
+    return [
+        f"    paired: transformer from the single file {parts['transformer']}",
+        f"            {', '.join(rest)} from the folder {folder}",
+    ]
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 `Engine.generate` checks the request, resolves the base model and LayerDiffusion files from the
 model store, keeps the last base loaded (switching when a request names another), loads layer
-files on demand and runs the mode's pipeline. It knows nothing of HTTP or asyncio: progress and
+files on demand and runs the mode's pipeline, with the request's LoRAs fused into the base for
+that job only. It knows nothing of HTTP or asyncio: progress and
 cancellation come in through a callback and a `threading.Event`.
 """
 
@@ -22,6 +23,7 @@ import torch
 from acetate.checks import check_request
 from acetate.engine.memory import apply_group_offload, check_memory_options
 from acetate.engine.nets.attention_sharing import AttentionSharing
+from acetate.engine.nets.lora_fusion import fused_loras
 from acetate.engine.nets.transparent_vae import (
     TransparentDecoder,
     TransparentEncoder,
@@ -138,6 +140,7 @@ class Engine:
             params.controlnet,
             overrides,
             params.layer_files or (),
+            params.loras or (),
         )
         return Prepared(resolve_request(params, images, plan), plan)
 
@@ -203,7 +206,10 @@ class Engine:
             progress=progress,
             controlnet=controlnet,
         )
-        yield from pipeline(params.mode)(context)
+        # The request's LoRAs are fused into the base for this job only (restored bit-exactly
+        # afterwards, also on error or cancel): LayerDiffusion's patches then apply on top.
+        with fused_loras(loaded.sampler.pipe, plan.loras):
+            yield from pipeline(params.mode)(context)
 
     # Loading ---------------------------------------------------------------------------------
 

@@ -24,9 +24,11 @@ from acetate.protocol import (
     CanvasSize,
     GenerateParameters,
     ImageRecord,
+    LoraRequest,
     ResolvedRequest,
     StageSettings,
     UsedFile,
+    UsedLora,
 )
 
 __all__ = ["Prepared", "canvas_size", "resolve_request"]
@@ -62,6 +64,8 @@ def resolve_request(
         filled.update(width=None, height=None)  # the frame is the input's
     if plan.controlnet is not None:
         filled["controlnet"] = plan.controlnet.name
+    if plan.loras:  # the names as listed (`x.safetensors` → `x`; a CLI path → its name)
+        filled["loras"] = [LoraRequest(name=p.lora.name, strength=p.strength) for p in plan.loras]
     if family == QWEN_FAMILY:
         filled.update(resolve_decompose(params, images, base.tiny, base.path))
     stages = _stages(spec, family, params)
@@ -85,6 +89,10 @@ def resolve_request(
             for role, layer in plan.files.items()
         },
         warnings=tuple(plan.warnings),
+        loras=tuple(
+            UsedLora(name=p.lora.name, sha256=file_sha256(p.lora.path), strength=p.strength)
+            for p in plan.loras
+        ),
     )
 
 

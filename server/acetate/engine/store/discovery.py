@@ -1,10 +1,10 @@
-"""Find base models, ControlNets and LayerDiffusion files on disk, without loading weights.
+"""Find base models, ControlNets, LayerDiffusion files and LoRAs on disk, without loading weights.
 
 Roots are scanned in the order the store gives them (DESIGN.md: explicit paths → `models/` →
 extra folders → the Hugging Face cache). A root may be an Acetate/ComfyUI-style models folder
-(`checkpoints/`, `controlnet/`, `layer_model/`, `vae/`), a Forge/A1111 one (`Stable-diffusion/`,
-`ControlNet/`), or the install folder above either. Pickle files are listed as refused and never
-opened.
+(`checkpoints/`, `controlnet/`, `layer_model/`, `vae/`, `loras/`), a Forge/A1111 one
+(`Stable-diffusion/`, `ControlNet/`, `Lora/`), or the install folder above either. Pickle files
+are listed as refused and never opened.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from acetate.engine.store.family import (
     PICKLE_REASON,
@@ -29,7 +29,10 @@ from acetate.engine.store.family import (
 )
 from acetate.errors import ModelFileError
 
-Category = Literal["base", "controlnet", "layer"]
+if TYPE_CHECKING:
+    from acetate.engine.store.loras import LoraFile
+
+Category = Literal["base", "controlnet", "layer", "lora"]
 Format = Literal["diffusers", "single_file"]
 
 #: Sub-folder name (lower case) → what it holds, across Acetate/ComfyUI and Forge/A1111 layouts.
@@ -41,6 +44,8 @@ SUBFOLDERS: dict[str, Category] = {
     "controlnet": "controlnet",
     "layer_model": "layer",
     "vae": "layer",  # only official transparent VAE file names are taken from here
+    "loras": "lora",  # Acetate / ComfyUI
+    "lora": "lora",  # A1111 / Forge `models/Lora` (see `loras.py`)
 }
 LAYER_REPOS = ("LayerDiffusion/layerdiffusion-v1", "lllyasviel/LayerDiffuse_Diffusers")
 MAX_DEPTH = 3
@@ -138,12 +143,14 @@ class Found:
     controlnets: list[ControlNetInfo] = field(default_factory=list)
     layers: list[LayerFile] = field(default_factory=list)
     refused: list[RefusedFile] = field(default_factory=list)
+    loras: list[LoraFile] = field(default_factory=list)
 
     def extend(self, other: Found) -> None:
         self.bases += other.bases
         self.controlnets += other.controlnets
         self.layers += other.layers
         self.refused += other.refused
+        self.loras += other.loras
 
 
 def category_folders(root: Path) -> list[tuple[Category, Path]]:
@@ -277,7 +284,13 @@ def scan_root(root: Path, source: str) -> Found:
     """Everything under one models folder or install folder."""
     found = Found()
     for category, folder in category_folders(root):
-        if category == "layer":
+        if category == "lora":
+            from acetate.engine.store.loras import scan_lora_folder
+
+            loras, refused = scan_lora_folder(folder, source)
+            found.loras += loras
+            found.refused += refused
+        elif category == "layer":
             only_official = folder.name.lower() == "vae"
             found.extend(scan_layer_folder(folder, source, official_names_only=only_official))
         else:

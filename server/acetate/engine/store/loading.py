@@ -92,7 +92,8 @@ def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype, quantize: str =
     """A `StableDiffusionPipeline` (SD1.5) or `StableDiffusionXLPipeline` on the CPU (or, for
     the Qwen-Image-Layered family, a `QwenImageLayeredPipeline`, quantised per `quantize`)."""
     if base.family == QWEN_FAMILY:
-        return load_qwen_pipeline(base.path, dtype, base.variant, quantize)
+        split = getattr(base, "transformer_file", None)  # `qwen_split.SplitQwenBase`
+        return load_qwen_pipeline(base.path, dtype, base.variant, quantize, split, base.tiny)
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from acetate.engine.store import discovery
 from acetate.engine.store.discovery import (
@@ -27,6 +27,13 @@ from acetate.engine.store.discovery import (
 )
 from acetate.engine.store.family import CONFIGS_DIR, FAMILIES, FAMILY_LABEL, Family
 from acetate.engine.store.loading import load_base_pipeline, load_controlnet
+from acetate.engine.store.loras import (
+    LoraFile,
+    PlannedLora,
+    explicit_lora,
+    plan_loras,
+    unique_loras,
+)
 from acetate.engine.store.qwen import (
     QWEN_FAMILY,
     check_family,
@@ -34,6 +41,7 @@ from acetate.engine.store.qwen import (
     files_to_get,
     tiny_qwen_warning,
 )
+from acetate.engine.store.qwen_split import pair_split_parts
 from acetate.engine.store.requirements import (
     MODE_REQUIREMENTS,
     UNSUPPORTED_MODES,
@@ -52,6 +60,9 @@ from acetate.engine.tiny.bases import (
 from acetate.engine.tiny.qwen_layered import TINY_QWEN_NAME, ensure_tiny_qwen, tiny_qwen_folder
 from acetate.errors import InputError, ModelFileError, ModelNotFoundError
 from acetate.modes import MODES
+
+if TYPE_CHECKING:
+    from acetate.protocol import LoraRequest
 
 __all__ = [
     "MODE_REQUIREMENTS",
@@ -92,6 +103,7 @@ class Plan(NamedTuple):
     warnings: list[str]
     files: dict[str, LayerFile]
     controlnet: ControlNetInfo | None
+    loras: tuple[PlannedLora, ...] = ()
 
 
 class ModelStore:
@@ -147,8 +159,10 @@ class ModelStore:
             found.extend(discovery.scan_root(extra, f"extra:{extra}"))
         snapshots = hf_snapshots(self.hf_cache) if self.hf_cache else {}
         found.extend(discovery.scan_hf_cache(snapshots))
+        pair_split_parts(found)  # ComfyUI's Qwen transformer file + a folder without it
         found.bases = self._unique(found.bases, warnings)
         found.controlnets = self._unique(found.controlnets, warnings)
+        found.loras = unique_loras(found.loras, warnings)
         tokenizer_dirs = self._tokenizer_dirs(found, snapshots)
         found.bases = [self._complete(base, tokenizer_dirs) for base in found.bases]
         found.controlnets = [self._complete_controlnet(c) for c in found.controlnets]
@@ -184,7 +198,7 @@ class ModelStore:
         return tuple(dict.fromkeys(f for f in folders if f.is_dir()))
 
     def _complete(self, base: BaseCheckpoint, tokenizer_dirs: tuple[Path, ...]) -> BaseCheckpoint:
-        if base.format != "single_file":
+        if base.format != "single_file" or base.family == QWEN_FAMILY:
             return base
         if base.tiny:
             tiny_folder = tiny_root(self.models_dir) / "checkpoints" / f"tiny-{base.family}"
@@ -226,6 +240,15 @@ class ModelStore:
         """Register an explicit ControlNet file or folder; returns the name to request it by."""
         return self._add(Path(path), "controlnet")
 
+    def add_lora(self, path: Path | str) -> str:
+        """Register an explicit LoRA file (first in discovery order); returns its name."""
+        lora = explicit_lora(Path(path).expanduser())
+        with self._lock:
+            explicit = self._explicit
+            explicit.loras = [x for x in explicit.loras if x.name != lora.name] + [lora]
+            self.refresh()
+        return lora.name
+
     def _add(self, path: Path, category: discovery.Category) -> str:
         field = "model" if category == "base" else category
         if not path.exists():
@@ -265,6 +288,9 @@ class ModelStore:
 
     def controlnets(self) -> list[ControlNetInfo]:
         return [*self._scan().controlnets, *self._tiny_found().controlnets]
+
+    def loras(self) -> list[LoraFile]:
+        return [*self._scan().loras, *self._tiny_found().loras]
 
     def refused(self) -> list[RefusedFile]:
         return [*self._scan().refused, *self._tiny_found().refused]
@@ -399,8 +425,10 @@ class ModelStore:
         controlnet: str | None = None,
         overrides: Sequence[LayerOverride] = (),
         names: Sequence[str] = (),
+        loras: Sequence[LoraRequest] = (),
     ) -> Plan:
-        """The base, layer files and ControlNet a request needs; `InputError`s name the field.
+        """The base, layer files, ControlNet and LoRAs a request needs; `InputError`s name the
+        field.
 
         Cheap (headers only): the server runs it before queuing a job, the engine before loading.
         """
@@ -409,7 +437,8 @@ class ModelStore:
         chosen = None
         if control != "none":
             chosen = self.controlnet(controlnet, base.family, control, tiny=base.tiny)
-        return Plan(base, list(warnings), files, chosen)
+        planned = plan_loras(loras, self.loras(), self.refused(), base)
+        return Plan(base, list(warnings), files, chosen, planned)
 
     def controlnet(
         self, name: str | None, family: Family, control: str = "none", *, tiny: bool = False
@@ -477,6 +506,7 @@ class ModelStore:
             "bases": [self._describe_base(b) for b in bases],
             "layer_files": [f.to_dict() for f in self.layer_files()],
             "controlnets": [c.to_dict() for c in self.controlnets()],
+            "loras": [lora.to_dict() for lora in self.loras()],
             "refused": [r.to_dict() for r in self.refused()],
             "get": {kind: where_to_get(kind, self.models_dir) for kind in missing_kinds},
             "warnings": list(self.warnings)

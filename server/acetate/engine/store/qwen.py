@@ -239,6 +239,10 @@ def detect_qwen_folder(folder: Path) -> Detection:
 
     transformer_file = folder / "transformer" / "config.json"
     vae_file = folder / "vae" / "config.json"
+    if not (folder / "transformer").exists():
+        from acetate.engine.store.qwen_split import incomplete_reason
+
+        return Detection(None, reason=incomplete_reason(folder))
     for needed in (transformer_file, vae_file, folder / "text_encoder" / "config.json"):
         if not needed.is_file():
             return Detection(None, reason=f"no {needed.parent.name}/config.json: incomplete")
@@ -263,8 +267,12 @@ _LAYERED_KEY = "time_text_embed.addition_t_embedding.weight"
 
 
 def describe_qwen_file(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
-    """Why a Qwen-Image single file (ComfyUI's split transformer or VAE) is not a base, with its
-    size and what to get instead; None when the header is not a Qwen-Image part."""
+    """Why a Qwen-Image single file (ComfyUI's split transformer or VAE) is not a base on its
+    own, with its size and what to get; None when the header is not a Qwen-Image part. A
+    Qwen-Image-Layered transformer becomes a base when a folder without `transformer/` is found
+    too (`qwen_split.pair_split_parts`)."""
+    from acetate.engine.store.qwen_split import lone_file_advice, transformer_kind
+
     keys = {k.removeprefix(_COMFY_PREFIX): v for k, v in shapes.items()}
     gigabytes = 2 * sum(int(np.prod(shape)) for shape in keys.values()) / 1e9
     get = (
@@ -275,13 +283,18 @@ def describe_qwen_file(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
     if "img_in.weight" in keys and "txt_in.weight" in keys:
         if _LAYERED_KEY not in keys:
             return f"a Qwen-Image (not layered) transformer ({gigabytes:.1f} GB in bf16): {get}"
-        expected = full_size_transformer_shapes()
-        if any(keys.get(key) != shape for key, shape in expected.items()):
-            return "a Qwen-Image-Layered transformer whose shapes differ from the published model"
+        tiny, problem = transformer_kind(shapes)
+        if tiny is None:
+            return (
+                "a Qwen-Image-Layered transformer whose shapes differ from the published model "
+                f"(and the test model): {problem}"
+            )
+        which = "test model's transformer" if tiny else "transformer"
         return (
-            f"the {QWEN_LABEL} transformer as a single file ({gigabytes:.1f} GB in bf16, "
-            f"ComfyUI's qwen_image_layered_*.safetensors); without its VAE and text encoder it "
-            f"is no base: {get}"
+            f"the {QWEN_LABEL} {which} as a single file ({gigabytes:.1f} GB in bf16, "
+            f"ComfyUI's qwen_image_layered_*.safetensors), loadable, but no folder with the rest "
+            f"of the model was found: {lone_file_advice()}; or get {QWEN_REPO} whole into "
+            f"models/checkpoints/ ({sum(FULL_SIZE_BYTES.values()) / 1e9:.1f} GB)"
         )
     conv = keys.get("encoder.conv1.weight") or keys.get("encoder.conv_in.weight")
     if conv is not None and len(conv) == 5:  # a causal-3D (Wan-style) VAE: Qwen-Image's
@@ -297,10 +310,17 @@ def describe_qwen_file(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
 
 
 def load_qwen_pipeline(
-    path: Path, dtype: torch.dtype, variant: str | None = None, quantize: str = "none"
+    path: Path,
+    dtype: torch.dtype,
+    variant: str | None = None,
+    quantize: str = "none",
+    transformer_file: Path | None = None,
+    tiny: bool = False,
 ) -> Any:
     """A `QwenImageLayeredPipeline` on the CPU, offline, with its processor when the folder can
-    caption (`caption_problem`; only captioning uses it), else `processor=None`."""
+    caption (`caption_problem`; only captioning uses it), else `processor=None`. With
+    `transformer_file` (ComfyUI's single file) the transformer comes from that file, built from
+    the bundled config (the test model's when `tiny`), and the rest from the folder."""
     from diffusers import QwenImageLayeredPipeline
 
     from acetate.engine.memory import quantization_config
@@ -312,6 +332,18 @@ def load_qwen_pipeline(
         dtype = torch.bfloat16  # Qwen-Image's activations overflow fp16 (it was trained in bf16)
     config = quantization_config(quantize)
     quantized = {} if config is None else {"quantization_config": config}
+    parts: dict[str, Any] = {}
+    if transformer_file is not None:
+        from acetate.engine.store.qwen_split import load_split_transformer
+
+        if config is not None:
+            raise InputError(
+                f"--quantize {quantize} is not available with a single-file transformer "
+                f"({transformer_file.name}); use --offload group, or the {QWEN_REPO} "
+                "transformer/ folder",
+                field="quantize",
+            )
+        parts["transformer"] = load_split_transformer(transformer_file, tiny, dtype)
     try:
         return QwenImageLayeredPipeline.from_pretrained(
             path,
@@ -320,6 +352,7 @@ def load_qwen_pipeline(
             use_safetensors=True,
             variant=variant,
             processor=_processor_or_none(path),
+            **parts,
             **quantized,
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -360,8 +393,26 @@ def files_to_get() -> dict[str, Any]:
         "it in the Hugging Face cache",
         "parts": parts,
         "bytes": sum(FULL_SIZE_BYTES.values()),
-        "note": "ComfyUI's split files (qwen_image_layered_bf16.safetensors, "
-        "qwen_image_layered_vae.safetensors) are not used: get the diffusers folder",
+        "note": "ComfyUI's VAE file (qwen_image_layered_vae.safetensors) does not load in "
+        "diffusers 0.42.1; its transformer file does, with the folder minus transformer/",
+        "split": split_download(),
+    }
+
+
+def split_download() -> dict[str, Any]:
+    """The other download: ComfyUI's transformer file plus the folder without `transformer/`."""
+    from acetate.engine.store.qwen_split import (
+        COMFY_TRANSFORMER,
+        DOWNLOAD_WITHOUT_TRANSFORMER,
+        FOLDER_BYTES,
+    )
+
+    return {
+        "transformer_file": COMFY_TRANSFORMER,
+        "transformer_bytes": FULL_SIZE_BYTES["transformer"],
+        "put_file_in": "models/diffusion_models/ (or a linked ComfyUI's models/diffusion_models/)",
+        "folder_command": DOWNLOAD_WITHOUT_TRANSFORMER,
+        "folder_bytes": FOLDER_BYTES,
     }
 
 
