@@ -9,13 +9,11 @@ one-backward bookkeeping does not allow. Only the main process writes files.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
 from tqdm import tqdm
 
 from acetate.engine.store.models import ModelStore
@@ -33,6 +31,7 @@ from acetate.train.losses import (
     posterior,
     premultiplied,
 )
+from acetate.train.runs import TRAINING_DIR, run_folder, tensorboard
 from acetate.train.state import (
     CHECKPOINTS,
     export_model,
@@ -45,20 +44,6 @@ from acetate.train.state import (
 #: Betas of both optimizers, as in the LDM autoencoder.
 BETAS = (0.5, 0.9)
 EVAL_IMAGES = 4
-#: Default run folders live in `<models>/training/`; their final pair is also published to
-#: `<models>/layer_model/` (the store lists it there; it is used only where named).
-TRAINING_DIR = "training"
-
-
-def _tensorboard(folder: Path) -> Any:
-    """A TensorBoard tracker when tensorboard is installed (the `train` extra), else None."""
-    if importlib.util.find_spec("tensorboard") is None:
-        return None
-    from accelerate.tracking import TensorBoardTracker
-
-    tracker = TensorBoardTracker("acetate-train", str(folder))
-    tracker.start()  # accelerate ≥ 1.6 opens the writer here, not in the constructor
-    return tracker
 
 
 class Trainer:
@@ -88,25 +73,13 @@ class Trainer:
 
     def _out_dir(self) -> Path:
         config = self.config
-        if config.resume is not None:
-            out = config.resume
-            if (out / "train_state.json").is_file():  # a checkpoint folder: its run folder
-                out = out.parent.parent
-            return out
-        if config.out is not None:
-            return config.out
-        # Default: a new folder inside the model store, the same name on every process.
-        name: list[Any] = [None]
-        if self.accelerator.is_main_process:
-            root = config.models_dir / TRAINING_DIR
-            stem = f"acetate-{self.data_hash[:8]}-s{config.seed}"
-            candidate, n = root / stem, 1
-            while candidate.exists():
-                n += 1
-                candidate = root / f"{stem}-{n}"
-            name[0] = str(candidate)
-        broadcast_object_list(name)
-        return Path(name[0])
+        return run_folder(
+            self.accelerator,
+            resume=config.resume,
+            out=config.out,
+            models_dir=config.models_dir,
+            stem=f"acetate-{self.data_hash[:8]}-s{config.seed}",
+        )
 
     def _build(self, encoder: Any, decoder: Any) -> None:
         config, accelerator = self.config, self.accelerator
@@ -164,7 +137,7 @@ class Trainer:
         if accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             print(self.scan.summary(), flush=True)
-            self.tracker = _tensorboard(self.out / "logs")
+            self.tracker = tensorboard(self.out / "logs", "acetate-train")
         dataset = train_data.StepBatches(
             self.scan.images,
             size=config.size,

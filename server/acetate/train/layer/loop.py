@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
 from diffusers import DDPMScheduler
 from diffusers.training_utils import compute_snr
 from PIL import Image
@@ -38,6 +37,7 @@ from acetate.train.layer import captions as captioned
 from acetate.train.layer.adapters import LayerAdapter, build_adapter
 from acetate.train.layer.config import LayerTrainConfig, check_resume
 from acetate.train.layer.setup import RunSetup, resolve_setup
+from acetate.train.runs import TRAINING_DIR, run_folder, tensorboard
 from acetate.train.state import (
     CHECKPOINTS,
     latest_checkpoint,
@@ -46,9 +46,6 @@ from acetate.train.state import (
     save_state,
 )
 
-#: Default run folders live in `<models>/training/`; the final file is also published to
-#: `<models>/layer_model/` (listed there, used only where named).
-TRAINING_DIR = "training"
 #: Tiny test bases train at this side (their UNets are built for small latents).
 TINY_RESOLUTION = 64
 NATIVE_RESOLUTION = {"sdxl": 1024, "sd15": 512}
@@ -68,16 +65,6 @@ class Denoiser(nn.Module):
         self, noisy: torch.Tensor, timesteps: torch.Tensor, cond: dict[str, Any]
     ) -> torch.Tensor:
         return self.unet(noisy, timesteps, **cond).sample
-
-
-def _tensorboard(folder: Path) -> Any:
-    if importlib.util.find_spec("tensorboard") is None:
-        return None
-    from accelerate.tracking import TensorBoardTracker
-
-    tracker = TensorBoardTracker("acetate-train-layer", str(folder))
-    tracker.start()
-    return tracker
 
 
 def _optimizer(params: list[nn.Parameter], config: LayerTrainConfig, device: torch.device) -> Any:
@@ -128,24 +115,13 @@ class LayerTrainer:
 
     def _out_dir(self) -> Path:
         config = self.config
-        if config.resume is not None:
-            out = config.resume
-            if (out / "train_state.json").is_file():  # a checkpoint folder: its run folder
-                out = out.parent.parent
-            return out
-        if config.out is not None:
-            return config.out
-        name: list[Any] = [None]
-        if self.accelerator.is_main_process:
-            root = config.models_dir / TRAINING_DIR
-            stem = f"acetate-layer-{self.data_hash[:8]}-s{config.seed}"
-            candidate, n = root / stem, 1
-            while candidate.exists():
-                n += 1
-                candidate = root / f"{stem}-{n}"
-            name[0] = str(candidate)
-        broadcast_object_list(name)
-        return Path(name[0])
+        return run_folder(
+            self.accelerator,
+            resume=config.resume,
+            out=config.out,
+            models_dir=config.models_dir,
+            stem=f"acetate-layer-{self.data_hash[:8]}-s{config.seed}",
+        )
 
     def _build(self) -> None:
         config, accelerator, setup = self.config, self.accelerator, self.setup
@@ -300,7 +276,7 @@ class LayerTrainer:
         if accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             print(self.data.summary(), flush=True)
-            self.tracker = _tensorboard(self.out / "logs")
+            self.tracker = tensorboard(self.out / "logs", "acetate-train-layer")
         dataset = captioned.CaptionedBatches(
             self.data,
             batch=config.batch,
