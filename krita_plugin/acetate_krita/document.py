@@ -164,6 +164,30 @@ class Document:
         rgba = self._to_rgba8(raw, _format(node), node)
         return WireImage(rgba, rect.width, rect.height)
 
+    def layers(self) -> list[tuple[str, str]]:
+        """Every layer, top → bottom as the Layers docker lists them; masks left out."""
+        found: list[tuple[str, str]] = []
+
+        def walk(nodes: Sequence[Node]) -> None:
+            for node in reversed(list(nodes)):
+                if node.type().endswith("mask"):
+                    continue
+                found.append((str(node.uniqueId().toString()), node.name()))
+                if node.type() == "grouplayer":
+                    walk(node.childNodes())
+
+        walk(self._doc.topLevelNodes())
+        return found
+
+    def read_node(self, node_id: str) -> WireImage | None:
+        """Layer `node_id` (a group: its composite) over the whole canvas frame."""
+        node = self._find(node_id) if node_id else None
+        if node is None:
+            return None
+        rect = self.canvas
+        raw = bytes(node.projectionPixelData(rect.left, rect.top, rect.width, rect.height))
+        return WireImage(self._to_rgba8(raw, _format(node), node), rect.width, rect.height)
+
     def visible_layer_ids(self) -> list[str]:
         """The visible top-level layers, bottom → top; the global selection mask left out."""
         return [

@@ -1,5 +1,7 @@
 """The controls the docker builds for a mode, Qt-free: one editor per option it offers (the
-kind of editor follows the option's type) and one picker per layer-file part with a choice.
+kind of editor follows the option's type), the Structure section for modes that take a
+structure layer (it edits `control`, `controlnet`, `control_strength`: structure.py) and
+one picker per layer-file part with a choice.
 ui/docker.py builds its widgets from this list, so a test can check, without Qt, that every
 option the server declares has a control.
 """
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from .layer_files import FilePart
 from .model import offered
 from .protocol import ModeInfo, OptionInfo
+from .structure import STRUCTURE_OPTIONS, takes_structure
 
 #: Option type → the editor ui/options.py builds for it.
 EDITOR_KINDS = {
@@ -24,6 +27,8 @@ EDITOR_KINDS = {
 }
 #: The kind of a layer-file picker's control.
 FILE = "file"
+#: The kind (and key) of the Structure section's control.
+STRUCTURE = "structure"
 
 
 @dataclass(frozen=True)
@@ -42,17 +47,24 @@ def editor_kind(option: OptionInfo) -> str | None:
     return EDITOR_KINDS.get(option.type)
 
 
+def covered_by(option: OptionInfo) -> str | None:
+    """The control key that edits `option` when it has no editor of its own (structure)."""
+    return STRUCTURE if option.name in STRUCTURE_OPTIONS else None
+
+
 def file_key(part: str) -> str:
     return f"layer_files.{part}"
 
 
 def mode_controls(mode: ModeInfo, parts: Iterable[FilePart] = ()) -> tuple[Control, ...]:
-    """The options the docker offers (in the server's order), then the file pickers (in the
-    Advanced section: most users keep the official files)."""
+    """The options the docker offers (in the server's order), the Structure section, then
+    the file pickers (in the Advanced section: most users keep the official files)."""
     controls = [
         Control(option.name, editor_kind(option) or "text", option.advanced, option=option)
         for option in offered(mode)
     ]
+    if takes_structure(mode):
+        controls.append(Control(STRUCTURE, STRUCTURE, True))
     controls += [
         Control(file_key(part.part), FILE, True, part=part) for part in parts if part.choosable
     ]

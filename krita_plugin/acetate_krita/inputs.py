@@ -89,6 +89,16 @@ class Document(Protocol):
 
     def read_layer(self) -> WireImage: ...
 
+    def layers(self) -> list[tuple[str, str]]:
+        """(id, name) of every layer, top → bottom as the Layers docker lists them (groups
+        included, masks left out): a structure-layer picker."""
+        ...
+
+    def read_node(self, node_id: str) -> WireImage | None:
+        """Layer `node_id` (a group: its composite) over the whole canvas frame, like
+        `read_layer`; None when it is no longer in the document."""
+        ...
+
     def visible_layer_ids(self) -> list[str]:
         """The visible top-level layers, bottom → top (masks left out): what the canvas shows."""
         ...

@@ -49,8 +49,16 @@ from .protocol import (
     OptionInfo,
     Parameters,
     ResultRecord,
+    WireImage,
 )
 from .settings import format_value
+from .structure import (
+    CONTROL_IMAGE,
+    fitting_controlnets,
+    over_white,
+    structure_fields,
+    takes_structure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +91,14 @@ class Store(Protocol):
     def write(self, name: str, value: str) -> None: ...
 
 
-#: Options the docker does not offer yet (and never sends), with the ones depending on them.
-NOT_OFFERED = frozenset({"control"})
+#: Options the docker edits in its Structure section instead of one editor each (with the
+#: ones depending on them): sent only with a structure layer (structure.py).
+BY_STRUCTURE = frozenset({"control"})
 
 
 def offered(mode: ModeInfo) -> tuple[OptionInfo, ...]:
-    """The options of `mode` the docker shows and sends."""
-    hidden = set(NOT_OFFERED)
+    """The options of `mode` the docker shows one editor each for and sends as they are."""
+    hidden = set(BY_STRUCTURE)
     return tuple(
         option
         for option in mode.options
@@ -150,6 +159,8 @@ class Model(Observable):
     #: The LayerDiffusion file picked per mode, family and part (`layer_files.choice_key`;
     #: "" or absent: the server's default file).
     file_choices: Property[dict[str, str]] = Property({})
+    #: The layer (node id) the Structure section reads; "": no structure.
+    structure_layer = Property("")
     busy = Property(False)
     progress = Property(0.0)
     status = Property("")
@@ -437,7 +448,42 @@ class Model(Observable):
         files = chosen(mode, base.family, parts, self.file_choices) if base is not None else {}
         if files:
             data["layer_files"] = list(files.values())
+        data.update(self.structure_options(mode))
         return data
+
+    # -- structure --------------------------------------------------------------------------
+
+    def controlnet_choices(self) -> tuple[str, ...]:
+        """The ControlNets that fit the chosen base (after "Default" in the combo)."""
+        return fitting_controlnets(self.models.controlnets, self.models.base(self.model_name))
+
+    def set_structure_layer(self, node_id: str) -> None:
+        """Steer by layer `node_id` ("": no structure); a layer picked while the kind is
+        none switches it to edges (canny), the kind that fits any layer."""
+        self.structure_layer = node_id
+        if node_id and self.option_value("control") in (None, "none"):
+            self.set_option("control", "canny")
+
+    def structure_options(self, mode: ModeInfo) -> dict[str, Any]:
+        """`control`, `control_strength`, `controlnet` when a structure layer is chosen."""
+        if not takes_structure(mode):
+            return {}
+        return structure_fields(
+            self.option_value("control"),
+            self.structure_layer,
+            self.option_value("control_strength"),
+            self.option_value("controlnet"),
+            self.controlnet_choices(),
+        )
+
+    def read_structure(self, document: Document) -> WireImage:
+        """The structure layer over the canvas frame, composited over white."""
+        image = document.read_node(self.structure_layer)
+        if image is None:
+            raise UserError(
+                "The structure layer is no longer in the document: pick another one (or None)."
+            )
+        return WireImage(over_white(image.data), image.width, image.height)
 
     def set_input_source(self, field: str, source: str) -> None:
         """Read input `field` from `source` (one of its `sources`) from now on."""
@@ -513,10 +559,13 @@ class Model(Observable):
             lists, masks = collect_layout(mode, document, layout)
             params.options.update(lists)
         skip = {image.field for image, _ in generatable(mode)} & set(self.generated_inputs)
+        skip.add(CONTROL_IMAGE)  # read from the structure layer, not the input's source
         chosen = self.input_sources
         images, params.selection_bounds = collect_images(
             mode, document, params.options, skip=skip, without=layout, chosen=chosen
         )
+        if "control" in params.options:
+            images[CONTROL_IMAGE] = self.read_structure(document)
         counts = {k: len(v) for k, v in params.options.items() if isinstance(v, list)}
         # The result stacks right above what it replaces (a layout group, a replaced layer).
         if layout is not None:

@@ -611,6 +611,23 @@ class LayerFileInfo:
 
 
 @dataclass(frozen=True)
+class ControlNetInfo:
+    """One ControlNet from GET /api/models (`controlnets`)."""
+
+    name: str
+    family: str
+    tiny: bool = False
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ControlNetInfo:
+        return cls(
+            name=str(data["name"]),
+            family=str(data.get("family", "")),
+            tiny=bool(data.get("tiny", False)),
+        )
+
+
+@dataclass(frozen=True)
 class ModelsInfo:
     """GET /api/models, reduced to what the docker shows."""
 
@@ -620,6 +637,7 @@ class ModelsInfo:
     where_to_get: dict[str, dict[str, str]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     layer_files: tuple[LayerFileInfo, ...] = ()
+    controlnets: tuple[ControlNetInfo, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelsInfo:
@@ -632,6 +650,11 @@ class ModelsInfo:
                 LayerFileInfo.from_json(f)
                 for f in data.get("layer_files") or []
                 if isinstance(f, dict) and "name" in f
+            ),
+            controlnets=tuple(
+                ControlNetInfo.from_json(c)
+                for c in data.get("controlnets") or []
+                if isinstance(c, dict) and "name" in c
             ),
         )
 

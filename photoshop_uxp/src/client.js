@@ -240,7 +240,7 @@ class AcetateClient {
     return this.json("GET", "/api/health");
   }
 
-  /** @returns {Promise<{bases: import("./protocol").BaseModelInfo[], layer_files?: import("./protocol").LayerFileInfo[], default_base?: string|null}>} */
+  /** @returns {Promise<{bases: import("./protocol").BaseModelInfo[], layer_files?: import("./protocol").LayerFileInfo[], controlnets?: import("./structure").ControlNetInfo[], default_base?: string|null}>} */
   models() {
     return this.json("GET", "/api/models");
   }

@@ -17,6 +17,7 @@ const { activeInputs, compareRanks, expectedLayers, layerDeclaration, layerRank,
 const { checkImageSize, clipToCanvas, imageLimits, prepareInputs, readNeeds } = require("./placement.js");
 const { API_VERSION, ProtocolError, ServerTooNew, ServerTooOld, groupName, layerKey } = require("./protocol.js");
 const { buildParameters, inputSource, layoutFromGroup, omittedInputs } = require("./settings.js");
+const { CONTROL_IMAGE, controlImage, structureFields, structureLayer } = require("./structure.js");
 const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js");
 
 /** @typedef {import("./protocol").JobEvent} JobEvent */
@@ -39,7 +40,7 @@ const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js"
  * What the controller needs from the editor.
  * @typedef {Object} Host
  * @property {() => DocumentInfo|null} activeDocument
- * @property {(what: {composite?: boolean, layer?: boolean, selection?: boolean, layout?: boolean}) => Promise<DocumentPixels>} readDocument
+ * @property {(what: {composite?: boolean, layer?: boolean, selection?: boolean, layout?: boolean, structure?: number|null}) => Promise<DocumentPixels>} readDocument
  *   one short modal scope; `layout`: the active layout group's child layers, and the composite
  *   without that group (the document left unchanged, no history state)
  * @property {(documentId: number, insertion: LayerInsertion, commandName: string) => Promise<{layerId: number, groupId: number}>} insertLayer
@@ -372,6 +373,7 @@ class Controller {
     this.store.update({
       models: Array.isArray(models?.bases) ? models.bases : [],
       layerFiles: Array.isArray(models?.layer_files) ? models.layer_files : [],
+      controlnets: Array.isArray(models?.controlnets) ? models.controlnets : [],
       defaultModel: typeof models?.default_base === "string" ? models.default_base : null,
       modes,
       connection: {
@@ -447,8 +449,12 @@ class Controller {
       }
       const params = buildParameters(this.state.settings, mode, this.family);
       const { models, settings, defaultModel, layerFiles } = this.state;
-      const files = requestFiles(settings, mode, baseModel(models, settings.model, defaultModel), layerFiles);
+      const base = baseModel(models, settings.model, defaultModel);
+      const files = requestFiles(settings, mode, base, layerFiles);
       if (files) params.layer_files = files;
+      // Structure: a layer of the document, read in the frame of the other inputs (structure.js).
+      const structure = structureFields(settings.values, mode, this.state.controlnets ?? [], base);
+      const structureId = structure.control ? structureLayer(settings.values) : null;
       const document = this.host.activeDocument();
       if (!document) {
         throw new HostProblem("Open a document first: Acetate adds its layers to the active document.");
@@ -460,9 +466,9 @@ class Controller {
       // An input with other sources is read from the one the user picked (decompose: the
       // whole canvas instead of the active layer).
       const inputs = activeInputs(mode, params)
-        .filter((input) => !omitted.has(input.field))
+        .filter((input) => !omitted.has(input.field) && input.field !== CONTROL_IMAGE)
         .map((input) => ({ ...input, source: inputSource(this.state.settings, input) }));
-      const needs = { ...readNeeds(inputs), layout: layout !== null };
+      const needs = { ...readNeeds(inputs), layout: layout !== null, structure: structureId };
       // Refused (or warned about) before a single pixel is read: only the region a mode needs
       // is read, always as 8 bits, and never more than the server accepts.
       const limits = this.state.connection.limits ?? imageLimits(null);
@@ -490,12 +496,17 @@ class Controller {
       let hide = [];
       let hideLabel = "The layout group";
       let anchor = this.anchorFor(document);
-      if (needs.composite || needs.layer || needs.selection || needs.layout) {
+      if (needs.composite || needs.layer || needs.selection || needs.layout || structureId !== null) {
         const pixels = await this.host.readDocument(needs);
         ({ images, kinds, frame, extra } = prepareInputs(mode, inputs, pixels));
         if (layout && pixels.layout) {
           fillFromLayout(layout, pixels.layout, frame, params, images, kinds);
           hide = [pixels.layout.group.id];
+        }
+        if (structureId !== null) {
+          images[CONTROL_IMAGE] = controlImage(pixels.structure, frame);
+          kinds[CONTROL_IMAGE] = "rgba";
+          Object.assign(params, structure);
         }
       }
       const replaced = replacedLayers(inputs, images, document);

@@ -13,8 +13,9 @@
 /** @typedef {import("./protocol").ListInputInfo} ListInputInfo */
 
 /**
- * Options the panel does not offer yet. `control` selects ControlNet structure control, whose
- * image input the panel cannot pick yet; options that depend on it are hidden with it.
+ * Options without a control of their own: `control` (ControlNet structure) and the options
+ * that depend on it are edited in the panel's Structure section (structure.js), which also
+ * reads the `control_image` from the layer the user picks.
  */
 const HIDDEN_OPTIONS = new Set(["control"]);
 

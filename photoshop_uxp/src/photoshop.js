@@ -161,7 +161,17 @@ function createHost(modules) {
       activeLayer = { id: active.id, topId: topLevel(active).id, kind: String(active.kind), rect };
     }
     const visibleTopIds = [...(doc.layers ?? [])].filter((layer) => layer.visible).map((layer) => layer.id);
-    return { id: doc.id, name: doc.name, width, height, bits: documentBits(doc.bitsPerChannel), activeLayer, visibleTopIds };
+    /** @type {{id: number, name: string}[]} every layer, top first (a structure-layer picker) */
+    const layers = [];
+    /** @param {any[]} list */
+    const walk = (list) => {
+      for (const item of list) {
+        layers.push({ id: item.id, name: String(item.name) });
+        walk([...(item.layers ?? [])]);
+      }
+    };
+    walk([...(doc.layers ?? [])]);
+    return { id: doc.id, name: doc.name, width, height, bits: documentBits(doc.bitsPerChannel), activeLayer, visibleTopIds, layers };
   }
 
   /** @param {any} doc */
@@ -333,7 +343,7 @@ function createHost(modules) {
       return doc ? describe(doc) : null;
     },
 
-    async readDocument({ composite = false, layer = false, selection = false, layout = false }) {
+    async readDocument({ composite = false, layer = false, selection = false, layout = false, structure = null }) {
       const doc = app.activeDocument;
       if (!doc) {
         throw new HostProblem("Open a document first.");
@@ -348,6 +358,13 @@ function createHost(modules) {
       const selected = selection ? selectionBounds(doc) : null;
       if (active) {
         checkReadable(active);
+      }
+      const steering = structure === null ? null : findLayer(doc, structure);
+      if (structure !== null && !steering) {
+        throw new HostProblem("The structure layer is no longer in the document: pick another one (or None).");
+      }
+      if (steering) {
+        checkReadable(steering);
       }
       const group = layout ? layoutGroup(doc) : null;
       /** @type {any[]} bottom → top */
@@ -404,6 +421,9 @@ function createHost(modules) {
         }
         if (active) {
           out.layer = await readLayer(context, doc, active, canvas);
+        }
+        if (steering) {
+          out.structure = await readLayer(context, doc, steering, canvas);
         }
         if (selection) {
           out.selection = null;

@@ -25,6 +25,8 @@ const { anySelected, intersect, placeInto, union } = require("./pixels.js");
  * @property {{id: number, topId: number, kind: string, rect: Rect|null}|null} [activeLayer]
  *   the active layer when the document was looked at: its id, the top-level layer holding it,
  *   its kind and its bounds on the canvas (null: empty)
+ * @property {{id: number, name: string}[]} [layers] every layer, top first (groups before
+ *   their children): what the Structure section offers
  * @property {number[]} [visibleTopIds] the visible top-level layers, top first: what the canvas
  *   shows (what a result split from the whole canvas replaces)
  */
@@ -36,6 +38,8 @@ const { anySelected, intersect, placeInto, union } = require("./pixels.js");
  * @property {Raster} [composite]  the visible image, canvas-sized RGBA
  * @property {(Raster & {rect: Rect})|null} [layer]  the active layer; null when it has no pixels
  * @property {(Raster & {rect: Rect})|null} [selection]  the selection mask cropped to its bounds
+ * @property {(Raster & {rect: Rect})|null} [structure]  the structure layer (`structure` asked);
+ *   null when it has no pixels
  * @property {{group: {id: number, name: string}, items: LayoutItem[]}} [layout]  a scene's
  *   layout group: its visible child layers, bottom → top (the composite then excludes it)
  */

@@ -109,7 +109,7 @@ describe("layer-file pickers against the real server", { skip: skipWithoutPython
         const byName = new Map(mode.options.map((/** @type {any} */ option) => [option.name, option]));
         for (const option of mode.options) {
           if (HIDDEN_OPTIONS.has(option.name) || HIDDEN_OPTIONS.has(option.depends_on)) {
-            assert.equal(ui.$(`opt-${option.name}`), null, `${mode.name}.${option.name} is not offered yet`);
+            assert.equal(ui.$(`opt-${option.name}`), null, `${mode.name}.${option.name} has no control of its own: the Structure section edits it`);
             continue;
           }
           assert.ok(!option.depends_on || byName.has(option.depends_on), `${mode.name}.${option.name}: unknown parent`);

@@ -76,7 +76,7 @@ test("the mode list, labels and help come from the server; options by type, adva
   assert.equal(ui.$("#acetate-opt-decode").tagName, "SELECT");
   assert.deepEqual([...ui.$("#acetate-opt-decode").querySelectorAll("option")].map((o) => o.textContent), ["Default (tta)", "tta", "fast"]);
   assert.ok(ui.inAdvanced("opt-scheduler") && ui.inAdvanced("opt-layer_weight") && !ui.inAdvanced("opt-steps"));
-  assert.ok(!ui.has("opt-control") && !ui.has("opt-controlnet"), "structure control is not offered yet");
+  assert.ok(!ui.has("opt-control") && !ui.has("opt-controlnet"), "structure options: edited in the Structure section");
   assert.ok(ui.has("opt-layer_prompts.foreground"), "prompts: one field per fixed-name layer");
   assert.equal(ui.$(".advanced").style.display, "none", "Advanced starts collapsed");
   ui.click(ui.button("Advanced ▸"));

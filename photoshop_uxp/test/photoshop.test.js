@@ -72,6 +72,12 @@ test("readDocument reads composite, active layer and selection in one modal scop
     bits: 8,
     activeLayer: { id: layer.id, topId: layer.id, kind: "pixel", rect: { left: 2, top: 1, width: 3, height: 2 } },
     visibleTopIds,
+    // every layer, top first: what the Structure section offers
+    layers: [
+      { id: hidden.id, name: "Hidden" },
+      { id: layer.id, name: "Sticker" },
+      { id: doc.layers.at(-1).id, name: "Background" },
+    ],
   });
   assert.deepEqual(read.layer.rect, { left: 2, top: 1, width: 3, height: 2 });
   assert.deepEqual(read.layer.data, sticker.data);

@@ -13,6 +13,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,9 +41,11 @@ from scenarios.artwork import (
     SCENE_OBJECTS,
     SCENE_SIZE,
     SELECTION,
+    STRUCTURE_SIZE,
     artwork,
     gray_artwork,
     scene_layout,
+    sketch,
 )
 from server_process import ServerProcess, free_port, start_server
 
@@ -105,6 +109,14 @@ def e2e(
         "kill_url": doomed.url,
         "kill_pid": doomed.process.pid,
         "dummy_url": dummy.url,
+        # ACETATE_KRITA_SCENARIOS=a,b runs only those scenarios (and connect), for debugging.
+        "only": [
+            name
+            for name in f"connect,{os.environ.get('ACETATE_KRITA_SCENARIOS', '')}".split(",")
+            if name
+        ]
+        if os.environ.get("ACETATE_KRITA_SCENARIOS")
+        else None,
     }
     try:
         run = run_krita(profile, SCENARIOS / "e2e.py", params, timeout=540, start_timeout=90)
@@ -495,3 +507,39 @@ def test_a_mode_the_plugin_never_heard_of(e2e: E2E) -> None:
     assert timeline[0] == "inserted part_0.png", timeline  # stage one's layer came first
     assert timeline.index("inserted part_0.png") < timeline.index("done"), timeline
     check_pixels(e2e, outcome, "U8", linear=False, server=e2e.dummy)
+
+
+def test_a_sketch_layer_steers_fg_exactly_like_the_cli(
+    e2e: E2E, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """Structure from a layer: the sketch (over white) is sent as the control image; the
+    result differs from the same job without it and equals `acetate generate` with that PNG."""
+    outcome = e2e.scenario("structure")
+    assert "sketch" in outcome["layers"] and outcome["layers"][0] == "None"
+    assert outcome["controlnets"] == ["Default", "tiny-controlnet-sdxl"]
+    width, height = STRUCTURE_SIZE
+    bgra = np.frombuffer(sketch(width, height), np.uint8).reshape(height, width, 4)
+    control = np.full((height, width, 4), 255, np.uint8)
+    control[bgra[..., 3] == 255, :3] = 0  # black strokes over white, opaque
+    sent = outcome["with"]["record"]["parameters"]
+    assert (sent["control"], sent["control_strength"]) == ("canny", 1.0)
+    assert sent["control_image"]["sha256"] == sha256(control)
+    plain = outcome["without"]["record"]["parameters"]
+    assert plain["control"] == "none" and "control_image" not in plain
+    steered = server_png(e2e.server, outcome["with"]["record"]["id"], "foreground.png")
+    unsteered = server_png(e2e.server, outcome["without"]["record"]["id"], "foreground.png")
+    assert steered.shape == (height, width, 4) and not np.array_equal(steered, unsteered)
+    png = tmp_path / "sketch.png"
+    Image.fromarray(control, "RGBA").save(png)
+    form = outcome["form"]
+    out = tmp_path / "cli"
+    command = [sys.executable, "-m", "acetate", "generate", "--mode", "fg"]
+    command += ["--model", form["model"], "--control", "canny", "--control-image", str(png)]
+    command += ["--prompt", "a house", "--seed", str(form["seed"]), "--steps", str(form["steps"])]
+    command += ["--width", str(width), "--height", str(height), "--decode", form["decode"]]
+    command += ["--models-dir", str(tiny_models_dir), "--out", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cli = np.asarray(Image.open(out / "foreground.png").convert("RGBA"))
+    assert np.array_equal(cli, steered), "the plugin's result differs from the CLI run"

@@ -19,10 +19,10 @@ from server_process import ServerProcess, start_server
 from support.trained import SD15_DECODER, TRAINED_NAME, models_with_trained_decoder, sha256_of
 from test_model import FakeDocument, FakeDocuments
 
-from acetate_krita.form import FILE, editor_kind, file_key, mode_controls
+from acetate_krita.form import FILE, STRUCTURE, covered_by, editor_kind, file_key, mode_controls
 from acetate_krita.inputs import layout_lists
 from acetate_krita.layer_files import file_label, file_parts
-from acetate_krita.model import NOT_OFFERED, Model
+from acetate_krita.model import BY_STRUCTURE, Model
 from acetate_krita.protocol import BaseModelInfo, ModelsInfo, ModesInfo
 
 OFFICIAL = f"{SD15_DECODER}.safetensors"
@@ -89,7 +89,7 @@ def test_every_option_and_file_part_of_every_mode_has_a_control(
 ) -> None:
     modes, models = published
     assert modes.modes and models.bases
-    hidden = set(NOT_OFFERED)
+    hidden = set(BY_STRUCTURE)
     pickers = set()
     for mode in modes.modes:
         for base in models.bases:
@@ -97,7 +97,9 @@ def test_every_option_and_file_part_of_every_mode_has_a_control(
             controls = {control.key: control for control in mode_controls(mode, parts)}
             for option in mode.options:
                 if option.name in hidden or option.depends_on in hidden:
-                    assert option.name not in controls  # deliberately not offered (yet)
+                    # Edited in the Structure section (a layer steers the result).
+                    assert option.name not in controls and covered_by(option) == STRUCTURE
+                    assert controls[STRUCTURE].kind == STRUCTURE, mode.name
                     continue
                 control = controls.get(option.name)
                 assert control is not None, f"{mode.name}: no control for {option.name}"

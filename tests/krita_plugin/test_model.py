@@ -218,7 +218,7 @@ def test_each_mode_reads_only_what_it_needs(mode: str) -> None:
         assert bounds is None
     if "mask" in images:
         assert (images["mask"].width, images["mask"].height) == (WIDTH, HEIGHT)
-    # control_image only goes with control (which the docker does not offer yet).
+    # control_image only goes with control (the docker reads it from its structure layer).
     with_control, _ = collect_images(info, document, {"control": "canny"})
     takes_control = any(image.field == "control_image" for image in info.inputs)
     assert set(with_control) == expected | ({"control_image"} if takes_control else set())
@@ -325,7 +325,7 @@ async def test_form_to_request_fields(http: AiohttpTransport) -> None:
     model.set_option("width", 512)
     model.set_option("control_strength", 0.5)
     data = model.parameters(fg).to_json()
-    assert data["width"] == 512 and "control_strength" not in data  # control: not offered yet
+    assert data["width"] == 512 and "control_strength" not in data  # only with a layer
     model.random_seed, model.seed = False, 2**32 - 1
     model.set_option("steps", 7)
     model.set_option("cfg", 4.5)

@@ -8,7 +8,7 @@ from typing import Any
 from krita import DockWidget
 
 from .. import eventloop
-from ..form import FILE, mode_controls
+from ..form import FILE, STRUCTURE, mode_controls
 from ..inputs import generatable, layout_lists, source_of
 from ..local_server import LocalServer
 from ..model import HistoryItem, Model
@@ -18,6 +18,7 @@ from .bind import bind_check, bind_combo, bind_line, bind_spin, bind_text, watch
 from .layer_files import FilePicker
 from .local_server import LocalServerSection
 from .options import OptionEditor, option_editor
+from .structure import StructureBox
 
 Qt = QtCore.Qt
 PREVIEW_SIDE = 160
@@ -182,6 +183,8 @@ class AcetateDocker(DockWidget):
         self.source_combos: dict[str, QtWidgets.QComboBox] = {}
         self.advanced_box: QtWidgets.QGroupBox | None = None
         self.advanced_open = False
+        #: The Structure section, for modes that take a structure layer.
+        self.structure_box: StructureBox | None = None
         #: Layer-file pickers by part, and which files they offer (rebuilt when that changes).
         self.file_pickers: dict[str, FilePicker] = {}
         self._pickers_shown: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -201,6 +204,7 @@ class AcetateDocker(DockWidget):
                 item.widget().deleteLater()
         self.option_editors, self.list_boxes, self.advanced_box = {}, {}, None
         self.generate_checks, self.source_combos, self.file_pickers = {}, {}, {}
+        self.structure_box = None
         self._pickers_shown = self._pickers_wanted()
         mode = self.model.mode_info
         if mode is None:
@@ -215,6 +219,8 @@ class AcetateDocker(DockWidget):
                 picker = FilePicker(control.part, self.model.set_layer_file)
                 self.file_pickers[control.part.part] = picker
                 advanced.append(picker)
+            elif control.kind == STRUCTURE:
+                self.structure_box = StructureBox(self.model, mode.option("control_strength"))
             elif control.option is not None:
                 editor = option_editor(control.option, mode, self._option_changed)
                 self.option_editors[control.option.name] = editor
@@ -254,6 +260,8 @@ class AcetateDocker(DockWidget):
                 box = ListEditor(self.model, spec)
             self.list_boxes[spec.field] = box
             self.mode_layout.addWidget(box)
+        if self.structure_box is not None:
+            self.mode_layout.addWidget(self.structure_box)
         if advanced:
             self.advanced_box = QtWidgets.QGroupBox("Advanced")
             self.advanced_box.setCheckable(True)
@@ -281,6 +289,8 @@ class AcetateDocker(DockWidget):
             editor.show_value(self.model.option_value(name))
         for part, picker in self.file_pickers.items():
             picker.show_value(self.model.layer_file(part))
+        if self.structure_box is not None:
+            self.structure_box.show_values()
 
     def _pickers_wanted(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         parts = self.model.file_parts()
@@ -292,6 +302,8 @@ class AcetateDocker(DockWidget):
             self._build_mode_controls()
         else:
             self._show_option_values()
+            if self.structure_box is not None:
+                self.structure_box.refresh()  # the ControlNets that fit the base
 
     def _show_lists(self) -> None:
         for box in self.list_boxes.values():

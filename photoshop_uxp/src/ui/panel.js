@@ -8,6 +8,7 @@
 const { baseModel, choosable, fileKey, fileLabel, fileParts, partLabel } = require("../layerfiles.js");
 const { fixedLayers, layoutList, omittableInputs, optionDefault, pickMode, shownOptions } = require("../modes.js");
 const { FIELD_LABELS, inputSource, layoutFromGroup, layoutKey, listRows, omitKey, sourceKey } = require("../settings.js");
+const { KIND_LABELS, LAYER_KEY, fittingControlNets, takesStructure } = require("../structure.js");
 
 /** How the panel names where an input is read from. */
 const SOURCE_LABELS = { layer: "Active layer", canvas: "Whole canvas", selection: "Selection" };
@@ -315,6 +316,55 @@ function mountPanel(root, { store, controller, saveToken }) {
     return box;
   };
 
+  let structureRefreshes = 0;
+  /**
+   * The Structure section: kind, a layer of the document ("None" first), strength and the
+   * ControlNets that fit the base ("Default" first); values in `settings.values`.
+   * @param {ModeInfo} mode
+   * @param {string[]} controlnets
+   */
+  const structureSection = (mode, controlnets) => {
+    const box = el(doc, "div", { class: "structure" }, [el(doc, "div", { class: "list-title", text: "Structure" })]);
+    const kind = /** @type {HTMLSelectElement} */ (el(doc, "select"));
+    for (const [value, text] of Object.entries(KIND_LABELS)) {
+      kind.appendChild(el(doc, "option", { value, text }));
+    }
+    kind.addEventListener("change", () => setValueOf("control", kind.value));
+    const option = mode.options.find((item) => item.name === "control");
+    box.appendChild(row("structure-kind", option?.label ?? "Structure", kind, (settings) => settings.values.control || "none", option?.help));
+    const layer = /** @type {HTMLSelectElement} */ (el(doc, "select"));
+    layer.appendChild(el(doc, "option", { value: "", text: "None" }));
+    for (const item of controller.host?.activeDocument?.()?.layers ?? []) {
+      layer.appendChild(el(doc, "option", { value: String(item.id), text: item.name }));
+    }
+    layer.addEventListener("change", () => {
+      /** @type {Record<string, string>} */
+      const values = { ...store.state.settings.values, [LAYER_KEY]: layer.value };
+      // A layer picked while the kind is none: its edges, the kind that fits any layer.
+      if (layer.value && !["canny", "image"].includes(values.control ?? "")) values.control = "canny";
+      patchSettings({ values });
+    });
+    const refresh = el(doc, "button", { text: "⟳", title: "List the document's layers again" });
+    refresh.addEventListener("click", () => {
+      structureRefreshes += 1;
+      store.update({});
+    });
+    box.appendChild(row("structure-layer", "Layer", layer, (settings) => settings.values[LAYER_KEY] ?? "", "The layer whose pixels steer the result."));
+    box.appendChild(refresh);
+    const strength = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text", placeholder: "1.0" }));
+    strength.addEventListener("input", () => setValueOf("control_strength", strength.value));
+    box.appendChild(row("structure-strength", "Strength", strength, (settings) => settings.values.control_strength ?? "", "0 to 2: how strongly the structure steers."));
+    const net = /** @type {HTMLSelectElement} */ (el(doc, "select"));
+    net.appendChild(el(doc, "option", { value: "", text: "Default" }));
+    for (const name of controlnets) {
+      net.appendChild(el(doc, "option", { value: name, text: name }));
+    }
+    net.addEventListener("change", () => setValueOf("controlnet", net.value));
+    const read = (/** @type {Settings} */ settings) => (controlnets.includes(settings.values.controlnet ?? "") ? (settings.values.controlnet ?? "") : "");
+    box.appendChild(row("structure-controlnet", "ControlNet", net, read, "Default: the server's ControlNet for the base's family."));
+    return box;
+  };
+
   let shape = "";
   /**
    * Rebuild the mode's controls when their shape changed (never while typing into one).
@@ -336,6 +386,8 @@ function mountPanel(root, { store, controller, saveToken }) {
       parts.map((part) => [part.part, part.files.map((file) => file.name)]),
       mode ? mode.lists.map((list) => listRows(state.settings, list).length) : [],
       mode ? Boolean(layoutFromGroup(state.settings, mode)) : false,
+      fittingControlNets(state.controlnets ?? [], base),
+      structureRefreshes,
     ]);
     if (next === shape && mode === lastMode) {
       return;
@@ -343,7 +395,7 @@ function mountPanel(root, { store, controller, saveToken }) {
     shape = next;
     lastMode = mode;
     for (const key of [...bound.keys()]) {
-      if (key.startsWith("opt-") || key.startsWith("list-")) {
+      if (key.startsWith("opt-") || key.startsWith("list-") || key.startsWith("structure-")) {
         bound.delete(key);
       }
     }
@@ -414,6 +466,9 @@ function mountPanel(root, { store, controller, saveToken }) {
     }
     for (const list of mode.lists) {
       basic.appendChild(listEditor(list, mode, family));
+    }
+    if (takesStructure(mode)) {
+      basic.appendChild(structureSection(mode, fittingControlNets(state.controlnets ?? [], base)));
     }
     const hasAdvanced = options.some((option) => option.advanced) || parts.length > 0;
     advancedToggle.style.display = hasAdvanced ? "" : "none";

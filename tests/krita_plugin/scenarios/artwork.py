@@ -81,3 +81,20 @@ def scene_layout(width: int, height: int) -> list[tuple[str, bytes]]:
 def painted(mask: bytes, bgr: tuple[int, int, int]) -> bytes:
     """Krita U8 BGRA bytes: `bgr` where the mask is painted, transparent elsewhere."""
     return b"".join(bytes((*bgr, 255)) if m else b"\0\0\0\0" for m in mask)
+
+
+#: The `structure` scenario's document: a sketch layer steers an fg job (64×64, tiny SDXL).
+STRUCTURE_SIZE = (64, 64)
+
+
+def sketch(width: int, height: int) -> bytes:
+    """A few black strokes on a transparent layer, B,G,R,A U8: a box, a diagonal, a bar."""
+    out = bytearray(4 * width * height)
+    for y in range(height):
+        for x in range(width):
+            box = 12 <= x < 52 and 12 <= y < 52 and (x < 15 or x >= 49 or y < 15 or y >= 49)
+            diagonal = abs(x - y) < 2 and 12 <= x < 52
+            bar = 28 <= y < 31 and 4 <= x < 60
+            if box or diagonal or bar:
+                out[4 * (y * width + x) + 3] = 255
+    return bytes(out)

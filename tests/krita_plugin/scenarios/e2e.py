@@ -23,10 +23,12 @@ from artwork import (
     DECOMPOSE_SIZE,
     SCENE_SIZE,
     SELECTION,
+    STRUCTURE_SIZE,
     artwork,
     gray_artwork,
     painted,
     scene_layout,
+    sketch,
 )
 from krita import Krita, Selection
 
@@ -586,6 +588,38 @@ async def dummy_parts(ctx: Any) -> dict[str, Any]:
     return result
 
 
+async def structure(ctx: Any) -> dict[str, Any]:
+    """fg on tiny SDXL steered by a sketch layer (canny), then the same job without it."""
+    width, height = STRUCTURE_SIZE
+    doc = await make_document("structure", width, height, "U8")
+    layer = doc.createNode("sketch", "paintlayer")
+    doc.rootNode().addChildNode(layer, doc.nodeByName("top"))
+    layer.setPixelData(sketch(width, height), 0, 0, width, height)
+    doc.refreshProjection()
+    doc.waitForDone()
+    await activate(doc, "artwork")
+    form = {"model": "tiny-sdxl", "steps": 2, "decode": "fast", "random_seed": False}
+    form |= {"seed": 11, "batch": 1, "width": width, "height": height}
+    fill_form(mode="fg", prompt="a house", **form)
+    box = docker().structure_box
+    assert box is not None, "fg has no Structure section"
+    box.refresh_button.click()
+    layers = [box.layer_combo.itemText(i) for i in range(box.layer_combo.count())]
+    controlnets = [box.controlnet_combo.itemText(i) for i in range(box.controlnet_combo.count())]
+    box.layer_combo.setCurrentIndex(box.layer_combo.findText("sketch"))
+    box.kind_combo.setCurrentIndex(box.kind_combo.findData("canny"))
+    with_structure = await generate(ctx, "structure", doc)
+    box.layer_combo.setCurrentIndex(0)  # None
+    without = await generate(ctx, "nostructure", doc)
+    return {
+        "with": with_structure,
+        "without": without,
+        "layers": layers,
+        "controlnets": controlnets,
+        "form": form,
+    }
+
+
 SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
     server_down,
     connect,
@@ -603,6 +637,7 @@ SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
     decompose,
     cancel,
     dummy_parts,
+    structure,
     server_killed,
 ]
 
@@ -611,8 +646,11 @@ async def run(ctx: Any) -> None:
     ctx.state = {}
     ctx.results["scenarios"] = {}
     docker().show()
+    only = ctx.params.get("only")
     for scenario in SCENARIOS:
         name = scenario.__name__
+        if only and name not in only:
+            continue
         ctx.log(f"start {name}")
         try:
             outcome = await scenario(ctx)
