@@ -188,6 +188,24 @@ def test_layer_on_artwork_with_cropped_selection_bounds(engine: Engine) -> None:
     assert (layer.left, layer.top, layer.width, layer.height) == (200, 10, 40, 30)
 
 
+def test_layer_on_artwork_crops_a_canvas_sized_structure_image_like_the_canvas(
+    engine: Engine,
+) -> None:
+    """The editors send the structure image in the canvas frame: the model must see the same
+    context crop of it as of the canvas (here selection 50..130 × 40..100, margin 16)."""
+    canvas = rgba(300, 200, seed=1, opaque=True)
+    structure = rgba(300, 200, seed=4, opaque=True)
+    selection = np.zeros((200, 300), dtype=np.uint8)
+    selection[40:100, 50:130] = 255
+    request = params(model="tiny-sdxl", mode="layer_on_artwork", margin=16, control="image")
+    inputs = {"canvas": canvas, "selection": selection}
+    whole = engine.generate(request, {**inputs, "control_image": structure})
+    cropped = engine.generate(request, {**inputs, "control_image": structure[24:116, 34:146]})
+    plain = engine.generate(request.model_copy(update={"control": "none"}), inputs)
+    assert np.array_equal(whole.layers[0].pixels, cropped.layers[0].pixels)
+    assert not np.array_equal(whole.layers[0].pixels, plain.layers[0].pixels)
+
+
 @pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl"])
 def test_upscale_multiplies_the_frame(engine: Engine, model: str) -> None:
     image = rgba(96, 64, seed=6)

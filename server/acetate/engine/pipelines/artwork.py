@@ -8,6 +8,7 @@ lands exactly on the selection, in canvas coordinates.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -37,7 +38,12 @@ def run_layer_on_artwork(ctx: ModeContext) -> Iterator[LayerImage]:
     width, height = framing.model_size(crop.width, crop.height, ctx.native_size)
     background = framing.resize_rgba(canvas[crop.slices()], width, height)
     background[..., 3] = 255  # the artwork is the background, whatever its own alpha
-    # 3. Background → foreground on the crop
+    # 3. Background → foreground on the crop; a structure image sent in the canvas frame is
+    #    cropped the same way, so its strokes stay where they are on the canvas
+    control = ctx.images.get("control_image")
+    if control is not None and control.shape[:2] == (canvas_h, canvas_w):
+        images = {**ctx.images, "control_image": np.ascontiguousarray(control[crop.slices()])}
+        ctx = dataclasses.replace(ctx, images=images)
     generated = generate_conditional(ctx, background, "bg", width, height, blended=False)
     # 4. Back to canvas pixels: scale, limit to the feathered selection, crop to its bounds
     soft = framing.feather_mask(mask, params.feather)[crop.slices()]
