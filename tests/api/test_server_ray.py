@@ -11,10 +11,8 @@ import asyncio
 import importlib.util
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,39 +25,27 @@ from server_helpers import FAST, LiveServer, final, follow, free_port, start_ser
 from test_server_modes import CASES as MODE_CASES
 
 from acetate.api.config import ServerConfig
-from acetate.api.keys import BACKEND, QUEUE
+from acetate.api.keys import BACKEND
 from acetate.protocol import JobEvent, JobMessage
 
 if importlib.util.find_spec("ray") is None:
     pytest.skip("ray[serve] is not installed (pip install 'acetate[ray]')", allow_module_level=True)
 
-from acetate.backends.ray_backend import RayBackend, ServeExecutor
-from acetate.backends.ray_cluster import Cluster, RaySettings
-from acetate.engine.options import EngineOptions
+from ray_support import (
+    SLOW,
+    SMALL,
+    VERY_SLOW,
+    family,
+    listening_sockets,
+    ray_factory,
+    shared_cluster,
+    wait_for,
+)
+
+from acetate.backends.ray_backend import RayBackend
+from acetate.backends.ray_cluster import Cluster
 
 pytestmark = pytest.mark.asyncio
-
-SMALL = {"prompt": "a cat", **FAST, "width": 64, "height": 64}
-#: Enough steps to still be running when the test acts on it.
-SLOW = {"prompt": "slow", "steps": 40, "width": 256, "height": 256, "decode": "fast", "seed": 1}
-
-
-def listening_sockets(pids: set[int]) -> set[tuple[str, int, int]]:
-    import psutil
-
-    found = set()
-    for conn in psutil.net_connections("inet"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
-            found.add((conn.laddr.ip, conn.laddr.port, conn.pid))
-    return found
-
-
-def family() -> set[int]:
-    """This process and every process it started (Ray's GCS, raylet, workers, replicas)."""
-    import psutil
-
-    me = psutil.Process(os.getpid())
-    return {me.pid, *(child.pid for child in me.children(recursive=True))}
 
 
 def is_loopback(ip: str) -> bool:
@@ -68,40 +54,7 @@ def is_loopback(ip: str) -> bool:
 
 @pytest.fixture(scope="session")
 def ray_cluster(tiny_models_dir: Path) -> Iterator[Cluster]:
-    temp = Path(tempfile.mkdtemp(prefix="acr", dir="/tmp"))  # Ray's socket paths are short
-    before = listening_sockets(family())
-    settings = RaySettings(replicas=2, num_cpus=2, cpus_per_replica=1, temp_dir=temp)
-    cluster = Cluster(settings)
-    cluster.connect()
-    try:
-        cluster.deploy(
-            tiny_models_dir,
-            [],
-            EngineOptions(device="cpu"),
-            preview_interval_s=0.0,
-            preview_max_side=64,
-        )
-        cluster.sockets_before = before  # type: ignore[attr-defined]
-        yield cluster
-    finally:
-        cluster.close()
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def ray_factory(cluster: Cluster, retries: int = 1, lease: Any = None) -> Callable[..., RayBackend]:
-    def factory(queue: Any, cache: Any, config: ServerConfig) -> RayBackend:
-        return RayBackend(
-            queue,
-            cache,
-            ServeExecutor(cluster.handle(), lease if lease is not None else cluster.lease()),
-            slots=2,
-            cluster=cluster,
-            owns_cluster=False,
-            retries=retries,
-            shutdown_timeout_s=5.0,
-        )
-
-    return factory
+    yield from shared_cluster(tiny_models_dir)
 
 
 @pytest_asyncio.fixture
@@ -113,21 +66,14 @@ async def ray_server(
     await live.stop()
 
 
-async def wait_for(server: LiveServer, job_id: str, kind: JobEvent, timeout: float = 60) -> None:
-    seen = asyncio.get_running_loop().create_future()
-    queue = server.app[QUEUE]
+def kill_replica_of(server: LiveServer, job_id: str) -> RayBackend:
+    """Kill the replica running `job_id` (a dead GPU box, as Ray sees it); the backend."""
+    import ray
 
-    def listener(message: JobMessage) -> None:
-        if message.job_id == job_id and message.type is kind and not seen.done():
-            seen.set_result(None)
-
-    queue.add_listener(listener)
-    for message in queue.state_messages(queue.jobs[job_id]):
-        listener(message)
-    try:
-        await asyncio.wait_for(seen, timeout)
-    finally:
-        queue.remove_listener(listener)
+    backend = server.app[BACKEND]
+    assert isinstance(backend, RayBackend)
+    ray.kill(ray.get_actor(backend.replica_of[job_id], namespace="serve"), no_restart=True)
+    return backend
 
 
 async def run_one(
@@ -267,15 +213,11 @@ def test_unreachable_cluster_is_one_line_naming_the_flag(tmp_path: Path) -> None
 async def test_a_replica_killed_mid_job_is_retried_once(
     ray_server: LiveServer, ray_cluster: Cluster
 ) -> None:
-    import ray
 
     client = ray_server.client()
     job = await client.submit(SLOW)
     await wait_for(ray_server, job.id, JobEvent.progress)
-    backend = ray_server.app[BACKEND]
-    assert isinstance(backend, RayBackend)
-    name = backend.replica_of[job.id]
-    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    backend = kill_replica_of(ray_server, job.id)
     events = await follow(client, job.id)
     assert final(events).type is JobEvent.done, events[-1]
     assert backend.retried == 1
@@ -284,16 +226,13 @@ async def test_a_replica_killed_mid_job_is_retried_once(
 async def test_a_replica_killed_without_retries_fails_clearly(
     ray_cluster: Cluster, make_config: Callable[..., ServerConfig], engine: Any, model_store: Any
 ) -> None:
-    import ray
 
     live = await start_server(make_config(), engine, model_store, ray_factory(ray_cluster, 0))
     try:
         client = live.client()
         job = await client.submit(SLOW)
         await wait_for(live, job.id, JobEvent.progress, timeout=120)
-        backend = live.app[BACKEND]
-        assert isinstance(backend, RayBackend)
-        ray.kill(ray.get_actor(backend.replica_of[job.id], namespace="serve"), no_restart=True)
+        kill_replica_of(live, job.id)
         last = final(await follow(client, job.id))
         assert last.type is JobEvent.error and last.fields["code"] == "worker_lost", last
         assert "submit it again" in last.fields["message"]
@@ -315,7 +254,7 @@ async def test_jobs_of_a_dead_front_are_cancelled_on_the_replica(
     live = await start_server(make_config(), engine, model_store, factory)
     try:
         client = live.client()
-        job = await client.submit({**SLOW, "steps": 150, "width": 512, "height": 512})
+        job = await client.submit(VERY_SLOW)
         await wait_for(live, job.id, JobEvent.progress, timeout=120)
         ray.kill(lease)
         started = asyncio.get_running_loop().time()
@@ -328,15 +267,12 @@ async def test_jobs_of_a_dead_front_are_cancelled_on_the_replica(
 async def test_layers_announced_before_a_replica_dies_are_kept(ray_server: LiveServer) -> None:
     """No retry once a layer is out (clients already hold it): the job fails with
     `worker_lost`, and its finished layers stay a downloadable partial result."""
-    import ray
     from test_scene_api import OBJECTS, scene
 
     client = ray_server.client()
     job = await client.submit(scene(steps=40, objects=OBJECTS[:2]))
     await wait_for(ray_server, job.id, JobEvent.layer_ready, timeout=120)
-    backend = ray_server.app[BACKEND]
-    assert isinstance(backend, RayBackend)
-    ray.kill(ray.get_actor(backend.replica_of[job.id], namespace="serve"), no_restart=True)
+    kill_replica_of(ray_server, job.id)
     last = final(await follow(client, job.id))
     assert last.type is JobEvent.error and last.fields["code"] == "worker_lost", last
     record = await client.job(job.id)

@@ -12,6 +12,7 @@ Safety first, because Ray's own ports have no per-user authorisation:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import socket
@@ -48,6 +49,14 @@ class RaySettings:
     temp_dir: Path | None = None
     #: Retries of a job whose replica died (0: fail at once).
     retries: int = 1
+    #: Autoscaling (with --min/--max-replicas): seconds of demand before a replica is added,
+    #: and of idleness before one is removed (a loaded GPU is worth keeping warm a while).
+    upscale_delay_s: float = 5.0
+    downscale_delay_s: float = 600.0
+    #: Serve's own defaults when None: how often the front reports its load to Serve (10 s)
+    #: and the window the load is averaged over (30 s). Short values let tests scale quickly.
+    metrics_interval_s: float | None = None
+    look_back_period_s: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -72,6 +81,8 @@ class RaySettings:
             raise InputError("--cpus-per-replica must be > 0", field="cpus_per_replica")
         if self.retries < 0:
             raise InputError("--ray-retries must be >= 0", field="ray_retries")
+        if self.downscale_delay_s < 0:
+            raise InputError("--scale-down-after must be >= 0", field="scale_down_after")
 
     @property
     def slots(self) -> int:
@@ -91,18 +102,23 @@ class RaySettings:
     def deployment_options(self) -> dict[str, Any]:
         scaling: dict[str, Any]
         if self.max_replicas is not None:
-            scaling = {
-                "autoscaling_config": {
-                    "min_replicas": self.min_replicas or 0,
-                    "max_replicas": self.max_replicas,
-                    "initial_replicas": max(1, self.min_replicas or 0),
-                    "target_ongoing_requests": 1,
-                    # Jobs wait in the front's queue, so add GPUs soon; a loaded GPU is worth
-                    # keeping warm a while (loading a model takes tens of seconds).
-                    "upscale_delay_s": 5,
-                    "downscale_delay_s": 600,
-                }
+            autoscaling: dict[str, Any] = {
+                "min_replicas": self.min_replicas or 0,
+                "max_replicas": self.max_replicas,
+                "initial_replicas": max(1, self.min_replicas or 0),
+                # The front dispatches up to --max-replicas jobs at once (its `slots`), so
+                # Serve sees min(queue, max) requests: one replica per waiting job.
+                "target_ongoing_requests": 1,
+                # Jobs wait in the front's queue, so add GPUs soon; a loaded GPU is worth
+                # keeping warm a while (loading a model takes tens of seconds).
+                "upscale_delay_s": self.upscale_delay_s,
+                "downscale_delay_s": self.downscale_delay_s,
             }
+            if self.metrics_interval_s is not None:
+                autoscaling["metrics_interval_s"] = self.metrics_interval_s
+            if self.look_back_period_s is not None:
+                autoscaling["look_back_period_s"] = self.look_back_period_s
+            scaling = {"autoscaling_config": autoscaling}
         else:
             scaling = {"num_replicas": self.replicas or 1}
         return {
@@ -201,16 +217,20 @@ class Cluster:
         preview_max_side: int,
     ) -> Any:
         """Deploy (or update) the engine replicas; returns the deployment handle once they
-        are up and their Acetate version matches ours."""
+        are up and their Acetate version matches ours.
+
+        The deployment's Serve version is derived from Acetate's version and the replicas'
+        arguments, so a front that restarts with the same settings finds its replicas still
+        warm (Serve restarts replicas only when that version changes; without one it would
+        restart them on every deploy). Scaling settings change without a restart."""
+        import warnings
+
         from ray import serve
 
         from acetate.backends.replica import EngineReplica
 
-        deployment = serve.deployment(name=DEPLOYMENT, **self.settings.deployment_options())(
-            EngineReplica
-        )
         loopback_only = self.started_here and not self.settings.listen
-        app = deployment.bind(
+        args = (
             str(models_dir),
             [str(path) for path in extra_models_dirs],
             options,
@@ -218,16 +238,33 @@ class Cluster:
             preview_interval_s,
             preview_max_side,
         )
-        handle = serve.run(app, name=APP_NAME, route_prefix=None)
+        code = hashlib.sha256(f"{version_tag()} {args!r}".encode()).hexdigest()[:16]
+        with warnings.catch_warnings():
+            # Serve deprecates `metrics_interval_s` (only set by tests) for an env variable.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            deployment = serve.deployment(name=DEPLOYMENT, **self.settings.deployment_options())(
+                EngineReplica
+            )
+        # Serve 2.60 no longer takes a user `version` (it picks a random one per `serve.run`,
+        # restarting every replica); its internal flag still sets one. Tested by
+        # `test_a_second_deploy_keeps_the_replicas_warm`.
+        deployment = deployment.options(version=code, _internal=True)
+        handle = serve.run(deployment.bind(*args), name=APP_NAME, route_prefix=None)
         if self.settings.min_replicas != 0:
-            theirs = handle.version.remote().result(timeout_s=120)
-            if theirs != __version__:
-                raise InputError(
-                    f"--ray-address: the cluster's replicas run Acetate {theirs}, this server "
-                    f"{__version__}; install the same version on every node",
-                    field="ray_address",
-                )
+            self.check_version(handle)
         return handle
+
+    def check_version(self, handle: Any) -> None:
+        """Ask a replica for its Acetate and API versions: a mismatch with this front is a
+        one-line `InputError` naming both (the front then refuses to start)."""
+        theirs = str(handle.version.remote().result(timeout_s=120))
+        ours = version_tag()
+        if theirs != ours:
+            raise InputError(
+                f"--ray-address: the cluster's replicas run Acetate {theirs}, this server "
+                f"Acetate {ours}; install the same version on every node",
+                field="ray_address",
+            )
 
     def handle(self) -> Any:
         """A fresh handle to the replicas, for use on the calling thread's event loop."""
@@ -275,6 +312,14 @@ class Cluster:
                 self.token_path.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     self.token_path.parent.rmdir()
+
+
+def version_tag() -> str:
+    """What must match between the front and its replicas: the Acetate version and the API
+    version of the requests they exchange (e.g. `0.4.0 (API 2)`)."""
+    from acetate.modes import API_VERSION
+
+    return f"{__version__} (API {API_VERSION})"
 
 
 def _reload_token_settings() -> None:

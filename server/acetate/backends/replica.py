@@ -98,8 +98,10 @@ class EngineReplica:
         self.actor_name = _actor_name()
 
     def version(self) -> str:
-        """This replica's Acetate version (the front refuses a mismatch)."""
-        return __version__
+        """This replica's Acetate and API versions (the front refuses a mismatch)."""
+        from acetate.backends.ray_cluster import version_tag
+
+        return version_tag()
 
     @serve.multiplexed(max_num_models_per_replica=2)  # type: ignore[misc]
     async def use_model(self, model_id: str) -> str:

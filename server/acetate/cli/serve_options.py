@@ -59,6 +59,13 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
         "--max-replicas", type=int, default=None, metavar="B", help="autoscale within A..B"
     )
     group.add_argument(
+        "--scale-down-after",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --max-replicas: remove a replica after S idle seconds (default 600)",
+    )
+    group.add_argument(
         "--gpus-per-replica", type=float, default=None, metavar="F", help="default 1 with CUDA"
     )
     group.add_argument(
@@ -141,6 +148,12 @@ def ray_settings(args: argparse.Namespace) -> RaySettings:
         cpus_per_replica=args.cpus_per_replica,
         retries=args.ray_retries,
     )
+    if args.scale_down_after is not None:
+        if args.max_replicas is None:
+            raise InputError(
+                "--scale-down-after needs --min-replicas/--max-replicas", field="scale_down_after"
+            )
+        settings.downscale_delay_s = args.scale_down_after
     settings.check()
     if settings.address is not None:
         check_reachable(settings.address)
@@ -151,7 +164,8 @@ def check_backend_flags(args: argparse.Namespace) -> None:
     """Ray flags without `--backend ray` are a mistake worth saying."""
     if args.backend == "ray":
         return
-    for flag in ("ray_address", "replicas", "min_replicas", "max_replicas", "gpus_per_replica"):
+    flags = ("ray_address", "replicas", "min_replicas", "max_replicas", "gpus_per_replica")
+    for flag in (*flags, "scale_down_after"):
         if getattr(args, flag) is not None:
             name = "--" + flag.replace("_", "-")
             raise InputError(f"{name} needs --backend ray", field=name)
