@@ -18,7 +18,7 @@ from support.loras import store_with_loras
 from support.trained import sha256_of
 
 import acetate.cli
-from acetate.engine.nets.lora_fusion import wrapped_layers
+from acetate.engine.lora_fusion import wrapped_layers
 from acetate.engine.pipelines.context import StepInfo
 from acetate.engine.store.loras import detect_lora
 from acetate.errors import GenerationCancelled, InputError, ModelFileError, ModelNotFoundError

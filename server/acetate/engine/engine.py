@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from acetate.checks import check_request
+from acetate.engine.lora_fusion import fused_loras
 from acetate.engine.memory import apply_group_offload, check_memory_options
 from acetate.engine.nets.attention_sharing import AttentionSharing
-from acetate.engine.nets.lora_fusion import fused_loras
 from acetate.engine.nets.transparent_vae import (
     TransparentDecoder,
     TransparentEncoder,

@@ -635,9 +635,10 @@ SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
     scene_sdxl,
     open_ora,
     decompose,
+    # before dummy_parts, which leaves the plugin connected to the dummy-mode server
+    structure,
     cancel,
     dummy_parts,
-    structure,
     server_killed,
 ]
 

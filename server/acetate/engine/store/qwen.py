@@ -19,6 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from acetate.engine.nets.caption_processor import (
+    PROCESSOR_DIR,
+    load_caption_processor,
+    pil_image_processor,
+)
 from acetate.engine.store.family import CONFIGS_DIR, Detection, load_json, weight_variant
 from acetate.errors import InputError, ModelFileError, ModelNotFoundError
 from acetate.modes import MODES, Family
@@ -44,7 +49,6 @@ FULL_SIZE_BYTES = {
     "text_encoder": 2 * 8_292_166_656,
 }
 #: The model folder's sub-folder holding its `Qwen2VLProcessor` (captioning only).
-PROCESSOR_DIR = "processor"
 #: How captioning is enabled, the end of the message refusing an empty prompt without it.
 CAPTION_HOWTO = (
     f"to caption automatically, the model folder needs its {PROCESSOR_DIR}/ (the "
@@ -143,7 +147,7 @@ def caption_problem(folder: Path) -> str | None:
         return f"{folder.name} has no {PROCESSOR_DIR}/ with an image processor config"
     if not any((processor / name).is_file() for name in ("tokenizer.json", "vocab.json")):
         return f"{folder.name}/{PROCESSOR_DIR}/ has no tokenizer"
-    if _pil_image_processor() is None:
+    if pil_image_processor() is None:
         import transformers
 
         return (
@@ -151,55 +155,6 @@ def caption_problem(folder: Path) -> str | None:
             "(transformers 5 has it)"
         )
     return None
-
-
-def _pil_image_processor() -> Any:
-    """transformers' PIL (torchvision-free) Qwen2-VL image processor class, or None."""
-    try:
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
-            Qwen2VLImageProcessorPil,
-        )
-    except ImportError:
-        return None
-    return Qwen2VLImageProcessorPil
-
-
-@cache
-def _caption_processor_class() -> Any:
-    """`Qwen2VLProcessor` without its video processor: transformers 5 only builds that one with
-    torchvision (and checks every sub-processor's class, so `video_processor=None` fails), while
-    captioning one image only needs the image processor and the tokenizer."""
-    from transformers import Qwen2VLProcessor
-
-    class CaptionProcessor(Qwen2VLProcessor):  # type: ignore[misc]
-        def __init__(
-            self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None
-        ) -> None:
-            super().__init__(image_processor, tokenizer, chat_template=chat_template)
-
-    return CaptionProcessor
-
-
-def caption_processor(image_processor: Any, tokenizer: Any, chat_template: str | None) -> Any:
-    """A `Qwen2VLProcessor` (no video processor) from its parts."""
-    return _caption_processor_class()(image_processor, tokenizer, chat_template)
-
-
-def load_caption_processor(folder: Path) -> Any:
-    """The `Qwen2VLProcessor` of a Qwen-Image-Layered folder, built from `processor/` with the
-    PIL image processor (call only when `caption_problem(folder)` is None)."""
-    from transformers import AutoTokenizer
-
-    processor = folder / PROCESSOR_DIR
-    image_processor = _pil_image_processor().from_pretrained(processor, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(processor, local_files_only=True)
-    template = None
-    jinja, legacy = processor / "chat_template.jinja", processor / "chat_template.json"
-    if jinja.is_file():
-        template = jinja.read_text(encoding="utf-8")
-    elif legacy.is_file():
-        template = load_json(legacy).get("chat_template")
-    return caption_processor(image_processor, tokenizer, template)
 
 
 def mode_families(mode: str | None) -> set[str]:

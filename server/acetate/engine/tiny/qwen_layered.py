@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from acetate.engine.nets.caption_processor import PROCESSOR_DIR
 from acetate.engine.tiny.bases import _install, _no_progress_bars, _read_stamp, _seeded
 
 TINY_QWEN_DIR = "tiny-qwen"
@@ -107,8 +108,6 @@ TINY_QWEN_VISION: dict[str, Any] = dict(
     temporal_patch_size=2,
     spatial_merge_size=2,
 )
-#: The processor's sub-folder (`acetate.engine.store.qwen.PROCESSOR_DIR`).
-PROCESSOR_DIR = "processor"
 #: Qwen-Image's flow-matching schedule (dynamic shift from the image's sequence length).
 QWEN_SCHEDULER: dict[str, Any] = dict(
     base_image_seq_len=256,
@@ -169,7 +168,7 @@ def write_qwen_processor(folder: Path, tokenizer_dir: Path) -> Any:
         Qwen2VLImageProcessorPil,
     )
 
-    from acetate.engine.store.qwen import load_caption_processor
+    from acetate.engine.nets.caption_processor import load_caption_processor
 
     processor = folder / PROCESSOR_DIR
     # The caption prompt alone is over 1024 byte tokens; Qwen's processor reads 32768.

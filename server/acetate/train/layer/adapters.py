@@ -229,11 +229,11 @@ class Sd15Sharing:
 
 
 def build_adapter(family: Family, unet: Any, rank: int, seed: int) -> LayerAdapter:
-    """The trainable part for `family` on `unet` (SDXL needs peft: the `train` extra)."""
+    """The trainable part for `family` on `unet` (SDXL needs peft, a dependency of Acetate)."""
     if family == "sdxl":
         if importlib.util.find_spec("peft") is None:
             raise InputError(
-                "training an SDXL layer model needs peft: pip install 'acetate[train]'",
+                "training an SDXL layer model needs peft (an Acetate dependency): pip install peft",
                 field="--base",
             )
         return SdxlLora(unet, rank)
