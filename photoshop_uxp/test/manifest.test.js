@@ -119,8 +119,9 @@ test("only src/photoshop.js requires photoshop or uxp", () => {
 
 test("imports go one way and resolve to shipped files", () => {
   // Lower layers never import higher ones: protocol/modes/utf8/errors/pixels ← client/events/
-  // jobs/settings/state/placement ← messages ← controller ← main; ui/ sees settings and modes
-  // only; photoshop.js (the adapter) only uses the lowest layers and placement's pure order.
+  // jobs/settings/state/placement/layerfiles/structure ← messages ← controller ← main; ui/ sees
+  // settings, modes and the pickers' pure logic (layerfiles, structure) only; photoshop.js (the
+  // adapter) only uses the lowest layers and placement's pure order.
   const allowed = {
     "src/protocol.js": [],
     "src/modes.js": [],
@@ -132,14 +133,17 @@ test("imports go one way and resolve to shipped files", () => {
     "src/jobs.js": ["src/protocol.js"],
     "src/settings.js": ["src/errors.js", "src/modes.js", "src/protocol.js"],
     "src/state.js": [],
+    "src/layerfiles.js": [],
+    "src/structure.js": ["src/errors.js", "src/pixels.js"],
     "src/placement.js": ["src/errors.js", "src/modes.js", "src/pixels.js"],
     "src/messages.js": ["src/client.js", "src/errors.js", "src/protocol.js", "src/settings.js"],
     "src/controller.js": [
-      "src/client.js", "src/errors.js", "src/events.js", "src/jobs.js", "src/messages.js",
-      "src/modes.js", "src/placement.js", "src/protocol.js", "src/settings.js", "src/state.js",
+      "src/client.js", "src/errors.js", "src/events.js", "src/jobs.js", "src/layerfiles.js",
+      "src/messages.js", "src/modes.js", "src/placement.js", "src/protocol.js", "src/settings.js",
+      "src/state.js", "src/structure.js",
     ],
     "src/photoshop.js": ["src/errors.js", "src/pixels.js", "src/placement.js", "src/utf8.js"],
-    "src/ui/panel.js": ["src/modes.js", "src/settings.js"],
+    "src/ui/panel.js": ["src/layerfiles.js", "src/modes.js", "src/settings.js", "src/structure.js"],
     "main.js": ["src/controller.js", "src/photoshop.js", "src/settings.js", "src/state.js", "src/ui/panel.js"],
   };
   assert.deepEqual(sourceFiles(), Object.keys(allowed).sort());
