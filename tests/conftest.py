@@ -14,6 +14,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # The user's own settings file (linked model folders…) must not change what tests see.
 os.environ.setdefault("ACETATE_CONFIG", "")
+# No decoder export in the suite (slow); tests of preparing turn it on for themselves.
+os.environ.setdefault("ACETATE_DECODER_PREPARE", "0")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -61,8 +62,14 @@ class GimpItem:
     tattoo: int
 
     def pixels(self, folder: Path) -> np.ndarray:
-        """The layer's straight RGBA pixels as GIMP exported them."""
-        with Image.open(folder / f"{self.tattoo}.png") as image:
+        """The layer's straight RGBA pixels as GIMP exported them: uint8, or uint16 from a
+        16-bit document (GIMP exports at the image's precision; Pillow would narrow it)."""
+        path = folder / f"{self.tattoo}.png"
+        if path.read_bytes()[24] == 16:  # IHDR bit depth
+            bgra = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            code = cv2.COLOR_BGRA2RGBA if bgra.shape[2] == 4 else cv2.COLOR_BGR2RGBA
+            return cv2.cvtColor(bgra, code)
+        with Image.open(path) as image:
             return np.asarray(image.convert("RGBA"))
 
 

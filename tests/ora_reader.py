@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -42,9 +43,14 @@ class OraDocument:
 
 
 def _png(data: bytes) -> np.ndarray:
+    """RGBA uint8, or uint16 for a 16-bit PNG (read by OpenCV: Pillow narrows it to 8 bits)."""
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "PNG"
-        return np.asarray(image.convert("RGBA"))
+        if data[24] != 16:  # IHDR bit depth
+            return np.asarray(image.convert("RGBA"))
+    bgra = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert bgra.dtype == np.uint16 and bgra.shape[2] in (3, 4)
+    return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA if bgra.shape[2] == 4 else cv2.COLOR_BGR2RGBA)
 
 
 def read_ora(source: Path | bytes) -> OraDocument:

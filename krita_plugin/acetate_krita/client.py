@@ -237,16 +237,25 @@ class AcetateClient:
         """DELETE /api/jobs/{id}: a queued job stops at once, a running one at its next step."""
         await self._call("DELETE", f"/api/jobs/{quote(job_id)}", ok=(200, 202, 204))
 
-    async def layer_pixels(self, job_id: str, layer: LayerRecord) -> bytes:
-        """A layer as raw 8-bit straight RGBA; its size and placement must match the record."""
-        path = f"/api/jobs/{quote(job_id)}/layers/{quote(layer.file)}?format=rgba"
+    async def layer_pixels(self, job_id: str, layer: LayerRecord, bits: int = 8) -> bytes:
+        """A layer as raw straight RGBA, 8-bit (`?format=rgba`) or with `bits` 16 (a 16-bit
+        job's `?format=rgba16`) little-endian uint16; its size and placement must match the
+        record."""
+        fmt = "rgba16" if bits == 16 else "rgba"
+        path = f"/api/jobs/{quote(job_id)}/layers/{quote(layer.file)}?format={fmt}"
         response = await self._call("GET", path, timeout=300)
         header = response.headers
         placement = tuple(
             header.get(f"x-acetate-{name}") for name in ("width", "height", "left", "top")
         )
         expected = tuple(str(v) for v in (layer.width, layer.height, layer.left, layer.top))
-        if placement != expected or len(response.body) != 4 * layer.width * layer.height:
+        if bits == 16 and header.get("x-acetate-depth") != "16":
+            raise ServerError(
+                f"The server sent {layer.file} at depth {header.get('x-acetate-depth')} "
+                "instead of 16 bits (a server bug)",
+                code="bad_response",
+            )
+        if placement != expected or len(response.body) != bits // 2 * layer.width * layer.height:
             raise ServerError(
                 f"The server sent {layer.file} with placement {placement} but its result "
                 f"record says {expected} (a server bug)",

@@ -11,11 +11,17 @@ or linear sRGB, Krita's own colour engine for any other colour space.
 Writing: each result becomes new paint layers inside one group per batch item. Krita's
 `addChildNode` is one "Add Layer" undo step: a group is assembled detached and attached in one
 step; a later layer is added into it in one step. Pixels are written over the full rectangle
-of the layer record (transparent borders included) at its canvas offset.
+of the layer record (transparent borders included) at its canvas offset, at the depth they were
+fetched (16-bit for 16/32-bit documents, insertion.py). With "Alpha as editable mask" a
+transparent layer is written opaque and gets a child transparency mask holding its alpha, built
+while the layer is detached (still one step). Krita 5.1 scripts cannot create a mask with
+pixels, so masks are duplicated from one Krita imports from a tiny PSD (mask_template.py).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 
 from krita import Document as KritaDocument
@@ -23,8 +29,13 @@ from krita import Krita, Node
 
 from . import pixels
 from .inputs import LayoutItem, UserError
-from .pixels import SRGB8, SRGB_PROFILE, PixelFormat, Rect
+from .mask_template import mask_template_psd
+from .pixels import SRGB_PROFILE, LayerPixels, PixelFormat, Rect
 from .protocol import LayerRecord, WireImage
+
+#: The name of the transparency mask a layer's alpha goes into.
+MASK_NAME = "Transparency Mask"
+_mask_template: Node | None = None
 
 
 def _format(item: KritaDocument | Node) -> PixelFormat | None:
@@ -40,6 +51,38 @@ def _convert_with_krita(document: KritaDocument, raw: bytes, source: Node, rect:
     return bytes(scratch.pixelData(rect.left, rect.top, rect.width, rect.height))
 
 
+def _transparency_mask() -> Node:
+    """A new transparency mask whose pixels can be written: a duplicate of the mask Krita
+    imports from the template PSD (opened once, then closed; its mask is kept)."""
+    global _mask_template
+    if _mask_template is None:
+        folder = os.path.join(tempfile.gettempdir(), "acetate")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"mask-template-{os.getpid()}.psd")
+        with open(path, "wb") as file:
+            file.write(mask_template_psd())
+        source = Krita.instance().openDocument(path)
+        os.remove(path)
+        if source is None:
+            raise UserError("Krita could not open the mask template: insert without masks.")
+        try:
+            masks = [
+                child
+                for node in source.topLevelNodes()
+                for child in node.childNodes()
+                if child.type() == "transparencymask"
+            ]
+            if not masks:
+                raise UserError("Krita imported no mask from the template: insert without masks.")
+            _mask_template = masks[0].duplicate()
+        finally:
+            source.setModified(False)
+            source.close()
+    mask = _mask_template.duplicate()
+    mask.setName(MASK_NAME)
+    return mask
+
+
 class Document:
     """One open Krita document."""
 
@@ -53,6 +96,10 @@ class Document:
     @property
     def canvas(self) -> Rect:
         return Rect(0, 0, self._doc.width(), self._doc.height())
+
+    @property
+    def color_depth(self) -> str:
+        return str(self._doc.colorDepth())
 
     def alive(self) -> bool:
         return any(open_doc == self._doc for open_doc in Krita.instance().documents())
@@ -230,16 +277,17 @@ class Document:
             pending.extend(node.childNodes())
         return None
 
-    def _paint_layer(self, name: str, rgba: bytes, rect: Rect) -> Node:
+    def _paint_layer(self, name: str, data: LayerPixels, rect: Rect) -> Node:
         node = self._doc.createNode(name, "paintlayer")
         x, y, width, height = rect.left, rect.top, rect.width, rect.height
         fmt = _format(self._doc)
         if fmt is not None:
-            node.setPixelData(pixels.from_rgba8(rgba, fmt), x, y, width, height)
+            node.setPixelData(data.krita_bytes(fmt), x, y, width, height)
             return node
-        # Another colour space: write 8-bit sRGB, then let Krita convert the layer.
-        node.setColorSpace("RGBA", "U8", SRGB_PROFILE)
-        node.setPixelData(pixels.from_rgba8(rgba, SRGB8), x, y, width, height)
+        # Another colour space: write sRGB at the fetched depth, then let Krita convert.
+        depth = "U16" if data.bits == 16 else "U8"
+        node.setColorSpace("RGBA", depth, SRGB_PROFILE)
+        node.setPixelData(data.krita_bytes(PixelFormat(depth)), x, y, width, height)
         doc = self._doc
         node.setColorSpace(doc.colorModel(), doc.colorDepth(), doc.colorProfile())
         return node
@@ -249,7 +297,7 @@ class Document:
         return children[-1].uniqueId().toString() if children else None
 
     def insert_group(
-        self, name: str, layers: Sequence[tuple[LayerRecord, bytes]], above: str | None
+        self, name: str, layers: Sequence[tuple[LayerRecord, LayerPixels]], above: str | None
     ) -> str:
         """A group holding `layers` (bottom → top), attached above `above` in one undo step.
 
@@ -259,21 +307,21 @@ class Document:
         parent = anchor.parentNode() if anchor is not None else self._doc.rootNode()
         group = self._doc.createGroupLayer(name)
         below = None
-        for layer, rgba in layers:
-            node = self._layer_node(layer, rgba)
+        for layer, data in layers:
+            node = self._layer_node(layer, data)
             group.addChildNode(node, below)
             below = node
         parent.addChildNode(group, anchor)
         self._changed()
         return str(group.uniqueId().toString())
 
-    def insert_layer(self, group: str, layer: LayerRecord, rgba: bytes, above: str) -> str:
+    def insert_layer(self, group: str, layer: LayerRecord, data: LayerPixels, above: str) -> str:
         """One layer into `group` right above its child `above`: one "Add Layer" undo step."""
         parent = self._find(group)
         if parent is None:
             raise UserError("The result's group was removed while the job was running.")
         anchor = self._find(above)
-        node = self._layer_node(layer, rgba)
+        node = self._layer_node(layer, data)
         parent.addChildNode(node, anchor)
         self._changed()
         return str(node.uniqueId().toString())
@@ -295,8 +343,14 @@ class Document:
             self._changed()
         return removed
 
-    def _layer_node(self, layer: LayerRecord, rgba: bytes) -> Node:
-        node = self._paint_layer(layer.name, rgba, layer.rect)
+    def _layer_node(self, layer: LayerRecord, data: LayerPixels) -> Node:
+        rect = layer.rect
+        node = self._paint_layer(layer.name, data, rect)
+        alpha = data.mask_bytes()
+        if alpha is not None:
+            mask = _transparency_mask()
+            mask.setPixelData(alpha, rect.left, rect.top, rect.width, rect.height)
+            node.addChildNode(mask, None)
         node.setVisible(layer.visible)
         return node
 

@@ -1,7 +1,8 @@
 """The controls the docker builds for a mode, Qt-free: one editor per option it offers (the
 kind of editor follows the option's type), the Structure section for modes that take a
-structure layer (it edits `control`, `controlnet`, `control_strength`: structure.py) and
-one picker per layer-file part with a choice.
+structure layer (it edits `control`, `controlnet`, `control_strength`: structure.py), one
+layer picker per input any layer can fill or mask a layer's alpha can be (sources.py), the
+LoRA rows (loras.py) and one picker per layer-file part with a choice.
 ui/docker.py builds its widgets from this list, so a test can check, without Qt, that every
 option the server declares has a control.
 """
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 from .layer_files import FilePart
 from .model import offered
-from .protocol import ModeInfo, OptionInfo
+from .protocol import ImageInputInfo, ModeInfo, OptionInfo
+from .sources import pickable
 from .structure import STRUCTURE_OPTIONS, takes_structure
 
 #: Option type → the editor ui/options.py builds for it.
@@ -29,6 +31,12 @@ EDITOR_KINDS = {
 FILE = "file"
 #: The kind (and key) of the Structure section's control.
 STRUCTURE = "structure"
+#: The kind of an input's layer picker.
+SOURCE = "source"
+#: The kind (and key) of the LoRA rows.
+LORAS = "loras"
+#: Request fields outside the modes' options and inputs → the kind of control that fills them.
+REQUEST_FIELD_CONTROLS = {"layer_files": FILE, "loras": LORAS}
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Control:
     advanced: bool
     option: OptionInfo | None = None
     part: FilePart | None = None
+    image: ImageInputInfo | None = None
 
 
 def editor_kind(option: OptionInfo) -> str | None:
@@ -56,15 +65,27 @@ def file_key(part: str) -> str:
     return f"layer_files.{part}"
 
 
-def mode_controls(mode: ModeInfo, parts: Iterable[FilePart] = ()) -> tuple[Control, ...]:
-    """The options the docker offers (in the server's order), the Structure section, then
-    the file pickers (in the Advanced section: most users keep the official files)."""
+def source_key(field: str) -> str:
+    return f"{SOURCE}.{field}"
+
+
+def mode_controls(
+    mode: ModeInfo, parts: Iterable[FilePart] = (), loras: bool = False
+) -> tuple[Control, ...]:
+    """The options the docker offers (in the server's order), the Structure section, the
+    inputs' layer pickers, the LoRA rows (`loras`: the mode runs on the base), then the file
+    pickers (in the Advanced section: most users keep the official files)."""
     controls = [
         Control(option.name, editor_kind(option) or "text", option.advanced, option=option)
         for option in offered(mode)
     ]
     if takes_structure(mode):
         controls.append(Control(STRUCTURE, STRUCTURE, True))
+    controls += [
+        Control(source_key(image.field), SOURCE, False, image=image) for image in pickable(mode)
+    ]
+    if loras:
+        controls.append(Control(LORAS, LORAS, False))
     controls += [
         Control(file_key(part.part), FILE, True, part=part) for part in parts if part.choosable
     ]

@@ -15,7 +15,8 @@ What a result replaces — the layout group, or what a `replaced` input (decompo
 read from: the active layer, or every visible top-level layer for the canvas — is what its
 groups stack right above, and is hidden once the first layer is in (never deleted; "Undo
 whole result" shows it again). An input with `other_sources` is read from the source the user
-picked (`chosen`).
+picked (`chosen`); a main image or a selection mask may be read from a layer the user picked
+instead (`layers`: its pixels, or its alpha as the mask; sources.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .pixels import Rect
+from .pixels import LayerPixels, Rect
 from .protocol import (
     CANVAS,
     LAYER,
@@ -37,6 +38,7 @@ from .protocol import (
     WireImage,
     group_name,
 )
+from .sources import alpha_mask
 
 #: The item option type that places a list item on the canvas.
 REGION = "region"
@@ -58,6 +60,11 @@ class Document(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def color_depth(self) -> str:
+        """Krita's channel depth of the document: U8, U16, F16 or F32."""
+        ...
 
     def alive(self) -> bool: ...
 
@@ -112,13 +119,13 @@ class Document(Protocol):
         ...
 
     def insert_group(
-        self, name: str, layers: Sequence[tuple[LayerRecord, bytes]], above: str | None
+        self, name: str, layers: Sequence[tuple[LayerRecord, LayerPixels]], above: str | None
     ) -> str:
         """Add a group holding `layers` (bottom → top) above top-level node `above` (None:
         on top), as one undo step; returns the group's id."""
         ...
 
-    def insert_layer(self, group: str, layer: LayerRecord, rgba: bytes, above: str) -> str:
+    def insert_layer(self, group: str, layer: LayerRecord, pixels: LayerPixels, above: str) -> str:
         """Add one layer into `group` right above its child `above`, as one undo step."""
         ...
 
@@ -175,6 +182,7 @@ def collect_images(
     skip: Iterable[str] = (),
     without: str | None = None,
     chosen: Mapping[str, str] | None = None,
+    layers: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, WireImage], Rect | None]:
     """The image fields `mode` sends, read from `document`, and the selection's bounds.
 
@@ -183,7 +191,8 @@ def collect_images(
     required mask selects everything, an optional one is not sent. Optional inputs in `skip`
     are not sent (the server generates them); with `without` (a layout group's id) canvas
     inputs are read as if that node were hidden. `chosen`: the source the user picked for an
-    input that has `other_sources`.
+    input that has `other_sources`. `layers`: the layer (node id) the user picked for an
+    input (sources.py): its pixels, or for a mask its alpha, instead of the input's source.
     """
     options = options or {}
     skipped = set(skip)
@@ -194,7 +203,13 @@ def collect_images(
         if not wanted(image, options) or (image.field in skipped and not image.required):
             continue
         source = sources[image.field]
-        if source == CANVAS:
+        picked = (layers or {}).get(image.field)
+        if picked is not None:
+            crop = sources.get(image.relative_to or "") == CANVAS
+            image_read, picked_bounds = read_picked(document, image, picked, crop)
+            images[image.field] = image_read
+            bounds = picked_bounds or bounds
+        elif source == CANVAS:
             if without is not None:
                 images[image.field] = document.read_canvas_without(without)
             else:
@@ -217,6 +232,25 @@ def collect_images(
                 f"{mode.label} (source {source!r}): update the plugin."
             )
     return images, bounds
+
+
+def read_picked(
+    document: Document, image: ImageInputInfo, node_id: str, crop: bool
+) -> tuple[WireImage, Rect | None]:
+    """Input `image` read from layer `node_id`: its pixels over the canvas frame, or for a mask
+    its alpha (with `crop`, cut to its painted pixels and returned with their bounds)."""
+    layer = document.read_node(node_id)
+    label = image.label or image.field
+    if layer is None:
+        raise UserError(
+            f"The layer picked for the {label} is no longer in the document: pick another one."
+        )
+    if image.kind != "mask":
+        return layer, None
+    mask = alpha_mask(layer, crop)
+    if mask is None:
+        raise UserError(f"The layer picked as the {label} has no painted pixels.")
+    return mask
 
 
 def replaced_nodes(
@@ -323,14 +357,14 @@ class Placement:
         self._lowest = min(expected) if expected else None
         self.groups: dict[int, str] = {}
         self._nodes: dict[int, list[tuple[tuple[int, int], str]]] = {}
-        self._waiting: dict[int, list[tuple[LayerRecord, bytes]]] = {}
+        self._waiting: dict[int, list[tuple[LayerRecord, LayerPixels]]] = {}
         self.inserted: list[LayerRecord] = []
 
     @property
     def group_ids(self) -> list[str]:
         return [self.groups[index] for index in sorted(self.groups)]
 
-    def add(self, layer: LayerRecord, rgba: bytes) -> bool:
+    def add(self, layer: LayerRecord, pixels: LayerPixels) -> bool:
         """Insert `layer` now if it can go in its place; True if it (or its group) went in."""
         if any(done.file == layer.file for done in self.inserted):
             return False
@@ -340,12 +374,12 @@ class Placement:
             nodes = self._nodes[index]
             below = [entry for entry in nodes if entry[0] <= key]
             above = max(below)[1] if below else max(nodes)[1]
-            node = self.document.insert_layer(group, layer, rgba, above)
+            node = self.document.insert_layer(group, layer, pixels, above)
             nodes.append((key, node))
             self.inserted.append(layer)
             return True
         waiting = self._waiting.setdefault(index, [])
-        waiting.append((layer, rgba))
+        waiting.append((layer, pixels))
         keys = [self.mode.layer_key(item.stack_name) for item, _ in waiting]
         if self._lowest is None or min(keys) <= self._lowest:
             self._create_group(index)

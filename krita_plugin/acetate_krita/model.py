@@ -38,7 +38,18 @@ from .inputs import (
     layout_lists,
     replaced_nodes,
 )
+from .insertion import DOCUMENT_OPTIONS, Downloads, document_options
 from .layer_files import FilePart, choice_key, chosen, file_parts, stored_choices
+from .loras import (
+    LoraRow,
+    fitting_names,
+    format_rows,
+    request_loras,
+    rows_key,
+    split_rows,
+    stored_rows,
+    takes_loras,
+)
 from .observable import Observable, Property
 from .protocol import (
     JobEvent,
@@ -52,6 +63,9 @@ from .protocol import (
     WireImage,
 )
 from .settings import format_value
+from .sources import DECLARED, picked_layers
+from .sources import choice_key as source_key
+from .sources import stored_choices as stored_sources
 from .structure import (
     CONTROL_IMAGE,
     fitting_controlnets,
@@ -97,8 +111,9 @@ BY_STRUCTURE = frozenset({"control"})
 
 
 def offered(mode: ModeInfo) -> tuple[OptionInfo, ...]:
-    """The options of `mode` the docker shows one editor each for and sends as they are."""
-    hidden = set(BY_STRUCTURE)
+    """The options of `mode` the docker shows one editor each for and sends as they are
+    (those that follow the document, insertion.DOCUMENT_OPTIONS, are filled when sending)."""
+    hidden = set(BY_STRUCTURE) | set(DOCUMENT_OPTIONS)
     return tuple(
         option
         for option in mode.options
@@ -144,6 +159,8 @@ class Model(Observable):
     seed = Property(0)
     random_seed = Property(True, persist=True)
     batch = Property(1, persist=True)
+    #: Transparent layers go in opaque with their alpha in a transparency mask (insertion.py).
+    alpha_mask = Property(False, persist=True)
     #: Option values the user chose, by name (the rest follow the mode's defaults).
     option_values: Property[dict[str, Any]] = Property({})
     #: List inputs by field: the items, each a dict of its item options.
@@ -159,6 +176,11 @@ class Model(Observable):
     #: The LayerDiffusion file picked per mode, family and part (`layer_files.choice_key`;
     #: "" or absent: the server's default file).
     file_choices: Property[dict[str, str]] = Property({})
+    #: Where each picked input is read from, by `sources.choice_key` ("" or absent: its
+    #: declared source; `layer`: the active layer; else a layer's node id).
+    source_choices: Property[dict[str, str]] = Property({})
+    #: The LoRA rows per mode and family (`loras.rows_key`).
+    lora_choices: Property[dict[str, tuple[LoraRow, ...]]] = Property({})
     #: The layer (node id) the Structure section reads; "": no structure.
     structure_layer = Property("")
     busy = Property(False)
@@ -372,6 +394,10 @@ class Model(Observable):
                     values[option.name] = value
         self.option_values = values
         self.file_choices = {**stored_choices(self.modes, self.store.read), **self.file_choices}
+        read = self.store.read
+        self.source_choices = {**stored_sources(self.modes, read), **self.source_choices}
+        families = {base.family for base in self.models.bases}
+        self.lora_choices = {**stored_rows(self.modes, families, read), **self.lora_choices}
 
     def file_parts(self) -> tuple[FilePart, ...]:
         """The parts the mode loads on the chosen base, with the files that fit each."""
@@ -449,7 +475,60 @@ class Model(Observable):
         if files:
             data["layer_files"] = list(files.values())
         data.update(self.structure_options(mode))
+        if base is not None and takes_loras(mode, base):
+            rows = self.lora_choices.get(rows_key(mode.name, base.family), ())
+            loras = request_loras(rows, fitting_names(self.models.loras, base))
+            if loras:
+                data["loras"] = loras
         return data
+
+    # -- sources and LoRAs ------------------------------------------------------------------
+
+    def source_choice(self, field: str) -> str:
+        """Where input `field` of the mode is read from (sources.py; "": its declared source)."""
+        mode = self.mode_info
+        if mode is None:
+            return DECLARED
+        return self.source_choices.get(source_key(mode.name, field), DECLARED)
+
+    def set_source_choice(self, field: str, choice: str) -> None:
+        """Read input `field` of the mode from `choice` from now on; persisted per mode."""
+        mode = self.mode_info
+        if mode is not None:
+            key = source_key(mode.name, field)
+            self.source_choices = {**self.source_choices, key: choice}
+            if self.store is not None:
+                self.store.write(key, choice)
+
+    def takes_loras(self) -> bool:
+        return takes_loras(self.mode_info, self.models.base(self.model_name))
+
+    def lora_names(self) -> list[str]:
+        """The LoRAs that run on the chosen base (the rows' choices)."""
+        return fitting_names(self.models.loras, self.models.base(self.model_name))
+
+    def embedding_names(self) -> list[str] | None:
+        """The embeddings that run on the chosen base; None: the server lists none at all."""
+        embeddings = self.models.embeddings
+        base = self.models.base(self.model_name)
+        return None if embeddings is None else fitting_names(embeddings, base)
+
+    def lora_rows(self) -> tuple[tuple[LoraRow, ...], tuple[str, ...]]:
+        """The mode's rows on this family whose LoRA fits the base, and the names of the
+        remembered ones the server no longer lists for it (left out, named in a note)."""
+        mode, family = self.mode_info, self.family
+        if mode is None or family is None:
+            return (), ()
+        return split_rows(self.lora_choices.get(rows_key(mode.name, family), ()), self.lora_names())
+
+    def set_lora_rows(self, rows: Sequence[LoraRow]) -> None:
+        """The user's rows for the mode on this family (those left out are forgotten)."""
+        mode, family = self.mode_info, self.family
+        if mode is not None and family is not None:
+            key = rows_key(mode.name, family)
+            self.lora_choices = {**self.lora_choices, key: tuple(rows)}
+            if self.store is not None:
+                self.store.write(key, format_rows(rows))
 
     # -- structure --------------------------------------------------------------------------
 
@@ -553,6 +632,7 @@ class Model(Observable):
             raise UserError(f"The server has no mode {self.mode!r}: pick another one.")
         self._check_prompt(mode)
         params = self.parameters(mode)
+        params.options.update(document_options(mode, document.color_depth))
         layout = self.layout_group_id(document) if layout_lists(mode) else None
         masks: dict[str, Any] = {}
         if layout is not None:
@@ -561,8 +641,9 @@ class Model(Observable):
         skip = {image.field for image, _ in generatable(mode)} & set(self.generated_inputs)
         skip.add(CONTROL_IMAGE)  # read from the structure layer, not the input's source
         chosen = self.input_sources
+        layers = picked_layers(mode, self.source_choices, document.active_layer_id())
         images, params.selection_bounds = collect_images(
-            mode, document, params.options, skip=skip, without=layout, chosen=chosen
+            mode, document, params.options, skip=skip, without=layout, chosen=chosen, layers=layers
         )
         if "control" in params.options:
             images[CONTROL_IMAGE] = self.read_structure(document)
@@ -584,20 +665,20 @@ class Model(Observable):
         job_id = await client.submit(params, images)
         self.job_id = job_id
         self.status = "Queued"
-        pixels_by_file: dict[str, bytes] = {}
+        downloads = Downloads.of(params.options, document.color_depth, self.alpha_mask)
         try:
-            record = await self._follow(stream, job_id, client, placement, pixels_by_file)
+            record = await self._follow(stream, job_id, client, placement, downloads)
         finally:
             if placement.groups:
                 self._last_result = (document, placement.group_ids)
         if record is None:
             return None
-        await self._insert_rest(client, record, placement, pixels_by_file)
+        await self._insert_rest(client, record, placement, downloads)
         self._last_result = (document, placement.group_ids)
         self.can_undo_result = bool(placement.groups)
         count = len(placement.inserted)
         self.status = f"Done: {count} layer{'s' if count != 1 else ''} inserted in {document.name}"
-        self.history = (self._history_item(client, record, pixels_by_file), *self.history)[:50]
+        self.history = (self._history_item(client, record, downloads), *self.history)[:50]
         self.progress = 1.0
         if self.random_seed and "seed" in record.parameters:
             self.seed = int(record.parameters["seed"])  # shown, so a result can be redone
@@ -613,7 +694,7 @@ class Model(Observable):
         job_id: str,
         client: AcetateClient,
         placement: Placement,
-        pixels_by_file: dict[str, bytes],
+        downloads: Downloads,
     ) -> ResultRecord | None:
         """Follow the job, inserting each layer as it is ready; None when it was cancelled."""
         events = stream.subscribe(job_id)
@@ -643,7 +724,7 @@ class Model(Observable):
                 elif event.type is JobEvent.layer_ready and isinstance(fields.get("layer"), dict):
                     layer = LayerRecord.from_json(fields["layer"])
                     ready = time.perf_counter()
-                    await self._insert_layer(client, job_id, layer, placement, pixels_by_file)
+                    await self._insert_layer(client, job_id, layer, placement, downloads)
                     self.insert_seconds[layer.file] = time.perf_counter() - ready
                 elif event.type is JobEvent.done:
                     self.timeline.append("done")
@@ -662,14 +743,13 @@ class Model(Observable):
         job_id: str,
         layer: LayerRecord,
         placement: Placement,
-        pixels_by_file: dict[str, bytes],
+        downloads: Downloads,
     ) -> None:
-        if layer.file not in pixels_by_file:
-            pixels_by_file[layer.file] = await client.layer_pixels(job_id, layer)
+        layer_pixels = await downloads.get(client, job_id, layer)
         if not placement.document.alive():
             raise UserError("The document was closed before the result arrived.")
         before = len(placement.inserted)
-        placement.add(layer, pixels_by_file[layer.file])
+        placement.add(layer, layer_pixels)
         for done in placement.inserted[before:]:
             self.timeline.append(f"inserted {done.file}")
         if len(placement.inserted) > before:
@@ -694,12 +774,12 @@ class Model(Observable):
         client: AcetateClient,
         record: ResultRecord,
         placement: Placement,
-        pixels_by_file: dict[str, bytes],
+        downloads: Downloads,
     ) -> None:
         """The record's layers that did not arrive as `layer_ready` (or still wait), in."""
         for layer in record.layers:
             if all(done.file != layer.file for done in placement.inserted):
-                await self._insert_layer(client, record.id, layer, placement, pixels_by_file)
+                await self._insert_layer(client, record.id, layer, placement, downloads)
         before = len(placement.inserted)
         placement.finish()
         for done in placement.inserted[before:]:
@@ -726,12 +806,12 @@ class Model(Observable):
 
     @staticmethod
     def _history_item(
-        client: AcetateClient, record: ResultRecord, layer_pixels: dict[str, bytes]
+        client: AcetateClient, record: ResultRecord, downloads: Downloads
     ) -> HistoryItem:
         thumb = None
-        if record.layers and record.layers[0].file in layer_pixels:
+        if record.layers and record.layers[0].file in downloads.by_file:
             first = record.layers[0]
-            data = layer_pixels[first.file]
+            data = downloads.by_file[first.file].rgba8()
             thumb = pixels.thumbnail(data, first.width, first.height, THUMBNAIL_SIDE)
         return HistoryItem(record, client.url, thumb)
 
@@ -766,7 +846,8 @@ class Model(Observable):
             placement = Placement(document, mode, record.prompt, record.counts(), anchor)
             self._hidden_source = None
             self.status = "Downloading layers…"
-            await self._insert_rest(client, record, placement, {})
+            downloads = Downloads.of(record.parameters, document.color_depth, self.alpha_mask)
+            await self._insert_rest(client, record, placement, downloads)
             self._last_result = (document, placement.group_ids)
             self.can_undo_result = bool(placement.groups)
             count = len(placement.inserted)

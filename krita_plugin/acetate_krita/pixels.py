@@ -1,13 +1,14 @@
-"""Pixel bytes between Krita's layers and the server's 8-bit straight RGBA, Qt-free.
+"""Pixel bytes between Krita's layers and the server's straight RGBA, Qt-free.
 
 Krita hands out raw channel bytes: B,G,R,A for 8- and 16-bit integer RGB and R,G,B,A for
 16- and 32-bit float RGB, always straight (not premultiplied) alpha, little-endian. The
-server speaks 8-bit sRGB RGBA. Colour channels go through the sRGB transfer curve when the
-document's profile is linear; alpha never does. Everything here is exact and table-driven
-(Krita's Python has no numpy): 8-bit input goes through `bytes.translate`, 16-bit input
-through 65536-entry tables, 32-bit floats through a binary search of rounding thresholds.
-Formats this module cannot convert exactly (other colour models, other primaries) are
-left to Krita's colour engine by the caller (`pixel_format` returns None for them).
+server speaks 8-bit sRGB RGBA, and for `bit_depth` 16 jobs also 16-bit (little-endian
+uint16). Colour channels go through the sRGB transfer curve when the document's profile is
+linear; alpha never does. Everything here is exact and table-driven (Krita's Python has no
+numpy): 8-bit input goes through `bytes.translate`, 16-bit input through 65536-entry tables,
+32-bit floats through a binary search of rounding thresholds. Formats this module cannot
+convert exactly (other colour models, other primaries) are left to Krita's colour engine by
+the caller (`pixel_format` returns None for them).
 """
 
 from __future__ import annotations
@@ -217,6 +218,117 @@ def from_rgba8(rgba: bytes, fmt: PixelFormat) -> bytes:
         for byte, table in enumerate(tables):
             out[target * width + byte :: stride] = source.translate(table)
     return bytes(out)
+
+
+# -- 16-bit results → Krita format ---------------------------------------------------------
+
+
+@functools.cache
+def _to8_table() -> bytes:
+    """Each 16-bit code's nearest 8-bit one, round(v / 257) (never a tie: 257 is odd)."""
+    return bytes((code + 128) // 257 for code in range(65536))
+
+
+def rgba16_to_rgba8(data: bytes) -> bytes:
+    """16-bit straight RGBA (little-endian uint16) → 8-bit, every value rounded to 8 bits."""
+    if len(data) % 8:
+        raise ValueError(f"{len(data)} bytes is not a whole number of 16-bit RGBA pixels")
+    return bytes(map(_to8_table().__getitem__, _samples(data, "U16")))
+
+
+@functools.cache
+def _table16_to(depth: str, linear: bool) -> array | None:
+    """Each 16-bit sRGB code as a sample of `depth` (U16 integers, F16 bit patterns, F32
+    floats; through the sRGB curve when `linear`); None: the code itself (U16 sRGB)."""
+    if depth == "U16" and not linear:
+        return None
+    values = [srgb_decode(code / 65535) if linear else code / 65535 for code in range(65536)]
+    if depth == "U16":
+        return array("H", [round(value * 65535) for value in values])
+    if depth == "F16":
+        return array("H", struct.unpack("=65536H", struct.pack("=65536e", *values)))
+    return array("f", values)
+
+
+def from_rgba16(data: bytes, fmt: PixelFormat) -> bytes:
+    """16-bit straight sRGB RGBA (little-endian uint16) → Krita pixel bytes in `fmt`.
+
+    U16: the codes as they are (B,G,R,A order); F16/F32: floats in [0, 1]; an 8-bit layer
+    gets each value rounded to 8 bits.
+    """
+    if len(data) % 8:
+        raise ValueError(f"{len(data)} bytes is not a whole number of 16-bit RGBA pixels")
+    if fmt.depth == "U8":
+        return from_rgba8(rgba16_to_rgba8(data), fmt)
+    samples = _samples(data, "U16")
+    typecode = "f" if fmt.depth == "F32" else "H"
+    out = array(typecode, bytes(len(samples) * array(typecode).itemsize))
+    colour, alpha = _table16_to(fmt.depth, fmt.linear), _table16_to(fmt.depth, False)
+    for channel, target in enumerate(fmt.krita_order):
+        table = alpha if channel == 3 else colour
+        source = samples[channel::4]
+        if table is not None:
+            source = array(typecode, map(table.__getitem__, source))
+        out[target::4] = source
+    if sys.byteorder == "big":
+        out.byteswap()
+    return out.tobytes()
+
+
+@dataclass(frozen=True)
+class LayerPixels:
+    """A result layer as downloaded: straight sRGB RGBA, row-major, `bits` per channel (16:
+    little-endian uint16). With `alpha_mask` a transparent layer goes in opaque, keeping its
+    RGB everywhere (also where alpha is 0), with its alpha in a transparency mask."""
+
+    data: bytes
+    bits: int = 8
+    alpha_mask: bool = False
+
+    @property
+    def _alpha_bytes(self) -> tuple[bytes, ...]:
+        """The bytes of every alpha value: one slice per byte of a sample."""
+        if self.bits == 16:
+            return self.data[6::8], self.data[7::8]
+        return (self.data[3::4],)
+
+    @property
+    def opaque(self) -> bool:
+        """Every pixel fully opaque (a background): no mask to paint."""
+        return all(part.count(255) == len(part) for part in self._alpha_bytes)
+
+    @property
+    def has_mask(self) -> bool:
+        return self.alpha_mask and not self.opaque
+
+    def rgba8(self) -> bytes:
+        """The pixels as 8-bit RGBA (history thumbnails)."""
+        return rgba16_to_rgba8(self.data) if self.bits == 16 else self.data
+
+    def layer_data(self) -> bytes:
+        """The paint layer's RGBA: as downloaded, or fully opaque when the alpha goes to a mask
+        (colour untouched, also where alpha was 0)."""
+        if not self.has_mask:
+            return self.data
+        out = bytearray(self.data)
+        step = self.bits // 2
+        for offset in range(3 * self.bits // 8, step):
+            out[offset::step] = b"\xff" * (len(out) // step)
+        return bytes(out)
+
+    def krita_bytes(self, fmt: PixelFormat) -> bytes:
+        """The paint layer's pixels in Krita's format `fmt`."""
+        data = self.layer_data()
+        return from_rgba16(data, fmt) if self.bits == 16 else from_rgba8(data, fmt)
+
+    def mask_bytes(self) -> bytes | None:
+        """The transparency mask's pixels, 1 byte each (Krita's masks are 8-bit alpha in
+        documents of every depth: 16-bit alpha is rounded); None: no mask."""
+        if not self.has_mask:
+            return None
+        if self.bits == 16:
+            return bytes(map(_to8_table().__getitem__, _samples(self.data, "U16")[3::4]))
+        return self.data[3::4]
 
 
 # -- masks and previews ---------------------------------------------------------------------

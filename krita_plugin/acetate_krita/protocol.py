@@ -611,20 +611,33 @@ class LayerFileInfo:
 
 
 @dataclass(frozen=True)
-class ControlNetInfo:
-    """One ControlNet from GET /api/models (`controlnets`)."""
+class ModelFileInfo:
+    """A file GET /api/models lists for a family: a ControlNet (`controlnets`), a LoRA
+    (`loras`) or a textual-inversion embedding (`embeddings`)."""
 
     name: str
     family: str
     tiny: bool = False
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ControlNetInfo:
+    def from_json(cls, data: dict[str, Any]) -> ModelFileInfo:
         return cls(
             name=str(data["name"]),
             family=str(data.get("family", "")),
             tiny=bool(data.get("tiny", False)),
         )
+
+    def fits(self, base: BaseModelInfo | None) -> bool:
+        """Whether it runs on `base`: the base's family, tiny with tiny."""
+        return base is not None and self.family == base.family and self.tiny == base.tiny
+
+
+def _model_files(items: Any) -> tuple[ModelFileInfo, ...]:
+    return tuple(
+        ModelFileInfo.from_json(item)
+        for item in items or []
+        if isinstance(item, dict) and "name" in item
+    )
 
 
 @dataclass(frozen=True)
@@ -637,7 +650,10 @@ class ModelsInfo:
     where_to_get: dict[str, dict[str, str]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     layer_files: tuple[LayerFileInfo, ...] = ()
-    controlnets: tuple[ControlNetInfo, ...] = ()
+    controlnets: tuple[ModelFileInfo, ...] = ()
+    loras: tuple[ModelFileInfo, ...] = ()
+    #: None: the server does not list embeddings (the docker hides its embedding menu).
+    embeddings: tuple[ModelFileInfo, ...] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelsInfo:
@@ -651,11 +667,9 @@ class ModelsInfo:
                 for f in data.get("layer_files") or []
                 if isinstance(f, dict) and "name" in f
             ),
-            controlnets=tuple(
-                ControlNetInfo.from_json(c)
-                for c in data.get("controlnets") or []
-                if isinstance(c, dict) and "name" in c
-            ),
+            controlnets=_model_files(data.get("controlnets")),
+            loras=_model_files(data.get("loras")),
+            embeddings=_model_files(data["embeddings"]) if "embeddings" in data else None,
         )
 
     def base(self, name: str | None) -> BaseModelInfo | None:

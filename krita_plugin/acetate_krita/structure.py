@@ -20,7 +20,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from .protocol import BaseModelInfo, ControlNetInfo, ModeInfo
+from .protocol import BaseModelInfo, ModeInfo, ModelFileInfo
 
 #: The image field ControlNet follows.
 CONTROL_IMAGE = "control_image"
@@ -39,13 +39,11 @@ def takes_structure(mode: ModeInfo | None) -> bool:
 
 
 def fitting_controlnets(
-    controlnets: Iterable[ControlNetInfo], base: BaseModelInfo | None
+    controlnets: Iterable[ModelFileInfo], base: BaseModelInfo | None
 ) -> tuple[str, ...]:
     """The ControlNets that run on `base`: its family, tiny with tiny (the combo's items
     after "Default")."""
-    if base is None:
-        return ()
-    return tuple(c.name for c in controlnets if c.family == base.family and c.tiny == base.tiny)
+    return tuple(c.name for c in controlnets if c.fits(base))
 
 
 def structure_fields(

@@ -143,7 +143,10 @@ function withTimeout(promise, ms, onTimeout) {
 }
 
 /** A job's layer as raw RGBA with its placement (from the `X-Acetate-*` headers). */
-/** @typedef {Raster & {left: number, top: number}} LayerPixels */
+/**
+ * A downloaded layer: 8-bit, or 16-bit (0..65535) straight RGBA at its place in the frame.
+ * @typedef {{data: Uint8Array|Uint16Array, width: number, height: number, left: number, top: number, depth: 8|16}} LayerPixels
+ */
 
 class AcetateClient {
   /**
@@ -240,7 +243,8 @@ class AcetateClient {
     return this.json("GET", "/api/health");
   }
 
-  /** @returns {Promise<{bases: import("./protocol").BaseModelInfo[], layer_files?: import("./protocol").LayerFileInfo[], controlnets?: import("./structure").ControlNetInfo[], default_base?: string|null}>} */
+  /** @returns {Promise<{bases: import("./protocol").BaseModelInfo[], layer_files?: import("./protocol").LayerFileInfo[], controlnets?: import("./structure").ControlNetInfo[],
+   *   loras?: import("./loras").ModelFileInfo[], embeddings?: import("./loras").ModelFileInfo[], default_base?: string|null}>} */
   models() {
     return this.json("GET", "/api/models");
   }
@@ -310,13 +314,17 @@ class AcetateClient {
   }
 
   /**
-   * A layer as raw 8-bit straight RGBA; its size must agree with its headers.
+   * A layer as raw straight RGBA: 8-bit (`?format=rgba`), or with `depth` 16 little-endian
+   * 16-bit values 0..65535 (`?format=rgba16`, `X-Acetate-Depth: 16`); its size must agree with
+   * its headers.
    * @param {string} jobId
    * @param {string} file
+   * @param {8|16} [depth]
    * @returns {Promise<LayerPixels>}
    */
-  async layerPixels(jobId, file) {
-    const path = `/api/jobs/${encodeURIComponent(jobId)}/layers/${encodeURIComponent(file)}?format=rgba`;
+  async layerPixels(jobId, file, depth = 8) {
+    const format = depth === 16 ? "rgba16" : "rgba";
+    const path = `/api/jobs/${encodeURIComponent(jobId)}/layers/${encodeURIComponent(file)}?format=${format}`;
     const { response, body } = await this.request("GET", path, { timeoutMs: Math.max(this.timeoutMs, UPLOAD_TIMEOUT_MS) });
     /** @param {string} name */
     const header = (name) => {
@@ -330,12 +338,24 @@ class AcetateClient {
     const height = header("Height");
     const left = header("Left");
     const top = header("Top");
-    if (width <= 0 || height <= 0 || body.byteLength !== width * height * 4) {
+    const bytes = depth === 16 ? 8 : 4;
+    if (width <= 0 || height <= 0 || body.byteLength !== width * height * bytes) {
       throw new ProtocolError(
-        `layer ${file}: ${body.byteLength} bytes do not make a ${width}×${height} RGBA image`,
+        `layer ${file}: ${body.byteLength} bytes do not make a ${width}×${height} ${depth === 16 ? "16-bit " : ""}RGBA image`,
       );
     }
-    return { data: new Uint8Array(body), width, height, left, top };
+    if (depth === 8) {
+      return { data: new Uint8Array(body), width, height, left, top, depth };
+    }
+    if (header("Depth") !== 16) {
+      throw new ProtocolError(`layer ${file} came as ${response.headers.get("X-Acetate-Depth")}-bit, not 16-bit`);
+    }
+    const view = new DataView(body);
+    const data = new Uint16Array(width * height * 4);
+    for (let i = 0; i < data.length; i++) {
+      data[i] = view.getUint16(i * 2, true);
+    }
+    return { data, width, height, left, top, depth };
   }
 
   /**

@@ -12,11 +12,14 @@ const { HostProblem, InputProblem } = require("./errors.js");
 const { EventSocket } = require("./events.js");
 const { JobWatch } = require("./jobs.js");
 const { TOO_NEW, TOO_OLD, describeError, describeJobError, manifestMessage, urlAllowed } = require("./messages.js");
+const { alphaAsMask, depthFields, recordedDepth, resultDepth } = require("./insertion.js");
 const { baseModel, requestFiles } = require("./layerfiles.js");
+const { droppedNote, requestLoras } = require("./loras.js");
 const { activeInputs, compareRanks, expectedLayers, layerDeclaration, layerRank, pickMode } = require("./modes.js");
 const { checkImageSize, clipToCanvas, imageLimits, prepareInputs, readNeeds } = require("./placement.js");
 const { API_VERSION, ProtocolError, ServerTooNew, ServerTooOld, groupName, layerKey } = require("./protocol.js");
 const { buildParameters, inputSource, layoutFromGroup, omittedInputs } = require("./settings.js");
+const { pickedSources, sourceNeeds, withPickedLayers } = require("./sources.js");
 const { CONTROL_IMAGE, controlImage, structureFields, structureLayer } = require("./structure.js");
 const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js");
 
@@ -40,9 +43,10 @@ const { mergeJobs, progress, recordFinal, upsertHistory } = require("./state.js"
  * What the controller needs from the editor.
  * @typedef {Object} Host
  * @property {() => DocumentInfo|null} activeDocument
- * @property {(what: {composite?: boolean, layer?: boolean, selection?: boolean, layout?: boolean, structure?: number|null}) => Promise<DocumentPixels>} readDocument
+ * @property {(what: {composite?: boolean, layer?: boolean, selection?: boolean, layout?: boolean, layers?: Record<string, number>}) => Promise<DocumentPixels>} readDocument
  *   one short modal scope; `layout`: the active layout group's child layers, and the composite
- *   without that group (the document left unchanged, no history state)
+ *   without that group (the document left unchanged, no history state); `layers`: role → the id
+ *   of a layer picked in the panel, read like the active layer into `DocumentPixels.layers`
  * @property {(documentId: number, insertion: LayerInsertion, commandName: string) => Promise<{layerId: number, groupId: number}>} insertLayer
  *   one modal scope, one named history state; nothing left behind on failure
  * @property {(documentId: number, ids: number[], commandName: string, reveal?: number[]) => Promise<number>} removeLayers
@@ -68,16 +72,19 @@ class Landing {
    * @param {{client: AcetateClient, host: Host, mode: ModeInfo|null, modeName: string,
    *   document: DocumentInfo, offset: {left: number, top: number}, prompt: string, jobId: string,
    *   anchor?: number|null, expected?: string[], titles?: Record<string, string>, hide?: number[],
-   *   hideLabel?: string}} options
+   *   hideLabel?: string, depth?: 8|16, alphaMask?: boolean}} options
    *   `anchor`: the top-level layer the result's groups go above (remembered before the first
    *   insertion: Photoshop makes every created layer and group active); `expected`: the layer
    *   keys of one batch item, bottom → top (`expectedLayers`: `only_without` layers of sent
    *   inputs left out, so its first is the item's lowest layer); `titles`: key → the name a
    *   layer will have (a scene object's prompt), for saying which were not made; `hide`:
    *   layers hidden with the first insertion (a scene's layout group, the layer a decompose
-   *   split); `hideLabel`: what they are, for the message
+   *   split); `hideLabel`: what they are, for the message; `depth`: the layers are fetched as
+   *   16-bit RGBA (insertion.js); `alphaMask`: inserted opaque with their alpha as a layer mask
    */
-  constructor({ client, host, mode, modeName, document, offset, prompt, jobId, anchor = null, expected = [], titles = {}, hide = [], hideLabel = "The layout group" }) {
+  constructor({ client, host, mode, modeName, document, offset, prompt, jobId, anchor = null, expected = [], titles = {}, hide = [], hideLabel = "The layout group", depth = 8, alphaMask = false }) {
+    this.depth = depth;
+    this.alphaMask = alphaMask;
     this.anchor = anchor;
     this.hideLabel = hideLabel;
     this.expected = expected;
@@ -195,7 +202,7 @@ class Landing {
    * @param {LayerRecord} record
    */
   async insert(record) {
-    const raster = await this.client.layerPixels(this.jobId, record.file);
+    const raster = await this.client.layerPixels(this.jobId, record.file, this.depth);
     if (
       raster.width !== record.width ||
       raster.height !== record.height ||
@@ -221,6 +228,8 @@ class Landing {
         visible,
         left: this.offset.left + record.left,
         top: this.offset.top + record.top,
+        depth: raster.depth,
+        alphaMask: this.alphaMask,
       },
       this.document,
     );
@@ -374,6 +383,8 @@ class Controller {
       models: Array.isArray(models?.bases) ? models.bases : [],
       layerFiles: Array.isArray(models?.layer_files) ? models.layer_files : [],
       controlnets: Array.isArray(models?.controlnets) ? models.controlnets : [],
+      loras: Array.isArray(models?.loras) ? models.loras : [],
+      embeddings: Array.isArray(models?.embeddings) ? models.embeddings : [],
       defaultModel: typeof models?.default_base === "string" ? models.default_base : null,
       modes,
       connection: {
@@ -452,6 +463,8 @@ class Controller {
       const base = baseModel(models, settings.model, defaultModel);
       const files = requestFiles(settings, mode, base, layerFiles);
       if (files) params.layer_files = files;
+      const { loras, dropped } = requestLoras(settings.values, mode.name, base, this.state.loras);
+      if (loras) params.loras = loras;
       // Structure: a layer of the document, read in the frame of the other inputs (structure.js).
       const structure = structureFields(settings.values, mode, this.state.controlnets ?? [], base);
       const structureId = structure.control ? structureLayer(settings.values) : null;
@@ -465,15 +478,25 @@ class Controller {
       const omitted = omittedInputs(this.state.settings, mode);
       // An input with other sources is read from the one the user picked (decompose: the
       // whole canvas instead of the active layer).
-      const inputs = activeInputs(mode, params)
-        .filter((input) => !omitted.has(input.field) && input.field !== CONTROL_IMAGE)
-        .map((input) => ({ ...input, source: inputSource(this.state.settings, input) }));
-      const needs = { ...readNeeds(inputs), layout: layout !== null, structure: structureId };
+      // A layer picked for the main image or the mask is read instead (sources.js).
+      const picked = pickedSources(
+        settings.values,
+        mode,
+        activeInputs(mode, params)
+          .filter((input) => !omitted.has(input.field) && input.field !== CONTROL_IMAGE)
+          .map((input) => ({ ...input, source: inputSource(this.state.settings, input) })),
+      );
+      const inputs = picked.inputs;
+      const layers = { ...picked.layers, ...(structureId !== null ? { structure: structureId } : {}) };
+      const needs = { ...sourceNeeds(readNeeds(inputs), picked.layers), layout: layout !== null, layers };
+      // 16- and 32-bit documents get 16-bit results (insertion.js).
+      const depth = resultDepth(mode, document.bits);
+      Object.assign(params, depthFields(depth));
       // Refused (or warned about) before a single pixel is read: only the region a mode needs
       // is read, always as 8 bits, and never more than the server accepts.
       const limits = this.state.connection.limits ?? imageLimits(null);
       /** @type {string[]} */
-      const warnings = [];
+      const warnings = dropped.length > 0 ? [droppedNote(dropped)] : [];
       if (needs.composite) {
         const warning = checkImageSize("The document", document, limits);
         if (warning) warnings.push(warning);
@@ -496,15 +519,15 @@ class Controller {
       let hide = [];
       let hideLabel = "The layout group";
       let anchor = this.anchorFor(document);
-      if (needs.composite || needs.layer || needs.selection || needs.layout || structureId !== null) {
-        const pixels = await this.host.readDocument(needs);
+      if (needs.composite || needs.layer || needs.selection || needs.layout || Object.keys(layers).length > 0) {
+        const pixels = withPickedLayers(await this.host.readDocument(needs), picked.layers);
         ({ images, kinds, frame, extra } = prepareInputs(mode, inputs, pixels));
         if (layout && pixels.layout) {
           fillFromLayout(layout, pixels.layout, frame, params, images, kinds);
           hide = [pixels.layout.group.id];
         }
         if (structureId !== null) {
-          images[CONTROL_IMAGE] = controlImage(pixels.structure, frame);
+          images[CONTROL_IMAGE] = controlImage(pixels.layers?.structure, frame);
           kinds[CONTROL_IMAGE] = "rgba";
           Object.assign(params, structure);
         }
@@ -538,6 +561,8 @@ class Controller {
           titles: layerTitles(mode, params),
           hide,
           hideLabel,
+          depth,
+          alphaMask: alphaAsMask(settings.values),
         });
         this.landing = landing;
       }
@@ -688,6 +713,8 @@ class Controller {
         prompt,
         jobId,
         anchor: this.anchorFor(document),
+        depth: recordedDepth(result.parameters, document.bits),
+        alphaMask: alphaAsMask(this.state.settings.values),
       });
       this.store.update({ job: progress(jobId, "inserting") });
       try {

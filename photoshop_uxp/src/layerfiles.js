@@ -39,6 +39,16 @@ function baseModel(models, chosen, fallback = null) {
 }
 
 /**
+ * Whether a listed file (a LayerDiffusion file, ControlNet, LoRA, embedding) runs on `base`: the
+ * same family, tiny test files with tiny test bases only.
+ * @param {{family?: string, tiny?: boolean}} file
+ * @param {BaseModelInfo|null|undefined} base
+ */
+function fitsBase(file, base) {
+  return Boolean(base) && file.family === base?.family && Boolean(file.tiny) === Boolean(base?.tiny);
+}
+
+/**
  * The parts `mode` loads on `base`'s family, each with the listed files that fit it.
  * @param {ModeInfo|null} mode
  * @param {BaseModelInfo|null} base
@@ -51,7 +61,7 @@ function fileParts(mode, base, files) {
     return [];
   }
   return Object.entries(family.files ?? {}).map(([part, kinds]) => {
-    const fitting = files.filter((file) => kinds.includes(file.kind) && file.family === base.family && Boolean(file.tiny) === Boolean(base.tiny));
+    const fitting = files.filter((file) => kinds.includes(file.kind) && fitsBase(file, base));
     fitting.sort(
       (a, b) =>
         Number(a.trained != null) - Number(b.trained != null) || kinds.indexOf(a.kind) - kinds.indexOf(b.kind) || a.name.localeCompare(b.name),
@@ -121,4 +131,4 @@ function requestFiles(settings, mode, base, files) {
   return names.length > 0 ? names : undefined;
 }
 
-module.exports = { baseModel, choosable, chosenFiles, fileKey, fileLabel, fileParts, partLabel, requestFiles };
+module.exports = { baseModel, choosable, chosenFiles, fileKey, fileLabel, fileParts, fitsBase, partLabel, requestFiles };

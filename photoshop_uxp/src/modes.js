@@ -18,6 +18,11 @@
  * reads the `control_image` from the layer the user picks.
  */
 const HIDDEN_OPTIONS = new Set(["control"]);
+/**
+ * Options the panel derives from the document instead of offering a control: `bit_depth` (16
+ * for 16- and 32-bit documents, insertion.js).
+ */
+const DOCUMENT_OPTIONS = new Set(["bit_depth"]);
 
 /** Values that switch a `depends_on` parent off. */
 const OFF_VALUES = new Set([null, undefined, "", "none", false]);
@@ -78,7 +83,7 @@ function shownOptions(mode, values, family = null) {
   const byName = new Map(mode.options.map((option) => [option.name, option]));
   /** @param {OptionInfo} option @param {number} depth @returns {boolean} */
   const shown = (option, depth) => {
-    if (HIDDEN_OPTIONS.has(option.name) || depth > 8) {
+    if (HIDDEN_OPTIONS.has(option.name) || DOCUMENT_OPTIONS.has(option.name) || depth > 8) {
       return false;
     }
     if (!option.depends_on) {
@@ -251,6 +256,7 @@ module.exports = {
   layoutList,
   omittableInputs,
   HIDDEN_OPTIONS,
+  DOCUMENT_OPTIONS,
   pickMode,
   optionDefault,
   effectiveValue,

@@ -10,12 +10,14 @@ const { HostProblem } = require("./errors.js");
 const {
   anySelected,
   documentBits,
-  fromBytes,
   intersect,
+  maskToBytes,
   placeInto,
   rectFromBounds,
+  splitAlpha,
   toBytes,
   toRgba,
+  wireToDocument,
 } = require("./pixels.js");
 const { neighbour } = require("./placement.js");
 const { decodeUtf8, encodeUtf8 } = require("./utf8.js");
@@ -27,6 +29,8 @@ const { decodeUtf8, encodeUtf8 } = require("./utf8.js");
 /** @typedef {import("./protocol").Rect} Rect */
 
 const SRGB = "sRGB IEC61966-2.1";
+/** The profile of mask data (media/imaging.md, createImageDataFromBuffer). */
+const GRAY = "Gray Gamma 2.2";
 const RGB_MODE = "RGBColorMode";
 const SETTINGS_KEY = "acetate.settings";
 const TOKEN_KEY = "acetate.token";
@@ -203,8 +207,10 @@ function createHost(modules) {
     const { imageData } = result;
     try {
       const data = await imageData.getData({ chunky: true });
-      const bytes = toBytes(data, imageData.componentSize);
-      const pixels = kind === "rgba" ? toRgba(bytes, imageData.components) : firstChannel(bytes, imageData.components);
+      const { componentSize, components } = imageData;
+      // A mask (a layer mask in the document's depth, a selection) is coverage, not colour.
+      const pixels =
+        kind === "rgba" ? toRgba(toBytes(data, componentSize, components), components) : maskToBytes(firstChannel(data, components), componentSize);
       return { data: pixels, rect: rectFromBounds(result.sourceBounds) };
     } finally {
       await imageData.dispose();
@@ -343,7 +349,7 @@ function createHost(modules) {
       return doc ? describe(doc) : null;
     },
 
-    async readDocument({ composite = false, layer = false, selection = false, layout = false, structure = null }) {
+    async readDocument({ composite = false, layer = false, selection = false, layout = false, layers = {} }) {
       const doc = app.activeDocument;
       if (!doc) {
         throw new HostProblem("Open a document first.");
@@ -359,13 +365,15 @@ function createHost(modules) {
       if (active) {
         checkReadable(active);
       }
-      const steering = structure === null ? null : findLayer(doc, structure);
-      if (structure !== null && !steering) {
-        throw new HostProblem("The structure layer is no longer in the document: pick another one (or None).");
-      }
-      if (steering) {
-        checkReadable(steering);
-      }
+      // Layers picked in the panel by id, each for a role (structure, source, mask).
+      const picked = Object.entries(layers).map(([role, id]) => {
+        const found = findLayer(doc, id);
+        if (!found) {
+          throw new HostProblem(`The ${role} layer is no longer in the document: pick another one.`);
+        }
+        checkReadable(found);
+        return { role, layer: found };
+      });
       const group = layout ? layoutGroup(doc) : null;
       /** @type {any[]} bottom → top */
       const children = group ? [...group.layers].reverse().filter((child) => child.visible) : [];
@@ -422,8 +430,11 @@ function createHost(modules) {
         if (active) {
           out.layer = await readLayer(context, doc, active, canvas);
         }
-        if (steering) {
-          out.structure = await readLayer(context, doc, steering, canvas);
+        if (picked.length > 0) {
+          out.layers = {};
+          for (const { role, layer: item } of picked) {
+            out.layers[role] = await readLayer(context, doc, item, canvas);
+          }
         }
         if (selection) {
           out.selection = null;
@@ -448,8 +459,13 @@ function createHost(modules) {
       checkMode(doc);
       const { layer } = insertion;
       // Converted before the modal scope so that Photoshop is blocked as briefly as possible
-      // (32-bit: linear light; pixels.js).
-      const channels = fromBytes(layer.data, documentBits(doc.bitsPerChannel));
+      // (16-bit: 0..32768, 32-bit: linear light; pixels.js). With `alphaMask` the colour goes in
+      // opaque (RGB as decoded, also under alpha 0) and the alpha becomes the layer's mask.
+      const bits = documentBits(doc.bitsPerChannel);
+      const depth = layer.depth ?? 8;
+      const split = layer.alphaMask ? splitAlpha(layer.data, depth === 16 ? 0xffff : 0xff) : null;
+      const channels = wireToDocument(split ? split.color : layer.data, depth, bits);
+      const maskChannels = split ? wireToDocument(split.alpha, depth, bits, 1) : null;
       return modal(commandName, async (context) => {
         // The user may have switched documents while the job ran; creating layers in an
         // inactive document is undocumented, so the job's document is made active first.
@@ -487,6 +503,28 @@ function createHost(modules) {
             });
           } finally {
             await imageData.dispose();
+          }
+          if (maskChannels) {
+            const maskData = await imaging.createImageDataFromBuffer(maskChannels, {
+              width: layer.width,
+              height: layer.height,
+              components: 1,
+              chunky: true,
+              colorSpace: "Grayscale",
+              colorProfile: GRAY,
+            });
+            try {
+              await imaging.putLayerMask({
+                documentID: doc.id,
+                layerID: target.id,
+                imageData: maskData,
+                targetBounds: { left: layer.left, top: layer.top, width: layer.width, height: layer.height },
+                replace: true,
+                commandName,
+              });
+            } finally {
+              await maskData.dispose();
+            }
           }
           if (!layer.visible) {
             target.visible = false;
@@ -789,14 +827,16 @@ function paintedMask({ data, width, height, rect }) {
 }
 
 /**
- * @param {Uint8Array} bytes
+ * @template {import("./pixels").Channels} T
+ * @param {T} bytes
  * @param {number} components
+ * @returns {T}
  */
 function firstChannel(bytes, components) {
   if (components === 1) {
     return bytes;
   }
-  const out = new Uint8Array(bytes.length / components);
+  const out = /** @type {T} */ (new (/** @type {any} */ (bytes.constructor))(bytes.length / components));
   for (let i = 0; i < out.length; i++) {
     out[i] = bytes[i * components];
   }

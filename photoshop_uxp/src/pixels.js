@@ -1,16 +1,21 @@
 // @ts-check
 /**
- * Pixel buffers: bit-depth conversion between the wire's 8-bit straight RGBA and Photoshop's
- * 8/16/32-bit channels, and cropping/padding rectangles of pixels. Pure functions.
+ * Pixel buffers: bit-depth conversion between the wire's straight RGBA (8-bit, or 16-bit
+ * 0..65535 from `?format=rgba16`) and Photoshop's 8/16/32-bit channels, and cropping/padding
+ * rectangles of pixels. Pure functions.
  *
- * Photoshop's 16-bit channels run 0..32768 (not 65535). 32-bit documents are linear light
- * (ps-reference/media/imaging.md: their profiles are "… (Linear RGB Profile)"), floats 0..1 and
- * beyond: 8-bit sRGB colour goes through the sRGB → linear curve, alpha stays v / 255.
+ * Photoshop's 16-bit channels run 0..32768 (not 65535; ps-reference/media/imaging.md "Value
+ * range": 16 → 0..32768 unless `fullRange`). 32-bit documents are linear light (imaging.md:
+ * their profiles are "… (Linear RGB Profile)"), floats 0..1 and beyond: sRGB colour goes through
+ * the sRGB → linear curve, alpha stays v / max. Masks (layer masks, selections) are coverage
+ * like alpha: never through the colour curve.
  */
 "use strict";
 
 /** @typedef {8|16|32} Bits */
 /** @typedef {Uint8Array|Uint16Array|Float32Array} Channels */
+/** The wire's depths: 8-bit `?format=rgba`, 16-bit (0..65535) `?format=rgba16`. */
+/** @typedef {8|16} WireDepth */
 /** @typedef {import("./protocol").Rect} Rect */
 
 /**
@@ -19,6 +24,7 @@
  */
 
 const MAX_16 = 32768;
+const MAX_WIRE_16 = 65535;
 
 /**
  * Bits per channel of a document from its `bitsPerChannel` ("bitDepth8" | "bitDepth16" | …).
@@ -175,20 +181,22 @@ function rectFromBounds(bounds) {
 
 /**
  * Copy the part of `src` (placed at `srcRect` in canvas pixels) that falls inside `frame` into
- * a new `frame`-sized buffer; everything else stays 0 (transparent, or unselected for masks).
- * @param {Uint8Array} src
+ * a new `frame`-sized buffer of the same type; everything else stays 0 (transparent, or
+ * unselected for masks).
+ * @template {Uint8Array|Uint16Array} T
+ * @param {T} src
  * @param {Rect} srcRect
  * @param {Rect} frame
- * @param {number} channels bytes per pixel (4 for RGBA, 1 for masks)
- * @returns {Uint8Array}
+ * @param {number} channels values per pixel (4 for RGBA, 1 for masks)
+ * @returns {T}
  */
 function placeInto(src, srcRect, frame, channels) {
   if (src.length !== srcRect.width * srcRect.height * channels) {
     throw new RangeError(
-      `pixel buffer holds ${src.length} bytes, expected ${srcRect.width}×${srcRect.height}×${channels}`,
+      `pixel buffer holds ${src.length} values, expected ${srcRect.width}×${srcRect.height}×${channels}`,
     );
   }
-  const out = new Uint8Array(frame.width * frame.height * channels);
+  const out = /** @type {T} */ (src instanceof Uint16Array ? new Uint16Array(frame.width * frame.height * channels) : new Uint8Array(frame.width * frame.height * channels));
   const overlap = intersect(srcRect, frame);
   if (overlap === null) {
     return out;
@@ -200,6 +208,83 @@ function placeInto(src, srcRect, frame, channels) {
     out.set(src.subarray(from, from + rowBytes), to);
   }
   return out;
+}
+
+/**
+ * Straight RGBA from the wire (8-bit, or 16-bit 0..65535) in the channel type of a `bits`-deep
+ * document. 8-bit data goes through `fromBytes` unchanged (what the panel has always inserted);
+ * 16-bit data: 16-bit documents get `round(v · 32768 / 65535)`, 32-bit documents linear light
+ * (colour through the sRGB → linear curve, alpha v / 65535), 8-bit documents `round(v / 257)`.
+ * @param {Uint8Array|Uint16Array} values
+ * @param {WireDepth} depth
+ * @param {Bits} bits
+ * @param {number} [components] 4: every 4th value is alpha; 1: a mask (coverage, as alpha)
+ * @returns {Channels}
+ */
+function wireToDocument(values, depth, bits, components = 4) {
+  if (depth === 8) {
+    return components === 1 ? maskToDocument(/** @type {Uint8Array} */ (values), bits) : fromBytes(/** @type {Uint8Array} */ (values), bits, components);
+  }
+  if (bits === 8) {
+    return Uint8Array.from(values, (v) => Math.round(v / 257));
+  }
+  if (bits === 16) {
+    return Uint16Array.from(values, (v) => Math.round((v * MAX_16) / MAX_WIRE_16));
+  }
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const c = values[i] / MAX_WIRE_16;
+    const coverage = components === 1 || (components === 4 && i % 4 === 3);
+    out[i] = coverage ? c : c <= 0.04045 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+  }
+  return out;
+}
+
+/**
+ * An 8-bit mask (coverage, 255 = full) in a `bits`-deep document's channel type: 16 →
+ * 0..32768, 32 → v / 255 (coverage is never gamma-encoded).
+ * @param {Uint8Array} mask
+ * @param {Bits} bits
+ * @returns {Channels}
+ */
+function maskToDocument(mask, bits) {
+  if (bits === 8) {
+    return mask;
+  }
+  return bits === 16 ? Uint16Array.from(mask, (v) => Math.round((v * MAX_16) / 255)) : Float32Array.from(mask, (v) => v / 255);
+}
+
+/**
+ * A mask read from Photoshop (gray, 1 value per pixel, any depth) as 8 bits: the inverse of
+ * `maskToDocument`, clamped.
+ * @param {Channels} values
+ * @param {Bits} bits
+ * @returns {Uint8Array}
+ */
+function maskToBytes(values, bits) {
+  if (bits === 8) {
+    return values instanceof Uint8Array ? values : Uint8Array.from(values);
+  }
+  const max = bits === 16 ? MAX_16 : 1;
+  return Uint8Array.from(values, (v) => Math.max(0, Math.min(255, Math.round((v / max) * 255))));
+}
+
+/**
+ * Straight RGBA split into opaque colour and its alpha as a mask (a layer with a layer mask):
+ * the colour keeps the decoded RGB under every alpha, 0 included; its alpha is the maximum.
+ * @template {Uint8Array|Uint16Array} T
+ * @param {T} rgba
+ * @param {number} opaque the maximum value of the type (255 or 65535)
+ * @returns {{color: T, alpha: T}}
+ */
+function splitAlpha(rgba, opaque) {
+  const color = /** @type {T} */ (rgba.slice());
+  const alpha = /** @type {T} */ (rgba instanceof Uint16Array ? new Uint16Array(rgba.length / 4) : new Uint8Array(rgba.length / 4));
+  for (let p = 0; p < alpha.length; p++) {
+    alpha[p] = rgba[p * 4 + 3];
+    color[p * 4 + 3] = opaque;
+  }
+  return { color, alpha };
 }
 
 /**
@@ -222,6 +307,10 @@ module.exports = {
   fromBytes,
   toBytes,
   toRgba,
+  wireToDocument,
+  maskToDocument,
+  maskToBytes,
+  splitAlpha,
   intersect,
   union,
   rectFromBounds,

@@ -38,8 +38,9 @@ const { anySelected, intersect, placeInto, union } = require("./pixels.js");
  * @property {Raster} [composite]  the visible image, canvas-sized RGBA
  * @property {(Raster & {rect: Rect})|null} [layer]  the active layer; null when it has no pixels
  * @property {(Raster & {rect: Rect})|null} [selection]  the selection mask cropped to its bounds
- * @property {(Raster & {rect: Rect})|null} [structure]  the structure layer (`structure` asked);
- *   null when it has no pixels
+ * @property {Record<string, (Raster & {rect: Rect})|null>} [layers]  the layers picked in the
+ *   panel, by role (`structure`, `source`, `mask`: `readDocument({layers})`); null for one
+ *   without pixels
  * @property {{group: {id: number, name: string}, items: LayoutItem[]}} [layout]  a scene's
  *   layout group: its visible child layers, bottom → top (the composite then excludes it)
  */
@@ -51,8 +52,10 @@ const { anySelected, intersect, placeInto, union } = require("./pixels.js");
  */
 
 /**
- * One layer to add: 8-bit straight RGBA at a canvas position.
- * @typedef {Raster & {name: string, visible: boolean, left: number, top: number}} NewLayer
+ * One layer to add: straight RGBA at a canvas position, 8-bit or (`depth` 16) 16-bit 0..65535;
+ * `alphaMask`: inserted opaque with its alpha as a layer mask (insertion.js).
+ * @typedef {{data: Uint8Array|Uint16Array, width: number, height: number, name: string, visible: boolean,
+ *   left: number, top: number, depth?: 8|16, alphaMask?: boolean}} NewLayer
  */
 
 /** A layer or group already in the document and its place in the order (bottom → top). */

@@ -57,6 +57,8 @@
  * @property {BaseModelInfo[]} models
  * @property {import("./protocol").LayerFileInfo[]} layerFiles  the server's LayerDiffusion files (`layer_files`)
  * @property {import("./structure").ControlNetInfo[]} [controlnets]  the server's ControlNets (`controlnets`)
+ * @property {import("./loras").ModelFileInfo[]} [loras]  the server's LoRAs (`loras`)
+ * @property {import("./loras").ModelFileInfo[]} [embeddings]  the server's embeddings (`embeddings`)
  * @property {string|null} defaultModel  the base the server uses when the panel names none
  * @property {ModeInfo[]} modes  the server's modes (`GET /api/modes`), in its order
  * @property {LandedResult|null} landed  the last result inserted, for "Undo whole result"

@@ -17,7 +17,9 @@
 "use strict";
 
 const { InputProblem } = require("./errors.js");
+const { fitsBase } = require("./layerfiles.js");
 const { placeInto } = require("./pixels.js");
+const { CONTROL_IMAGE, layerId } = require("./sources.js");
 
 /** @typedef {import("./protocol").ModeInfo} ModeInfo */
 /** @typedef {import("./protocol").BaseModelInfo} BaseModelInfo */
@@ -25,7 +27,6 @@ const { placeInto } = require("./pixels.js");
 /** @typedef {{data: Uint8Array, width: number, height: number}} Raster */
 /** @typedef {{name: string, family: string, tiny?: boolean}} ControlNetInfo */
 
-const CONTROL_IMAGE = "control_image";
 /** The options the Structure section edits instead of one control each. */
 const STRUCTURE_OPTIONS = ["control", "controlnet", "control_strength"];
 /** Where the chosen layer's id lives in `settings.values`. */
@@ -52,10 +53,7 @@ function takesStructure(mode) {
  * @returns {string[]}
  */
 function fittingControlNets(controlnets, base) {
-  if (!base) {
-    return [];
-  }
-  return controlnets.filter((item) => item.family === base.family && Boolean(item.tiny) === Boolean(base.tiny)).map((item) => item.name);
+  return controlnets.filter((item) => fitsBase(item, base)).map((item) => item.name);
 }
 
 /**
@@ -64,8 +62,7 @@ function fittingControlNets(controlnets, base) {
  * @returns {number|null}
  */
 function structureLayer(values) {
-  const text = values[LAYER_KEY] ?? "";
-  return text === "" || !Number.isFinite(Number(text)) ? null : Number(text);
+  return layerId(values[LAYER_KEY]);
 }
 
 /**

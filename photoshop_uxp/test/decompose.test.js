@@ -7,28 +7,15 @@
 // "Undo whole result" shows it again.
 const { after, before, describe, test } = require("node:test");
 const assert = require("node:assert/strict");
-const { parseHTML } = require("linkedom");
 
-const { createPlugin, skipWithoutPython, startServer, testImage } = require("./helpers.js");
+const { createPlugin, skipWithoutPython, startServer, testImage, panelDom } = require("./helpers.js");
 const { mountPanel } = require("../src/ui/panel.js");
 
 const TIMEOUT = { timeout: 600_000 };
 
 /** The panel's DOM on linkedom (as dummy.test.js mounts it). */
 function mountOn(plugin) {
-  const { document, window } = parseHTML("<html><body></body></html>");
-  Object.defineProperty(window.HTMLSelectElement.prototype, "value", {
-    get() {
-      const options = [...this.querySelectorAll("option")];
-      return (options.find((o) => o.hasAttribute("selected")) ?? options[0])?.getAttribute("value") ?? "";
-    },
-    set(value) {
-      for (const option of this.querySelectorAll("option")) {
-        if (option.getAttribute("value") === value) option.setAttribute("selected", "");
-        else option.removeAttribute("selected");
-      }
-    },
-  });
+  const { document, window } = panelDom();
   const unmount = mountPanel(document.body, { store: plugin.store, controller: plugin.controller, saveToken: () => {} });
   const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(`acetate-${id}`));
   const type = (/** @type {string} */ id, /** @type {string} */ value, event = "input") => {

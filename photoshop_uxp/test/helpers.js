@@ -237,6 +237,29 @@ function dummyModeInfo() {
 }
 const DUMMY_MODE = JSON.stringify({"name": "dummy_parts", "label": "Parts over the canvas (test mode)", "help": "One transparent layer per listed part, over the canvas.", "prompt_required": false, "inputs": [{"field": "canvas", "label": "Canvas", "help": "The artwork the parts go over.", "kind": "rgba", "source": "canvas", "required": true, "frame": true}], "lists": [{"field": "parts", "label": "Parts", "help": "What each part shows, bottom to top.", "min_items": 1, "max_items": 4, "item_options": [{"name": "prompt", "label": "Prompt", "help": "What this part shows.", "type": "text", "default": "", "advanced": false}, {"name": "seed", "label": "Seed", "help": "This part's own seed.", "type": "int", "minimum": 0.0, "advanced": false}], "item_images": []}], "frame": "canvas", "layers": [{"name": "part_{i}", "label": "Part", "visible": true, "keeps_alpha": true, "count_from": "parts"}, {"name": "blended", "label": "Blended", "visible": false, "keeps_alpha": false}], "options": [{"name": "negative_prompt", "label": "Negative prompt", "help": "What the image should not show.", "type": "text", "default": "", "max_length": 4000, "advanced": false}, {"name": "steps", "label": "Steps", "help": "Denoising steps per stage.", "type": "int", "family_defaults": {"sdxl": 20, "sd15": 20}, "minimum": 1.0, "maximum": 150.0, "advanced": false}, {"name": "cfg", "label": "CFG scale", "help": "How strongly the prompt steers the image.", "type": "float", "family_defaults": {"sdxl": 5.0, "sd15": 7.0}, "minimum": 0.0, "maximum": 30.0, "advanced": false}, {"name": "decode", "label": "Alpha decoding", "help": "tta: 8 flipped and rotated passes, cleanest edges; fast: one pass.", "type": "enum", "default": "tta", "choices": ["tta", "fast"], "advanced": false}], "families": [{"family": "sdxl", "label": "SDXL", "supported": true, "stages": [{"name": "first", "label": "The first part", "stop_at": 1.0, "takes_stop_at": true}, {"name": "second", "label": "The other parts", "stop_at": 1.0, "takes_stop_at": true}]}, {"family": "sd15", "label": "SD1.5", "supported": true, "stages": [{"name": "first", "label": "The first part", "stop_at": 1.0, "takes_stop_at": true}, {"name": "second", "label": "The other parts", "stop_at": 1.0, "takes_stop_at": true}]}]});
 
+/**
+ * An empty document on linkedom for mounting the panel. UXP implements
+ * `HTMLSelectElement.value` as browsers do; linkedom does not, so it is added here.
+ * @returns {{ document: any, window: any }}
+ */
+function panelDom() {
+  const { parseHTML } = require("linkedom");
+  const { document, window } = parseHTML("<html><body></body></html>");
+  Object.defineProperty(window.HTMLSelectElement.prototype, "value", {
+    get() {
+      const options = [...this.querySelectorAll("option")];
+      return (options.find((o) => o.hasAttribute("selected")) ?? options[0])?.getAttribute("value") ?? "";
+    },
+    set(value) {
+      for (const option of this.querySelectorAll("option")) {
+        if (option.getAttribute("value") === value) option.setAttribute("selected", "");
+        else option.removeAttribute("selected");
+      }
+    },
+  });
+  return { document, window };
+}
+
 module.exports = {
   builtinModes,
   dummyModeInfo,
@@ -250,4 +273,5 @@ module.exports = {
   decodePngWithPython,
   createPlugin,
   testImage,
+  panelDom,
 };

@@ -10,11 +10,11 @@ const { spawnSync } = require("node:child_process");
 const crypto = require("node:crypto");
 const fs = require("node:fs");
 const path = require("node:path");
-const { parseHTML } = require("linkedom");
 
-const { REPO_DIR, createPlugin, pythonPath, skipWithoutPython, startServer, tempDir } = require("./helpers.js");
+const { REPO_DIR, createPlugin, pythonPath, skipWithoutPython, startServer, tempDir, panelDom } = require("./helpers.js");
 const { baseModel, chosenFiles, fileKey, fileLabel, fileParts, requestFiles } = require("../src/layerfiles.js");
-const { HIDDEN_OPTIONS, fixedLayers, layoutList } = require("../src/modes.js");
+const { fittingNames } = require("../src/loras.js");
+const { DOCUMENT_OPTIONS, HIDDEN_OPTIONS, fixedLayers, layoutList } = require("../src/modes.js");
 const { parseModes } = require("../src/protocol.js");
 const { defaultSettings, layoutKey } = require("../src/settings.js");
 const { createStore } = require("../src/state.js");
@@ -42,20 +42,7 @@ function trainedModels() {
 
 /** The panel on linkedom with the server's answers in the store. */
 function mount(/** @type {any} */ state) {
-  const { document, window } = parseHTML("<html><body></body></html>");
-  // UXP implements HTMLSelectElement.value as browsers do; linkedom does not.
-  Object.defineProperty(window.HTMLSelectElement.prototype, "value", {
-    get() {
-      const options = [...this.querySelectorAll("option")];
-      return (options.find((o) => o.hasAttribute("selected")) ?? options[0])?.getAttribute("value") ?? "";
-    },
-    set(value) {
-      for (const option of this.querySelectorAll("option")) {
-        if (option.getAttribute("value") === value) option.setAttribute("selected", "");
-        else option.removeAttribute("selected");
-      }
-    },
-  });
+  const { document, window } = panelDom();
   const store = createStore({ ...defaultSettings(), prompt: "a fox" }, "");
   store.update(state);
   const controller = /** @type {any} */ ({});
@@ -103,11 +90,19 @@ describe("layer-file pickers against the real server", { skip: skipWithoutPython
           modes: published,
           models: bases,
           layerFiles: listed.layer_files,
+          loras: listed.loras,
           defaultModel: listed.default_base,
           settings: { ...defaultSettings(), mode: mode.name, model: base.name, values, lists },
         });
         const byName = new Map(mode.options.map((/** @type {any} */ option) => [option.name, option]));
+        // The named exception: options the panel derives from the document (bit_depth: 16 for
+        // 16- and 32-bit documents, insertion.js), never a control.
+        assert.ok([...DOCUMENT_OPTIONS].every((name) => name === "bit_depth"), "only bit_depth is derived from the document");
         for (const option of mode.options) {
+          if (DOCUMENT_OPTIONS.has(option.name)) {
+            assert.equal(ui.$(`opt-${option.name}`), null, `${mode.name}.${option.name} is set from the document's depth`);
+            continue;
+          }
           if (HIDDEN_OPTIONS.has(option.name) || HIDDEN_OPTIONS.has(option.depends_on)) {
             assert.equal(ui.$(`opt-${option.name}`), null, `${mode.name}.${option.name} has no control of its own: the Structure section edits it`);
             continue;
@@ -132,6 +127,11 @@ describe("layer-file pickers against the real server", { skip: skipWithoutPython
             assert.ok(ui.$(`list-${layoutKey(list.field)}`), `${mode.name}: no layout source for ${list.field}`);
           }
         }
+        // `loras` (a request field of every mode): the LoRA picker wherever a LoRA fits the base.
+        if (fittingNames(listed.loras, base).length > 0) {
+          assert.ok(ui.$("pick-loras-add"), `${mode.name} on ${base.name}: no control for loras`);
+          pickers.add(`${mode.name} ${base.name} loras`);
+        }
         const support = mode.families.find((/** @type {any} */ item) => item.family === base.family);
         const parts = fileParts(mode, base, listed.layer_files);
         assert.deepEqual(parts.map((part) => part.part), support?.supported ? Object.keys(support.files ?? {}) : []);
@@ -149,7 +149,7 @@ describe("layer-file pickers against the real server", { skip: skipWithoutPython
         ui.unmount();
       }
     }
-    for (const expected of ["fg tiny-sd15 decoder", "bg2fg tiny-sd15 decoder", "fg tiny-sdxl unet_patch"]) {
+    for (const expected of ["fg tiny-sd15 decoder", "bg2fg tiny-sd15 decoder", "fg tiny-sdxl unet_patch", "fg tiny-sd15 loras", "inpaint tiny-sdxl loras"]) {
       assert.ok(pickers.has(expected), expected);
     }
     assert.ok(!pickers.has("fg tiny-sd15 attention_sharing"));

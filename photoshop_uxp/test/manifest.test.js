@@ -118,32 +118,37 @@ test("only src/photoshop.js requires photoshop or uxp", () => {
 });
 
 test("imports go one way and resolve to shipped files", () => {
-  // Lower layers never import higher ones: protocol/modes/utf8/errors/pixels ← client/events/
-  // jobs/settings/state/placement/layerfiles/structure ← messages ← controller ← main; ui/ sees
-  // settings, modes and the pickers' pure logic (layerfiles, structure) only; photoshop.js (the
-  // adapter) only uses the lowest layers and placement's pure order.
+  // Lower layers never import higher ones: protocol/modes/utf8/errors/pixels/sources/insertion ←
+  // client/events/jobs/settings/state/placement/layerfiles/structure/loras ← messages ←
+  // controller ← main; ui/ sees settings, modes and the pickers' pure logic (layerfiles,
+  // structure, sources, loras, insertion) only; photoshop.js (the adapter) only uses the lowest
+  // layers and placement's pure order.
   const allowed = {
     "src/protocol.js": [],
     "src/modes.js": [],
     "src/utf8.js": [],
     "src/errors.js": [],
     "src/pixels.js": [],
+    "src/sources.js": [],
+    "src/insertion.js": [],
     "src/client.js": ["src/protocol.js", "src/utf8.js"],
     "src/events.js": ["src/protocol.js"],
     "src/jobs.js": ["src/protocol.js"],
     "src/settings.js": ["src/errors.js", "src/modes.js", "src/protocol.js"],
     "src/state.js": [],
     "src/layerfiles.js": [],
-    "src/structure.js": ["src/errors.js", "src/pixels.js"],
+    "src/structure.js": ["src/errors.js", "src/layerfiles.js", "src/pixels.js", "src/sources.js"],
+    "src/loras.js": ["src/errors.js", "src/layerfiles.js"],
     "src/placement.js": ["src/errors.js", "src/modes.js", "src/pixels.js"],
     "src/messages.js": ["src/client.js", "src/errors.js", "src/protocol.js", "src/settings.js"],
     "src/controller.js": [
-      "src/client.js", "src/errors.js", "src/events.js", "src/jobs.js", "src/layerfiles.js",
-      "src/messages.js", "src/modes.js", "src/placement.js", "src/protocol.js", "src/settings.js",
-      "src/state.js", "src/structure.js",
+      "src/client.js", "src/errors.js", "src/events.js", "src/insertion.js", "src/jobs.js",
+      "src/layerfiles.js", "src/loras.js", "src/messages.js", "src/modes.js", "src/placement.js",
+      "src/protocol.js", "src/settings.js", "src/sources.js", "src/state.js", "src/structure.js",
     ],
     "src/photoshop.js": ["src/errors.js", "src/pixels.js", "src/placement.js", "src/utf8.js"],
-    "src/ui/panel.js": ["src/layerfiles.js", "src/modes.js", "src/settings.js", "src/structure.js"],
+    "src/ui/panel.js": ["src/layerfiles.js", "src/modes.js", "src/settings.js", "src/structure.js", "src/ui/pickers.js"],
+    "src/ui/pickers.js": ["src/insertion.js", "src/loras.js", "src/sources.js"],
     "main.js": ["src/controller.js", "src/photoshop.js", "src/settings.js", "src/state.js", "src/ui/panel.js"],
   };
   assert.deepEqual(sourceFiles(), Object.keys(allowed).sort());

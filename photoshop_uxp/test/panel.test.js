@@ -6,7 +6,7 @@ const test = require("node:test");
 const assert = require("node:assert/strict");
 const { parseHTML } = require("linkedom");
 
-const { builtinModes, dummyModeInfo } = require("./helpers.js");
+const { builtinModes, dummyModeInfo, panelDom } = require("./helpers.js");
 const { parseModes } = require("../src/protocol.js");
 const { buildParameters, defaultSettings } = require("../src/settings.js");
 const { createStore } = require("../src/state.js");
@@ -15,20 +15,7 @@ const { mountPanel, describeProgress, showPreview } = require("../src/ui/panel.j
 const MODES = [...parseModes(builtinModes()), dummyModeInfo()];
 
 function mount({ modes = MODES } = {}) {
-  const { document, window } = parseHTML("<html><body></body></html>");
-  // UXP implements HTMLSelectElement.value as browsers do; linkedom does not.
-  Object.defineProperty(window.HTMLSelectElement.prototype, "value", {
-    get() {
-      const options = [...this.querySelectorAll("option")];
-      return (options.find((o) => o.hasAttribute("selected")) ?? options[0])?.getAttribute("value") ?? "";
-    },
-    set(value) {
-      for (const option of this.querySelectorAll("option")) {
-        if (option.getAttribute("value") === value) option.setAttribute("selected", "");
-        else option.removeAttribute("selected");
-      }
-    },
-  });
+  const { document, window } = panelDom();
   const store = createStore({ ...defaultSettings(), prompt: "a fox" }, "");
   store.update({ modes });
   /** @type {string[]} */

@@ -6,12 +6,11 @@
 const { after, before, describe, test } = require("node:test");
 const assert = require("node:assert/strict");
 const crypto = require("node:crypto");
-const { parseHTML } = require("linkedom");
 
 const { spawnSync } = require("node:child_process");
 const path = require("node:path");
 
-const { createPlugin, pythonPath, skipWithoutPython, startServer, tempDir, testImage } = require("./helpers.js");
+const { createPlugin, pythonPath, skipWithoutPython, startServer, tempDir, testImage, panelDom } = require("./helpers.js");
 const { mountPanel } = require("../src/ui/panel.js");
 const { controlImage, fittingControlNets, overWhite, structureFields } = require("../src/structure.js");
 
@@ -20,19 +19,7 @@ const SIZE = 64;
 
 /** The panel's DOM on linkedom (as decompose.test.js mounts it). */
 function mountOn(plugin) {
-  const { document, window } = parseHTML("<html><body></body></html>");
-  Object.defineProperty(window.HTMLSelectElement.prototype, "value", {
-    get() {
-      const options = [...this.querySelectorAll("option")];
-      return (options.find((o) => o.hasAttribute("selected")) ?? options[0])?.getAttribute("value") ?? "";
-    },
-    set(value) {
-      for (const option of this.querySelectorAll("option")) {
-        if (option.getAttribute("value") === value) option.setAttribute("selected", "");
-        else option.removeAttribute("selected");
-      }
-    },
-  });
+  const { document, window } = panelDom();
   const unmount = mountPanel(document.body, { store: plugin.store, controller: plugin.controller, saveToken: () => {} });
   const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(`acetate-${id}`));
   const type = (/** @type {string} */ id, /** @type {string} */ value, event = "input") => {

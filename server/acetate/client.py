@@ -227,13 +227,15 @@ class AcetateClient:
         data, _ = await self._bytes(f"/api/jobs/{job_id}/layers/{file}")
         return data
 
-    async def layer_rgba(self, job_id: str, file: str) -> RawLayer:
+    async def layer_rgba(self, job_id: str, file: str, *, bit_depth: int = 8) -> RawLayer:
+        """A layer's raw straight RGBA: uint8, or (`bit_depth` 16, a 16-bit job) uint16."""
+        fmt, dtype = ("rgba16", "<u2") if bit_depth == 16 else ("rgba", "u1")
         data, response = await self._bytes(
-            f"/api/jobs/{job_id}/layers/{file}", params={"format": "rgba"}
+            f"/api/jobs/{job_id}/layers/{file}", params={"format": fmt}
         )
         width = int(response.headers["X-Acetate-Width"])
         height = int(response.headers["X-Acetate-Height"])
-        pixels = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 4)
+        pixels = np.frombuffer(data, dtype=dtype).reshape(height, width, 4)
         left = int(response.headers["X-Acetate-Left"])
         top = int(response.headers["X-Acetate-Top"])
         return RawLayer(pixels, left, top)

@@ -182,6 +182,7 @@ class GenerateParameters(_Strict):
     control_strength: float = option_field("control_strength")
     layer_count: int = option_field("layer_count")
     resolution: int | None = option_field("resolution")
+    bit_depth: int = option_field("bit_depth")
     layer_files: list[LayerFileName] | None = Field(
         None,
         max_length=MAX_LAYER_FILES,
@@ -202,6 +203,14 @@ class GenerateParameters(_Strict):
     def _known_mode(cls, value: str) -> str:
         if value not in MODE_SPECS:
             raise ValueError(f"unknown mode {value!r}; choose one of {', '.join(MODE_NAMES)}")
+        return value
+
+    @field_validator("bit_depth")
+    @classmethod
+    def _allowed_bit_depth(cls, value: int) -> int:
+        allowed = OPTIONS["bit_depth"].choices
+        if value not in allowed:
+            raise ValueError(f"must be {' or '.join(map(str, allowed))} (got {value})")
         return value
 
     @field_validator("width", "height")
@@ -441,7 +450,7 @@ class ResultRecord(_Lenient):
     #: the recomposited layers against the input inside the region).
     metrics: list[dict[str, Any]] = Field(default_factory=list)
     #: Official kind → the LayerDiffusion file used for it (official or trained) and its SHA-256;
-    #: `lora:<name>` → each LoRA applied.
+    #: `lora:<name>` → each LoRA applied; `embedding:<name>` → each embedding the prompts used.
     files: dict[str, FileRecord] = Field(default_factory=dict)
 
 
@@ -617,6 +626,8 @@ class ResolvedRequest(_Frozen):
     warnings: tuple[str, ...] = ()
     #: The LoRAs applied to the base for this job, in request order.
     loras: tuple[UsedLora, ...] = ()
+    #: The textual-inversion embeddings the prompts name, loaded for this job.
+    embeddings: tuple[FileRecord, ...] = ()
 
     @property
     def mode(self) -> str:
@@ -628,13 +639,15 @@ class ResolvedRequest(_Frozen):
 
     def file_records(self) -> dict[str, FileRecord]:
         """The result record's `files`: official kind → the file used for it, and
-        `lora:<name>` → each LoRA applied."""
+        `lora:<name>` → each LoRA applied, `embedding:<name>` → each embedding used."""
         records = {
             used.kind: FileRecord(name=used.name, sha256=used.sha256)
             for used in self.files.values()
         }
         for lora in self.loras:
             records[f"lora:{lora.name}"] = FileRecord(name=lora.name, sha256=lora.sha256)
+        for embedding in self.embeddings:
+            records[f"embedding:{embedding.name}"] = embedding
         return records
 
     def record_parameters(self) -> dict[str, Any]:

@@ -121,7 +121,14 @@ async def test_models_and_modes_list_the_qwen_family(server: LiveServer) -> None
         "first": 1,
     }
     options = {option["name"]: option for option in spec["options"]}
-    assert set(options) == {"layer_count", "resolution", "negative_prompt", "steps", "cfg"}
+    assert set(options) == {
+        "layer_count",
+        "resolution",
+        "negative_prompt",
+        "steps",
+        "cfg",
+        "bit_depth",
+    }
     assert (options["layer_count"]["minimum"], options["layer_count"]["maximum"]) == (2, 10)
     families = {f["family"]: f["supported"] for f in spec["families"]}
     assert families == {"qwen_layered": True, "sdxl": False, "sd15": False}

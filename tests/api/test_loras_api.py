@@ -63,6 +63,8 @@ async def test_models_list_the_loras(lora_server: LiveServer) -> None:
         "kohya-sdxl": ("sdxl", True, "kohya"),
         "style-sd15": ("sd15", True, "diffusers"),
         "style-sdxl": ("sdxl", True, "diffusers"),
+        "tiny-style-sd15": ("sd15", True, "diffusers"),  # the tiny store's own
+        "tiny-style-sdxl": ("sdxl", True, "diffusers"),
     }
 
 

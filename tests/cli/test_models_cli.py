@@ -58,6 +58,39 @@ def test_list_shows_what_each_mode_still_needs(
     assert "warning" not in out  # a real base exists: no tiny default warning
 
 
+def test_list_shows_loras_embeddings_and_why_files_are_refused(
+    models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = models / "tiny"
+    webui = tmp_path / "webui"  # A1111: embeddings/ beside models/
+    (webui / "embeddings").mkdir(parents=True)
+    (webui / "models" / "Lora").mkdir(parents=True)
+    shutil.copy(
+        tiny / "embeddings" / "tiny-emb-sdxl.safetensors", webui / "embeddings" / "x.safetensors"
+    )
+    shutil.copy(
+        tiny / "loras" / "tiny-style-sd15.safetensors",
+        webui / "models" / "Lora" / "ink.safetensors",
+    )
+    (webui / "embeddings" / "bad.pt").write_bytes(b"x")
+    write_header_only(webui / "embeddings" / "sd2.safetensors", {"emb_params": (1, 1024)})
+    args = ["models", "--models-dir", str(models), "--extra-models-dir", str(webui)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"LoRAs (request field `loras`):\n  ink  SD1.5  diffusers  extra:{webui}  "
+        f"{webui / 'models' / 'Lora' / 'ink.safetensors'}  [test model]\n"
+        "  tiny-style-sd15  SD1.5  diffusers  built in  [test model]\n"
+    ) in out
+    assert (
+        f"embeddings (write the name in a prompt):\n  x  SDXL  sdxl  2 vectors  extra:{webui}  "
+        f"{webui / 'embeddings' / 'x.safetensors'}  [test model]\n"
+        "  tiny-emb-sd15  SD1.5  a1111  2 vectors  built in  [test model]\n"
+    ) in out
+    assert f"{webui / 'embeddings' / 'bad.pt'}: pickle checkpoint refused" in out
+    assert f"{webui / 'embeddings' / 'sd2.safetensors'}: sd2.safetensors: an SD2.x embedding" in out
+
+
 def test_list_json(models: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "--json", "--models-dir", str(models)]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -79,3 +79,35 @@ def test_cover_resize_crops_the_centre() -> None:
     image = np.zeros((100, 300, 3), np.uint8)
     image[:, 100:200] = 255  # the centre third is white
     assert (framing.cover_resize(image, 64, 64) == 255).all()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("size", [(24, 16), (96, 64)])
+def test_resize_keeps_the_decoded_colour_under_zero_alpha(
+    dtype: type[np.unsignedinteger], size: tuple[int, int]
+) -> None:
+    # Alpha as an editable mask shows the colour under alpha 0 again: resizing must not zero it.
+    top = np.iinfo(dtype).max
+    rgba = np.zeros((48, 32, 4), dtype)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2] = top // 5 * 4, top // 5 * 2, top // 5
+    rgba[10:20, 10:20, 3] = top  # a visible square; everything else is hidden colour
+    out = framing.resize_rgba(rgba, *size)
+    hidden = out[..., 3] == 0
+    assert hidden.any()
+    expected = rgba[0, 0, :3].astype(np.int64)
+    assert np.abs(out[hidden][:, :3].astype(np.int64) - expected).max() <= top // 255
+
+
+def test_blend_keeps_the_straight_mix_where_both_are_transparent() -> None:
+    from acetate.engine.pipelines.transparent import blend_rgba
+
+    original = np.zeros((8, 8, 4), np.uint8)
+    original[..., :3] = (200, 0, 0)
+    generated = np.zeros((8, 8, 4), np.uint8)
+    generated[..., :3] = (0, 0, 200)
+    mask = np.full((8, 8), 255, np.uint8)
+    mask[:, :4] = 128
+    mixed = blend_rgba(original, generated, mask)
+    assert (mixed[..., 3] == 0).all()
+    assert (mixed[:, 4:, :3] == (0, 0, 200)).all()  # fully generated: the decoded colour
+    assert np.abs(mixed[:, :4, :3].astype(int) - (100, 0, 100)).max() <= 1  # the straight mix

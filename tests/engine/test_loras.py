@@ -5,7 +5,6 @@ the base is bit-identical afterwards — also when the job fails or is cancelled
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,13 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 from support.loras import store_with_loras
+from support.stopping import stop_after_first_step
 from support.trained import sha256_of
 
 import acetate.cli
 from acetate.engine.lora_fusion import wrapped_layers
-from acetate.engine.pipelines.context import StepInfo
 from acetate.engine.store.loras import detect_lora
-from acetate.errors import GenerationCancelled, InputError, ModelFileError, ModelNotFoundError
+from acetate.errors import InputError, ModelFileError, ModelNotFoundError
 from acetate.protocol import GenerateParameters
 
 
@@ -86,7 +85,11 @@ def test_the_store_lists_loras_with_their_family_and_refuses_pickles(store: Any)
         "style-sd15": ("sd15", True, "diffusers"),
         "style-sdxl": ("sdxl", True, "diffusers"),
         "kohya-sdxl": ("sdxl", True, "kohya"),
+        # The tiny store's own, listed after the store's folders.
+        "tiny-style-sd15": ("sd15", True, "diffusers"),
+        "tiny-style-sdxl": ("sdxl", True, "diffusers"),
     }
+    assert [x.source for x in store.loras()][-2:] == ["tiny", "tiny"]
     refused = [r for r in store.refused() if r.category == "lora"]
     assert [r.path.name for r in refused] == ["old.pt"] and "pickle" in refused[0].reason
     described = store.describe()["loras"]
@@ -165,6 +168,25 @@ def test_a_lora_changes_the_output_and_leaves_the_base_bit_identical(
     assert styled.parameters["loras"] == [{"name": f"style-{family}", "strength": 1.0}]
 
 
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_the_tiny_store_lora_changes_the_output(engine: Any, family: str) -> None:
+    """`tiny-style-*` (UNet and text encoders, `text_encoder.text_model.…` keys as LoRA files
+    name them) loads into the tiny bases."""
+    model = f"tiny-{family}"
+    plain = _pixels(engine.generate(_params(model), {}))
+    before = _weights(engine)
+    styled = engine.generate(_params(model, [{"name": f"tiny-style-{family}"}]), {})
+    assert np.abs(_pixels(styled).astype(int) - plain.astype(int)).mean() > 1
+    _assert_identical(before, engine)
+    pipe = engine._base.sampler.pipe
+    tiny = next(x for x in engine.store.loras() if x.name == f"tiny-style-{family}")
+    pipe.load_lora_weights(str(tiny.path))
+    encoders = ["text_encoder"] + (["text_encoder_2"] if family == "sdxl" else [])
+    assert {name.split(".")[0] for name in wrapped_layers(pipe)} == {"unet", *encoders}
+    pipe.unload_lora_weights()
+    _assert_identical(before, engine)
+
+
 def test_kohya_keys_load_like_diffusers_keys_and_strengths_scale(engine: Any) -> None:
     """UNet and both text encoders, converted from kohya keys by diffusers."""
     kohya = engine.generate(_params("tiny-sdxl", [{"name": "kohya-sdxl", "strength": 0.5}]), {})
@@ -188,15 +210,7 @@ def test_attention_sharing_sees_the_lora(engine: Any) -> None:
 def test_a_job_stopped_part_way_leaves_the_base_bit_identical(engine: Any, how: str) -> None:
     plain = _pixels(engine.generate(_params("tiny-sdxl", steps=3), {}))
     before = _weights(engine)
-    cancel = threading.Event()
-
-    def on_step(info: StepInfo) -> None:
-        if info.step == 1:
-            if how == "fail":
-                raise RuntimeError("worker fault")
-            cancel.set()
-
-    error = GenerationCancelled if how == "cancel" else RuntimeError
+    on_step, cancel, error = stop_after_first_step(how)
     params = _params("tiny-sdxl", [{"name": "style-sdxl"}], steps=3)
     with pytest.raises(error):
         engine.generate(params, {}, callback=on_step, cancel=cancel)

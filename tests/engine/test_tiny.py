@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -42,6 +43,27 @@ def test_layout_has_every_official_kind(tiny_models_dir: Path) -> None:
         "tiny-controlnet-sdxl",
     ]
     assert {p.stem for p in (root / "layer_model").glob("*.safetensors")} == set(KINDS)
+    # One style LoRA and one textual-inversion embedding per tiny base family.
+    assert sorted(p.name for p in (root / "loras").iterdir()) == [
+        "tiny-style-sd15.safetensors",
+        "tiny-style-sdxl.safetensors",
+    ]
+    assert sorted(p.name for p in (root / "embeddings").iterdir()) == [
+        "tiny-emb-sd15.safetensors",
+        "tiny-emb-sdxl.safetensors",
+    ]
+
+
+def test_a_changed_style_writer_changes_the_builder_stamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """So a cached tiny store is rebuilt when the LoRA/embedding writer changes."""
+    from acetate.engine.tiny import styles
+
+    before = builder_stamp()["builder"]
+    source = inspect.getsource
+    monkeypatch.setattr(
+        inspect, "getsource", lambda obj: source(obj) + ("# changed" if obj is styles else "")
+    )
+    assert builder_stamp()["builder"] != before
 
 
 def test_build_is_deterministic(tmp_path: Path, tiny_models_dir: Path) -> None:

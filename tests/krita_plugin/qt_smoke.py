@@ -92,6 +92,21 @@ def png_bytes(width: int, height: int) -> bytes:
     return bytes(buffer.data())
 
 
+def drive_loras(app: Any, model: Any, box: Any) -> None:
+    """Add two LoRA rows, change the second, remove the first: the model follows."""
+    box.add_button.click()
+    box.add_button.click()
+    app.processEvents()
+    assert [row.name for row in model.lora_rows()[0]] == ["ink", "wash"]
+    _, combo, spin = box.rows[1]
+    spin.setValue(-1.5)
+    combo.setCurrentIndex(combo.findData("ink"))
+    box.rows[0][0].findChild(QtWidgets.QToolButton).click()
+    app.processEvents()
+    assert [(r.name, r.strength) for r in model.lora_rows()[0]] == [("ink", -1.5)]
+    assert len(box.rows) == 1 and box.add_button.isEnabled()
+
+
 def drive_docker(app: Any) -> None:
     from acetate_krita import eventloop
     from acetate_krita.local_server import LocalServer
@@ -112,7 +127,10 @@ def drive_docker(app: Any) -> None:
         {"name": "xl", "family": "sdxl", "modes": {"fg": []}},
         {"name": "sd", "family": "sd15", "modes": {"fg": [], "joint": []}},
     ]
-    model.models = ModelsInfo.from_json({"default_base": "xl", "bases": bases})
+    loras = [{"name": "ink", "family": "sdxl"}, {"name": "wash", "family": "sdxl"}]
+    embeddings = [{"name": "emb-xl", "family": "sdxl"}, {"name": "emb-sd", "family": "sd15"}]
+    models = {"default_base": "xl", "bases": bases, "loras": loras, "embeddings": embeddings}
+    model.models = ModelsInfo.from_json(models)
     assert docker.model_combo.count() == 2 and docker.mode_combo.count() == len(model.modes.modes)
     tip = docker.mode_combo.itemData(0, qt.Qt.ItemDataRole.ToolTipRole)
     assert tip == model.modes.modes[0].help, tip
@@ -144,7 +162,22 @@ def drive_docker(app: Any) -> None:
             check.setChecked(not check.isChecked())
         for combo in docker.source_combos.values():
             combo.setCurrentIndex(combo.count() - 1)
+        for field, picker in docker.source_pickers.items():
+            picker.combo.showPopup()  # lists the layers again (none: no document)
+            picker.combo.hidePopup()
+            picker.combo.setCurrentIndex(picker.combo.count() - 1)
+            assert model.source_choice(field) == (picker.combo.currentData() or ""), field
+        if docker.lora_box is not None:
+            drive_loras(app, model, docker.lora_box)
         checked.append(f"docker mode {mode.name}")
+    docker.prompt_edit.setPlainText("a cat")
+    docker.prompt_edit.moveCursor(QtGui.QTextCursor.MoveOperation.End)
+    docker.embedding_button.fill()
+    prompt_menu = docker.embedding_button.menu_.actions()[0].menu()  # prompt, negative prompt
+    assert docker.embedding_button.isVisibleTo(docker) and prompt_menu is not None
+    assert [action.text() for action in prompt_menu.actions()] == ["emb-xl"]
+    prompt_menu.actions()[0].trigger()
+    assert model.prompt == "a cat emb-xl", model.prompt
     docker.model_combo.setCurrentIndex(1)
     assert model.model_name == "sd"
     docker.random_check.setChecked(False)

@@ -34,3 +34,18 @@ def krita_to_rgba8(raw: bytes, depth: str, linear: bool) -> np.ndarray:
     values = values[:, list(order)]
     colour = srgb_encode(values[:, :3]) if linear else values[:, :3]
     return np.concatenate([quantize(colour), quantize(values[:, 3:])], axis=1)
+
+
+def rgba16_to_krita(raw: bytes, depth: str, linear: bool) -> bytes:
+    """16-bit straight sRGB RGBA (little-endian uint16) → Krita pixel bytes at `depth` (RGB
+    colour model): U16 codes as they are (through the sRGB curve when `linear`, rounded),
+    F16/F32 values in [0, 1], U8 rounded to 8 bits."""
+    order, dtype, scale = LAYOUT[depth]
+    values = np.frombuffer(raw, "<u2").reshape(-1, 4).astype(np.float64) / 65535.0
+    if linear:
+        values[:, :3] = srgb_decode(values[:, :3])
+    if depth in ("U8", "U16"):
+        values = np.floor(values * scale + 0.5)
+    out = np.empty_like(values)
+    out[:, list(order)] = values
+    return out.astype(dtype).tobytes()

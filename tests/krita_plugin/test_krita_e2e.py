@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import build  # krita_plugin/build.py
+import insertion_checks
 import numpy as np
 import pytest
+import sources_checks
 from krita_harness import (
     KritaRun,
     Profile,
@@ -158,7 +160,11 @@ def check_pixels(
     linear: bool,
     server: ServerProcess | None = None,
 ) -> None:
-    """Each inserted layer, read back from Krita at its record rectangle, is the server's PNG."""
+    """Each inserted layer, read back from Krita at its record rectangle, is the server's PNG
+    (a 16-bit job's, from a 16/32-bit document: its rgba16 pixels at the document's depth)."""
+    if outcome["record"]["parameters"].get("bit_depth") == 16:
+        insertion_checks.check_16bit_layers(outcome, (server or e2e.server).url, depth, linear)
+        return
     job_id = outcome["record"]["id"]
     assert outcome["layers"], outcome
     for layer in outcome["layers"]:
@@ -543,3 +549,31 @@ def test_a_sketch_layer_steers_fg_exactly_like_the_cli(
     assert done.returncode == 0, done.stderr[-3000:]
     cli = np.asarray(Image.open(out / "foreground.png").convert("RGBA"))
     assert np.array_equal(cli, steered), "the plugin's result differs from the CLI run"
+
+
+def test_alpha_as_an_editable_mask(e2e: E2E) -> None:
+    insertion_checks.check_alpha_mask(e2e.scenario("alpha_mask"), e2e.server.url)
+
+
+def test_a_16bit_document_holds_the_servers_16bit_pixels(e2e: E2E) -> None:
+    insertion_checks.check_sixteen_bit_exact(e2e.scenario("sixteen_bit_exact"), e2e.server.url)
+
+
+def test_a_half_float_document_holds_the_servers_16bit_values(e2e: E2E) -> None:
+    insertion_checks.check_half_float(e2e.scenario("half_float"), e2e.server.url)
+
+
+def test_an_8bit_document_holds_the_servers_8bit_pixels(e2e: E2E) -> None:
+    insertion_checks.check_eight_bit_exact(e2e.scenario("eight_bit_exact"), e2e.server.url)
+
+
+def test_an_input_from_a_picked_layer(e2e: E2E) -> None:
+    sources_checks.check_source_layer(e2e.scenario("source_layer"))
+
+
+def test_an_inpaint_mask_from_a_layers_alpha(e2e: E2E) -> None:
+    sources_checks.check_mask_from_alpha(e2e.scenario("mask_from_alpha"))
+
+
+def test_a_lora_picked_in_the_docker(e2e: E2E) -> None:
+    sources_checks.check_lora_rows(e2e.scenario("lora_rows"))

@@ -19,9 +19,20 @@ from server_process import ServerProcess, start_server
 from support.trained import SD15_DECODER, TRAINED_NAME, models_with_trained_decoder, sha256_of
 from test_model import FakeDocument, FakeDocuments
 
-from acetate_krita.form import FILE, STRUCTURE, covered_by, editor_kind, file_key, mode_controls
+from acetate_krita.form import (
+    FILE,
+    LORAS,
+    REQUEST_FIELD_CONTROLS,
+    STRUCTURE,
+    covered_by,
+    editor_kind,
+    file_key,
+    mode_controls,
+)
 from acetate_krita.inputs import layout_lists
+from acetate_krita.insertion import DOCUMENT_OPTIONS
 from acetate_krita.layer_files import file_label, file_parts
+from acetate_krita.loras import takes_loras
 from acetate_krita.model import BY_STRUCTURE, Model
 from acetate_krita.protocol import BaseModelInfo, ModelsInfo, ModesInfo
 
@@ -84,18 +95,48 @@ def offline_model(
     return model
 
 
+#: Request fields the docker's fixed controls fill (mode, model, prompt, seed, batch) or the
+#: plugin itself (the selection's bounds, the client id): no per-mode control.
+FIXED_FIELDS = {"mode", "model", "prompt", "seed", "batch", "selection_bounds", "client_id"}
+
+
 def test_every_option_and_file_part_of_every_mode_has_a_control(
-    published: tuple[ModesInfo, ModelsInfo],
+    published: tuple[ModesInfo, ModelsInfo], trained_server: ServerProcess
 ) -> None:
     modes, models = published
     assert modes.modes and models.bases
+    # Every request field has a home: a fixed control, a mode's option, list or image, or a
+    # control of its own (layer files, LoRAs), checked per mode below.
+    request = get(trained_server, "/api/openapi.json")["components"]["schemas"]
+    declared = {
+        name
+        for mode in modes.modes
+        for name in (
+            *(o.name for o in mode.options),
+            *(s.field for s in mode.lists),
+            *(i.field for i in mode.inputs),
+        )
+    }
+    homeless = set(request["GenerateRequest"]["properties"]) - FIXED_FIELDS - declared
+    assert homeless <= set(REQUEST_FIELD_CONTROLS), f"request fields without a control: {homeless}"
     hidden = set(BY_STRUCTURE)
     pickers = set()
     for mode in modes.modes:
         for base in models.bases:
             parts = file_parts(mode, base, models.layer_files)
-            controls = {control.key: control for control in mode_controls(mode, parts)}
+            loras = takes_loras(mode, base)
+            controls = {control.key: control for control in mode_controls(mode, parts, loras)}
+            # LoRAs change the UNet of any mode that runs on the base's family.
+            family = mode.family(base.family)
+            if family is not None and family.supported:
+                lora_rows = controls.get(LORAS)
+                assert lora_rows is not None, f"{mode.name} on {base.name}: no LoRA rows"
+                assert lora_rows.kind == REQUEST_FIELD_CONTROLS["loras"]
             for option in mode.options:
+                if option.name in DOCUMENT_OPTIONS:
+                    # Filled from the document, never a control (the reason is the value).
+                    assert option.name not in controls, DOCUMENT_OPTIONS[option.name]
+                    continue
                 if option.name in hidden or option.depends_on in hidden:
                     # Edited in the Structure section (a layer steers the result).
                     assert option.name not in controls and covered_by(option) == STRUCTURE
@@ -128,6 +169,8 @@ def test_every_option_and_file_part_of_every_mode_has_a_control(
     assert ("bg2fg", "tiny-sd15", "decoder") in pickers
     assert ("fg", "tiny-sdxl", "unet_patch") in pickers
     assert ("fg", "tiny-sd15", "attention_sharing") not in pickers
+    # Every option filled from the document is one the server declares (no stale exception).
+    assert set(DOCUMENT_OPTIONS) <= {o.name for mode in modes.modes for o in mode.options}
 
 
 def test_the_picker_lists_fitting_files_and_marks_trained_ones(

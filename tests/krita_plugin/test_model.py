@@ -32,7 +32,7 @@ from acetate_krita.inputs import (
     layout_lists,
 )
 from acetate_krita.model import Model
-from acetate_krita.pixels import Rect
+from acetate_krita.pixels import LayerPixels, Rect
 from acetate_krita.protocol import LayerRecord, ModeInfo, ModelsInfo, ModesInfo, WireImage
 
 WIDTH, HEIGHT = 80, 48
@@ -40,6 +40,8 @@ MODES_JSON = Path(__file__).resolve().parents[1] / "data" / "modes.json"
 
 
 MODES = ModesInfo.from_json(json.loads(MODES_JSON.read_text()))
+#: Pixels for placement tests, which only look at where layers go.
+NO_PIXELS = LayerPixels(b"")
 
 
 @dataclass
@@ -48,7 +50,7 @@ class Node:
     name: str
     children: list[Node] = field(default_factory=list)
     layer: LayerRecord | None = None
-    rgba: bytes = b""
+    pixels: LayerPixels | None = None
     visible: bool = True
     #: A layout child: its painted pixels.
     item: LayoutItem | None = None
@@ -61,6 +63,7 @@ class FakeDocument:
 
     selection: Rect | None = None
     name: str = "fake"
+    color_depth: str = "U8"
     nodes: list[Node] = field(default_factory=lambda: [Node("layer-1", "artwork")])
     steps: list[str] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(2))
@@ -139,23 +142,25 @@ class FakeDocument:
     def top_layer_id(self) -> str | None:
         return self.nodes[-1].id if self.nodes else None
 
-    def _new(self, name: str, layer: LayerRecord | None = None, rgba: bytes = b"") -> Node:
-        return Node(f"n{next(self._ids)}", name, layer=layer, rgba=rgba)
+    def _new(
+        self, name: str, layer: LayerRecord | None = None, pixels: LayerPixels | None = None
+    ) -> Node:
+        return Node(f"n{next(self._ids)}", name, layer=layer, pixels=pixels)
 
     def insert_group(
-        self, name: str, layers: Sequence[tuple[LayerRecord, bytes]], above: str | None
+        self, name: str, layers: Sequence[tuple[LayerRecord, LayerPixels]], above: str | None
     ) -> str:
         group = self._new(name)
-        group.children = [self._new(layer.name, layer, rgba) for layer, rgba in layers]
+        group.children = [self._new(layer.name, layer, pixels) for layer, pixels in layers]
         index = next((i for i, n in enumerate(self.nodes) if n.id == above), len(self.nodes) - 1)
         self.nodes.insert(index + 1, group)
         self.steps.append(f"add group {name}")
         return group.id
 
-    def insert_layer(self, group: str, layer: LayerRecord, rgba: bytes, above: str) -> str:
+    def insert_layer(self, group: str, layer: LayerRecord, pixels: LayerPixels, above: str) -> str:
         parent = next(n for n in self.nodes if n.id == group)
         index = next(i for i, n in enumerate(parent.children) if n.id == above)
-        node = self._new(layer.name, layer, rgba)
+        node = self._new(layer.name, layer, pixels)
         parent.children.insert(index + 1, node)
         self.steps.append(f"add {layer.name}")
         return node.id
@@ -255,13 +260,14 @@ def layer(name: str, batch_index: int = 0) -> LayerRecord:
 def test_layers_stack_in_declared_order_whatever_the_arrival_order() -> None:
     document = FakeDocument()
     placement = Placement(document, DUMMY, "", {"parts": 3}, "layer-1")
-    assert placement.add(layer("part_0", 1), b"")  # item 1 first: its group goes in at once
-    assert not placement.add(layer("blended"), b"")  # item 0: waits for its lowest layer
-    assert not placement.add(layer("part_2"), b"")
-    assert placement.add(layer("part_0"), b"")  # the group, with everything that waited
-    assert placement.add(layer("part_1"), b"")
-    assert placement.add(layer("blended", 1), b"") and placement.add(layer("part_2", 1), b"")
-    assert not placement.add(layer("part_1"), b"")  # already in
+    assert placement.add(layer("part_0", 1), NO_PIXELS)  # item 1 first: its group goes in at once
+    assert not placement.add(layer("blended"), NO_PIXELS)  # item 0: waits for its lowest layer
+    assert not placement.add(layer("part_2"), NO_PIXELS)
+    assert placement.add(layer("part_0"), NO_PIXELS)  # the group, with everything that waited
+    assert placement.add(layer("part_1"), NO_PIXELS)
+    assert placement.add(layer("blended", 1), NO_PIXELS)
+    assert placement.add(layer("part_2", 1), NO_PIXELS)
+    assert not placement.add(layer("part_1"), NO_PIXELS)  # already in
     placement.finish()
     assert document.tree() == [
         ("artwork", []),
@@ -279,7 +285,7 @@ def test_layers_stack_in_declared_order_whatever_the_arrival_order() -> None:
 def test_a_group_whose_lowest_layer_never_came_goes_in_at_the_end() -> None:
     document = FakeDocument()
     placement = Placement(document, DUMMY, "a cat", {"parts": 1}, None)
-    assert not placement.add(layer("blended"), b"")
+    assert not placement.add(layer("blended"), NO_PIXELS)
     placement.finish()
     assert document.tree() == [("artwork", []), ("a cat #1", ["blended"])]
 
@@ -462,7 +468,8 @@ async def test_generate_inserts_the_servers_layers(
     (layer,) = record.layers
     assert layer.rect == Rect(30, 10, 24, 16)
     inserted = document.nodes[1].children[0]
-    assert inserted.layer == layer and len(inserted.rgba) == 4 * 24 * 16
+    assert inserted.layer == layer and inserted.pixels is not None
+    assert (inserted.pixels.bits, len(inserted.pixels.data)) == (8, 4 * 24 * 16)
     sent = record.parameters
     assert sent["steps"] == 1 and sent["decode"] == "fast" and sent["margin"] == 64
     assert model.seed == record.parameters["seed"]  # random seed shown after the job

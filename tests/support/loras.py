@@ -1,61 +1,39 @@
-"""Tiny LoRAs for the tiny bases: made with peft on the tiny UNets and saved with diffusers'
-`save_lora_weights` (diffusers keys), plus the same weights under kohya keys."""
+"""Tiny LoRAs for the tiny bases in diffusers keys (made as the tiny store's `tiny-style-*`
+are), plus the same weights under kohya keys."""
 
 from __future__ import annotations
 
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-#: The tiny bases' pipeline classes, by family.
-PIPELINES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
-
-
-def _with_lora(model: Any, targets: list[str]) -> dict[str, torch.Tensor]:
-    """`model` given a rank-4 peft LoRA on `targets` whose up weights are big enough to change
-    the picture; its LoRA state dict."""
-    from peft import LoraConfig, inject_adapter_in_model
-
-    config = LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=targets)
-    inject_adapter_in_model(config, model)  # peft itself: transformers' `add_adapter` wants 0.22
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.5)
-    return {
-        key.replace(".default.", "."): value.detach().clone()
-        for key, value in model.state_dict().items()
-        if ".lora_" in key
-    }
+from acetate.engine.tiny.styles import lora_tensors
 
 
 def tiny_unet_lora(
     models: Path, family: str, out: Path, *, seed: int = 0, text_encoders: bool = False
 ) -> Path:
     """A LoRA on every attention projection of the tiny `family` UNet (and, with
-    `text_encoders`, of its text encoders), saved in diffusers keys at `out`."""
-    import diffusers
+    `text_encoders`, of its text encoders), in diffusers keys at `out` (the tiny store's own
+    `tiny-style-*` maker, `acetate.engine.tiny.styles.lora_tensors`)."""
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     folder = models / "tiny" / "checkpoints" / f"tiny-{family}"
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel.from_pretrained(folder / "unet")
-    layers = {"unet_lora_layers": _with_lora(unet, ["to_q", "to_k", "to_v", "to_out.0"])}
+    components: dict[str, torch.nn.Module] = {
+        "unet": UNet2DConditionModel.from_pretrained(folder / "unet")
+    }
     if text_encoders:
-        clip = ["q_proj", "k_proj", "v_proj", "out_proj"]
-        encoder = CLIPTextModel.from_pretrained(folder / "text_encoder")
-        layers["text_encoder_lora_layers"] = _with_lora(encoder, clip)
+        components["text_encoder"] = CLIPTextModel.from_pretrained(folder / "text_encoder")
         if family == "sdxl":
-            encoder_2 = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2")
-            layers["text_encoder_2_lora_layers"] = _with_lora(encoder_2, clip)
-    pipeline = getattr(diffusers, PIPELINES[family])
+            components["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(
+                folder / "text_encoder_2"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
-    pipeline.save_lora_weights(str(out.parent), weight_name=out.name, **layers)
+    save_file(lora_tensors(components, torch.Generator().manual_seed(seed)), str(out))
     return out
 
 

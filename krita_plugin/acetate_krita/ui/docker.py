@@ -8,7 +8,7 @@ from typing import Any
 from krita import DockWidget
 
 from .. import eventloop
-from ..form import FILE, STRUCTURE, mode_controls
+from ..form import FILE, LORAS, SOURCE, STRUCTURE, mode_controls
 from ..inputs import generatable, layout_lists, source_of
 from ..local_server import LocalServer
 from ..model import HistoryItem, Model
@@ -16,8 +16,11 @@ from ..protocol import MAX_SEED, ListInputInfo
 from ..qt import QtCore, QtGui, QtWidgets
 from .bind import bind_check, bind_combo, bind_line, bind_spin, bind_text, watch
 from .layer_files import FilePicker
+from .layers import labelled_row
 from .local_server import LocalServerSection
-from .options import OptionEditor, option_editor
+from .loras import EmbeddingButton, LoraBox, PromptField
+from .options import OptionEditor, TextEditor, option_editor
+from .sources import SourcePicker
 from .structure import StructureBox
 
 Qt = QtCore.Qt
@@ -27,19 +30,6 @@ THUMBNAIL_SIDE = 64
 
 #: How the docker names where an input is read from.
 SOURCE_LABELS = {"layer": "Active layer", "canvas": "Whole canvas", "selection": "Selection"}
-
-
-def _row(label: str, *widgets: QtWidgets.QWidget) -> QtWidgets.QWidget:
-    """A labelled row that can be hidden as one piece (Qt 5 forms cannot hide rows)."""
-    row = QtWidgets.QWidget()
-    layout = QtWidgets.QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    caption = QtWidgets.QLabel(label)
-    caption.setMinimumWidth(70)
-    layout.addWidget(caption)
-    for widget in widgets:
-        layout.addWidget(widget, 1)
-    return row
 
 
 def _spin(low: int, high: int, step: int = 1, auto: bool = False) -> QtWidgets.QSpinBox:
@@ -123,7 +113,11 @@ class AcetateDocker(DockWidget):
         layout.addWidget(self.status_dot)
         layout.addWidget(self.connection_label, 1)
         layout.addWidget(self.connect_button)
-        for widget in (_row("Server", self.url_edit), _row("Token", self.token_edit), status):
+        for widget in (
+            labelled_row("Server", self.url_edit),
+            labelled_row("Token", self.token_edit),
+            status,
+        ):
             self.layout_.addWidget(widget)
         self.local_section = (
             LocalServerSection(self.local_server) if self.local_server is not None else None
@@ -150,11 +144,13 @@ class AcetateDocker(DockWidget):
         self.prompt_edit.setPlaceholderText("Describe the layer, e.g. a glass bottle, high quality")
         self.prompt_edit.setFixedHeight(64)
         bind_text(model, "prompt", self.prompt_edit)
+        self.embedding_button = EmbeddingButton(model, self._prompt_fields)
         for widget in (
-            _row("Model", self.model_combo),
-            _row("Mode", self.mode_combo),
+            labelled_row("Model", self.model_combo),
+            labelled_row("Mode", self.mode_combo),
             self.problem_label,
             self.prompt_edit,
+            self.embedding_button,
         ):
             self.layout_.addWidget(widget)
         self._show_problem(model.mode_problem)
@@ -172,6 +168,12 @@ class AcetateDocker(DockWidget):
         self.seed_spin.setEnabled(not model.random_seed)
         self.batch_spin = _spin(1, 16)
         bind_spin(model, "batch", self.batch_spin, int)
+        self.alpha_mask_check = QtWidgets.QCheckBox("Alpha as editable mask")
+        self.alpha_mask_check.setToolTip(
+            "Insert each transparent layer opaque, its colour kept everywhere, with a "
+            "transparency mask holding its alpha: paint the mask to edit the edge."
+        )
+        bind_check(model, "alpha_mask", self.alpha_mask_check)
         #: The mode's controls live here, rebuilt when the mode changes.
         self.mode_box = QtWidgets.QWidget()
         self.mode_layout = QtWidgets.QVBoxLayout(self.mode_box)
@@ -185,13 +187,19 @@ class AcetateDocker(DockWidget):
         self.advanced_open = False
         #: The Structure section, for modes that take a structure layer.
         self.structure_box: StructureBox | None = None
+        #: The layer picker of each input any layer can fill (sources.py), and the LoRA rows.
+        self.source_pickers: dict[str, SourcePicker] = {}
+        self.lora_box: LoraBox | None = None
+        watch(model, "source_choices", self, lambda _: self._show_option_values())
+        watch(model, "lora_choices", self, lambda _: self._show_option_values())
         #: Layer-file pickers by part, and which files they offer (rebuilt when that changes).
         self.file_pickers: dict[str, FilePicker] = {}
         self._pickers_shown: tuple[tuple[str, tuple[str, ...]], ...] = ()
         for widget in (
             self.mode_box,
-            _row("Seed", self.seed_spin, self.random_check),
-            _row("Batch", self.batch_spin),
+            labelled_row("Seed", self.seed_spin, self.random_check),
+            labelled_row("Batch", self.batch_spin),
+            self.alpha_mask_check,
         ):
             self.layout_.addWidget(widget)
 
@@ -204,7 +212,7 @@ class AcetateDocker(DockWidget):
                 item.widget().deleteLater()
         self.option_editors, self.list_boxes, self.advanced_box = {}, {}, None
         self.generate_checks, self.source_combos, self.file_pickers = {}, {}, {}
-        self.structure_box = None
+        self.structure_box, self.lora_box, self.source_pickers = None, None, {}
         self._pickers_shown = self._pickers_wanted()
         mode = self.model.mode_info
         if mode is None:
@@ -214,8 +222,12 @@ class AcetateDocker(DockWidget):
         self.prompt_edit.setPlaceholderText(f"Describe the layer{optional}")
         basic: list[OptionEditor] = []
         advanced: list[OptionEditor | FilePicker] = []
-        for control in mode_controls(mode, self.model.file_parts()):
-            if control.kind == FILE and control.part is not None:
+        for control in mode_controls(mode, self.model.file_parts(), self.model.takes_loras()):
+            if control.kind == SOURCE and control.image is not None:
+                self.source_pickers[control.image.field] = SourcePicker(self.model, control.image)
+            elif control.kind == LORAS:
+                self.lora_box = LoraBox(self.model)
+            elif control.kind == FILE and control.part is not None:
                 picker = FilePicker(control.part, self.model.set_layer_file)
                 self.file_pickers[control.part.part] = picker
                 advanced.append(picker)
@@ -250,7 +262,9 @@ class AcetateDocker(DockWidget):
                 lambda _, f=image.field, c=combo: self.model.set_input_source(f, c.currentData())
             )
             self.source_combos[image.field] = combo
-            self.mode_layout.addWidget(_row(f"{image.label or image.field} from", combo))
+            self.mode_layout.addWidget(labelled_row(f"{image.label or image.field} from", combo))
+        for source_picker in self.source_pickers.values():
+            self.mode_layout.addWidget(source_picker.row)
         layouts = {spec.field for spec in layout_lists(mode)}
         for spec in mode.lists:
             box: ListEditor | LayoutBox
@@ -262,6 +276,8 @@ class AcetateDocker(DockWidget):
             self.mode_layout.addWidget(box)
         if self.structure_box is not None:
             self.mode_layout.addWidget(self.structure_box)
+        if self.lora_box is not None:
+            self.mode_layout.addWidget(self.lora_box)
         if advanced:
             self.advanced_box = QtWidgets.QGroupBox("Advanced")
             self.advanced_box.setCheckable(True)
@@ -291,13 +307,27 @@ class AcetateDocker(DockWidget):
             picker.show_value(self.model.layer_file(part))
         if self.structure_box is not None:
             self.structure_box.show_values()
+        for source_picker in self.source_pickers.values():
+            source_picker.show_value()
+        if self.lora_box is not None:
+            self.lora_box.refresh()
+
+    def _prompt_fields(self) -> list[PromptField]:
+        """The prompt fields an embedding can go into: the prompt, the negative prompt."""
+        fields: list[PromptField] = [("prompt", self.prompt_edit)]
+        negative = self.option_editors.get("negative_prompt")
+        if isinstance(negative, TextEditor):
+            fields.append(("negative prompt", negative.edit))
+        return fields
 
     def _pickers_wanted(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         parts = self.model.file_parts()
-        return tuple((p.part, tuple(f.name for f in p.files)) for p in parts if p.choosable)
+        wanted = tuple((p.part, tuple(f.name for f in p.files)) for p in parts if p.choosable)
+        return (*wanted, (LORAS, ("yes",) if self.model.takes_loras() else ()))
 
     def _model_changed(self) -> None:
         """Another base or model list: the pickers follow the files that fit it."""
+        self.embedding_button.refresh()
         if self._pickers_wanted() != self._pickers_shown:
             self._build_mode_controls()
         else:
@@ -496,7 +526,7 @@ class LayoutBox(QtWidgets.QGroupBox):
         self.refresh_button.clicked.connect(self.refresh)
         self.combo.currentIndexChanged.connect(self._picked)
         layout.addWidget(hint)
-        layout.addWidget(_row("Group", self.combo, self.refresh_button))
+        layout.addWidget(labelled_row("Group", self.combo, self.refresh_button))
         self.refresh()
 
     def refresh(self) -> None:

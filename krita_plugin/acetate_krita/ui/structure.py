@@ -11,6 +11,8 @@ from ..model import Model
 from ..protocol import OptionInfo
 from ..qt import QtWidgets
 from ..structure import KIND_LABELS, NONE
+from .layers import LayerPicker
+from .layers import labelled_row as _row
 from .options import NumberEditor
 
 
@@ -30,17 +32,18 @@ class StructureBox(QtWidgets.QGroupBox):
         for kind, label in KIND_LABELS.items():
             self.kind_combo.addItem(label, kind)
         self.kind_combo.currentIndexChanged.connect(self._kind_picked)
-        self.layer_combo = QtWidgets.QComboBox()
-        self.layer_combo.currentIndexChanged.connect(self._layer_picked)
-        self.refresh_button = QtWidgets.QToolButton()
-        self.refresh_button.setText("⟳")
-        self.refresh_button.setToolTip("List the document's layers again")
-        self.refresh_button.clicked.connect(self.refresh)
+        self.layers = LayerPicker(
+            model.documents,
+            (("None", self.NO_LAYER),),
+            lambda: model.structure_layer,
+            self._layer_picked,
+        )
+        self.layer_combo, self.refresh_button = self.layers.combo, self.layers.refresh_button
         self.controlnet_combo = QtWidgets.QComboBox()
         self.controlnet_combo.currentIndexChanged.connect(self._controlnet_picked)
         self.strength: NumberEditor | None = None
         layout.addWidget(_row("Kind", self.kind_combo))
-        layout.addWidget(_row("Layer", self.layer_combo, self.refresh_button))
+        layout.addWidget(_row("Layer", *self.layers.widgets))
         if strength is not None:
             self.strength = NumberEditor(strength, model.set_option, False)
             layout.addWidget(self.strength.row)
@@ -49,14 +52,7 @@ class StructureBox(QtWidgets.QGroupBox):
 
     def refresh(self) -> None:
         """The document's layers and the ControlNets of the base, then the model's values."""
-        document = self.model.documents.active()
-        layers = document.layers() if document is not None else []
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItem("None", self.NO_LAYER)
-        for node_id, name in layers:
-            self.layer_combo.addItem(name, node_id)
-        self.layer_combo.blockSignals(False)
+        self.layers.refresh()
         self.controlnet_combo.blockSignals(True)
         self.controlnet_combo.clear()
         self.controlnet_combo.addItem("Default", None)
@@ -67,9 +63,9 @@ class StructureBox(QtWidgets.QGroupBox):
 
     def show_values(self) -> None:
         model = self.model
+        self.layers.show_value()
         for combo, value in (
             (self.kind_combo, model.option_value("control") or NONE),
-            (self.layer_combo, model.structure_layer),
             (self.controlnet_combo, model.option_value("controlnet")),
         ):
             combo.blockSignals(True)
@@ -82,23 +78,10 @@ class StructureBox(QtWidgets.QGroupBox):
         if index >= 0:
             self.model.set_option("control", self.kind_combo.itemData(index))
 
-    def _layer_picked(self, index: int) -> None:
-        if index >= 0:
-            self.model.set_structure_layer(self.layer_combo.itemData(index) or self.NO_LAYER)
-            self.show_values()
+    def _layer_picked(self, node_id: str) -> None:
+        self.model.set_structure_layer(node_id)
+        self.show_values()
 
     def _controlnet_picked(self, index: int) -> None:
         if index >= 0:
             self.model.set_option("controlnet", self.controlnet_combo.itemData(index))
-
-
-def _row(label: str, *widgets: QtWidgets.QWidget) -> QtWidgets.QWidget:
-    row = QtWidgets.QWidget()
-    layout = QtWidgets.QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    caption = QtWidgets.QLabel(label)
-    caption.setMinimumWidth(70)
-    layout.addWidget(caption)
-    for widget in widgets:
-        layout.addWidget(widget, 1)
-    return row

@@ -9,6 +9,7 @@ const { baseModel, choosable, fileKey, fileLabel, fileParts, partLabel } = requi
 const { fixedLayers, layoutList, omittableInputs, optionDefault, pickMode, shownOptions } = require("../modes.js");
 const { FIELD_LABELS, inputSource, layoutFromGroup, layoutKey, listRows, omitKey, sourceKey } = require("../settings.js");
 const { KIND_LABELS, LAYER_KEY, fittingControlNets, takesStructure } = require("../structure.js");
+const { alphaMaskOption, embeddingMenus, fillLayers, loraPicker, pickerShape, sourcePickers } = require("./pickers.js");
 
 /** How the panel names where an input is read from. */
 const SOURCE_LABELS = { layer: "Active layer", canvas: "Whole canvas", selection: "Selection" };
@@ -119,6 +120,24 @@ function mountPanel(root, { store, controller, saveToken }) {
    * @param {Node[]} controls
    */
   const wrap = (text, ...controls) => el(doc, "label", { class: "field" }, [el(doc, "span", { class: "label-text", text }), ...controls]);
+  /** @type {import("./pickers").Kit} what the pickers (pickers.js) build with */
+  const kit = {
+    el: (tag, attributes, children) => el(doc, tag, attributes, children),
+    row,
+    bindCheckbox: (id, box, read) => {
+      box.setAttribute("id", `acetate-${id}`);
+      const sync = (/** @type {Settings} */ settings) => {
+        const text = read(settings);
+        box.checked = text === "true";
+        return text;
+      };
+      bound.set(id, { input: box, read: sync });
+    },
+    state: () => store.state,
+    setValues: (patch) => patchSettings({ values: { ...store.state.settings.values, ...patch } }),
+    setPrompt: (prompt) => setSetting("prompt", prompt),
+    documentLayers: () => controller.host?.activeDocument?.()?.layers ?? [],
+  };
 
   const serverInput = /** @type {HTMLInputElement} */ (el(doc, "input", { type: "text" }));
   serverInput.addEventListener("change", () => setSetting("serverUrl", serverInput.value.trim()));
@@ -161,6 +180,7 @@ function mountPanel(root, { store, controller, saveToken }) {
   const modelRow = el(doc, "div", { class: "row" }, [wrap(FIELD_LABELS.model, modelSelect)]);
   modelSelect.setAttribute("id", "acetate-model");
   const basic = el(doc, "div", { class: "options" });
+  const embeddingBox = el(doc, "div", { class: "options" });
   const advancedToggle = el(doc, "button", { class: "advanced-toggle", text: "Advanced ▸" });
   const advanced = el(doc, "div", { class: "options advanced" });
   advancedToggle.addEventListener("click", () => {
@@ -180,6 +200,7 @@ function mountPanel(root, { store, controller, saveToken }) {
     hint,
     modelRow,
     row("prompt", FIELD_LABELS.prompt, promptInput, (settings) => settings.prompt),
+    embeddingBox,
     fixedRows,
     basic,
     advancedToggle,
@@ -333,10 +354,7 @@ function mountPanel(root, { store, controller, saveToken }) {
     const option = mode.options.find((item) => item.name === "control");
     box.appendChild(row("structure-kind", option?.label ?? "Structure", kind, (settings) => settings.values.control || "none", option?.help));
     const layer = /** @type {HTMLSelectElement} */ (el(doc, "select"));
-    layer.appendChild(el(doc, "option", { value: "", text: "None" }));
-    for (const item of controller.host?.activeDocument?.()?.layers ?? []) {
-      layer.appendChild(el(doc, "option", { value: String(item.id), text: item.name }));
-    }
+    fillLayers(kit, layer, "None");
     layer.addEventListener("change", () => {
       /** @type {Record<string, string>} */
       const values = { ...store.state.settings.values, [LAYER_KEY]: layer.value };
@@ -388,6 +406,7 @@ function mountPanel(root, { store, controller, saveToken }) {
       mode ? Boolean(layoutFromGroup(state.settings, mode)) : false,
       fittingControlNets(state.controlnets ?? [], base),
       structureRefreshes,
+      pickerShape(state, mode, base),
     ]);
     if (next === shape && mode === lastMode) {
       return;
@@ -395,12 +414,13 @@ function mountPanel(root, { store, controller, saveToken }) {
     shape = next;
     lastMode = mode;
     for (const key of [...bound.keys()]) {
-      if (key.startsWith("opt-") || key.startsWith("list-") || key.startsWith("structure-")) {
+      if (key.startsWith("opt-") || key.startsWith("list-") || key.startsWith("structure-") || key.startsWith("pick-")) {
         bound.delete(key);
       }
     }
     basic.textContent = "";
     advanced.textContent = "";
+    embeddingBox.textContent = "";
     if (!mode) {
       advancedToggle.style.display = "none";
       advanced.style.display = "none";
@@ -470,6 +490,8 @@ function mountPanel(root, { store, controller, saveToken }) {
     if (takesStructure(mode)) {
       basic.appendChild(structureSection(mode, fittingControlNets(state.controlnets ?? [], base)));
     }
+    [...sourcePickers(kit, mode), ...loraPicker(kit, mode, base), alphaMaskOption(kit)].forEach((item) => basic.appendChild(item));
+    embeddingMenus(kit, mode, base).forEach((item) => embeddingBox.appendChild(item));
     const hasAdvanced = options.some((option) => option.advanced) || parts.length > 0;
     advancedToggle.style.display = hasAdvanced ? "" : "none";
     if (hasAdvanced) {

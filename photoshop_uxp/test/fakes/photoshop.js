@@ -15,8 +15,9 @@
  *   returns (executeasmodal.md "User cancellation", "Automatic document closing");
  * - history suspensions left open are resumed when the scope ends: committed when it returns,
  *   rolled back when it throws (executeasmodal.md, resumeHistory notes);
- * - putPixels wants image data in the document's bit depth (16-bit: 0..32768; 32-bit: linear
- *   light, media/imaging.md);
+ * - putPixels and putLayerMask want image data in the document's bit depth (16-bit: 0..32768;
+ *   32-bit: linear light, media/imaging.md "Value range"); masks are coverage (a 16-bit mask
+ *   runs 0..32768, a 32-bit one 0..1), stored and returned in the document's depth;
  * - image data must be disposed, and cannot be used after it was.
  * Every call is recorded in `world.calls` with whether it ran inside a modal scope.
  */
@@ -24,7 +25,7 @@
 
 const fs = require("node:fs");
 
-const { ARRAY_OF_BITS, composite, crop, fromByte, fromBytes8Array, intersectBounds, isInside, maskRect, maskedBytes, toBytes } = require("./raster.js");
+const { ARRAY_OF_BITS, MAX, composite, crop, fromByte, fromBytes8Array, intersectBounds, isInside, maskRect, maskedBytes, toBytes } = require("./raster.js");
 
 const SRGB = "sRGB IEC61966-2.1";
 
@@ -151,7 +152,10 @@ function createFakePhotoshop() {
       this.layers = kind === "group" ? [] : null;
       /** @type {Uint8Array|Uint16Array|Float32Array|null} canvas-sized RGBA in the doc's depth */
       this.pixels = kind === "pixel" || CONTENT_KINDS.includes(kind) ? new ARRAY_OF_BITS[doc.bits](doc.width * doc.height * 4) : null;
-      /** @type {Uint8Array|null} canvas-sized user (pixel) mask, 255 = shown */
+      /**
+       * canvas-sized user (pixel) mask in the document's depth (MAX[bits] = shown)
+       * @type {Uint8Array|Uint16Array|Float32Array|null}
+       */
       this.userMask = null;
       /** @type {Uint8Array|null} canvas-sized vector mask, rendered */
       this.vectorMask = null;
@@ -392,6 +396,7 @@ function createFakePhotoshop() {
      * @param {string} name
      * @param {{data: Uint8Array, width: number, height: number, left?: number, top?: number}} image
      * @param {{kind?: string, background?: boolean, userMask?: Uint8Array, vectorMask?: Uint8Array, clipped?: boolean, parent?: FakeLayer}} [options]
+     *   `userMask`: canvas-sized, 8-bit (255 = shown), stored in the document's depth
      */
     addPixelLayer(name, { data, width, height, left = 0, top = 0 }, options = {}) {
       const layer = new FakeLayer(this, name, options.kind ?? "pixel");
@@ -406,7 +411,7 @@ function createFakePhotoshop() {
           }
         }
       }
-      layer.userMask = options.userMask ?? null;
+      layer.userMask = options.userMask ? ARRAY_OF_BITS[this.bits].from(options.userMask, (v) => fromByte(v, this.bits, true)) : null;
       layer.vectorMask = options.vectorMask ?? null;
       layer.isBackgroundLayer = Boolean(options.background);
       layer.isClippingMask = Boolean(options.clipped);
@@ -543,6 +548,7 @@ function createFakePhotoshop() {
         visible: layer._visible,
         kind: layer.kind,
         vectorMask: layer.vectorMask,
+        userMask: layer.userMask ? layer.userMask.slice() : null,
         pixels: layer.pixels ? layer.pixels.slice() : null,
         children: layer.layers ? layer.layers.map(save) : null,
       });
@@ -557,6 +563,7 @@ function createFakePhotoshop() {
         layer._visible = saved.visible;
         layer.kind = saved.kind;
         layer.vectorMask = saved.vectorMask;
+        layer.userMask = saved.userMask ? saved.userMask.slice() : null;
         layer.pixels = saved.pixels ? saved.pixels.slice() : null;
         layer.parent = parent;
         layer._deleted = false;
@@ -671,11 +678,18 @@ function createFakePhotoshop() {
       this.disposed = false;
       world.liveImageData.add(this);
     }
-    /** @param {{chunky?: boolean, fullRange?: boolean}} [options] */
+    /**
+     * media/imaging.md getData: `fullRange` "is only used for 16 bit data. If true then the
+     * returned 16 bit pixel data use the full 16 bit range [0..65535]"; else 0..32768.
+     * @param {{chunky?: boolean, fullRange?: boolean}} [options]
+     */
     async getData(options = {}) {
       record("ImageData.getData", options);
       if (this.disposed) throw new Error("getData: the image data was disposed");
       if (options.chunky === false) throw new Error("fake: only chunky data is supported");
+      if (options.fullRange && this._data instanceof Uint16Array) {
+        return Uint16Array.from(this._data, (v) => Math.round((v * 65535) / 32768));
+      }
       return this._data.slice();
     }
     async dispose() {
@@ -751,8 +765,10 @@ function createFakePhotoshop() {
     },
     /**
      * media/imaging.md getLayerMask({documentID, layerID, kind: "user"|"vector", sourceBounds}):
-     * a single-channel grayscale mask. What it does for a layer without such a mask is
-     * undocumented: the fake throws (README smoke checklist).
+     * a single-channel grayscale mask. It has no `componentSize` option: the mask comes in the
+     * document's depth, as getPixels does without one ("the componentSize of the source pixel
+     * data is used"). What it does for a layer without such a mask is undocumented: the fake
+     * throws (README smoke checklist).
      * @param {any} options
      */
     async getLayerMask(options) {
@@ -767,9 +783,65 @@ function createFakePhotoshop() {
       if (mask === null) throw new Error(`getLayerMask: the layer has no ${kind} mask`);
       let rect = { left: 0, top: 0, right: doc.width, bottom: doc.height };
       if (options.sourceBounds) rect = intersectBounds(rect, options.sourceBounds);
-      const data = crop(mask, doc.width, rect, 1);
+      // The vector mask is kept rendered as 8 bits; the user mask in the document's depth.
+      const deep = kind === "user" ? mask : ARRAY_OF_BITS[doc.bits].from(mask, (v) => fromByte(v, doc.bits, true));
+      const data = crop(deep, doc.width, rect, 1);
       const imageData = new ImageData(data, { width: rect.right - rect.left, height: rect.bottom - rect.top, components: 1, colorSpace: "Grayscale", colorProfile: "Gray Gamma 2.2" });
       return { imageData, sourceBounds: rect };
+    },
+    /**
+     * media/imaging.md putLayerMask({documentID, layerID, kind, imageData, replace,
+     * targetBounds, commandName}): writes a layer's user (pixel) mask; "Only `user` is accepted";
+     * the image data "must be … a single component using the grayscale color model"; `layerID`
+     * is required; `targetBounds` takes `left`, `top` ("width and height are not used"); with
+     * `replace` (default true) "the existing mask in the layer is discarded before creating a
+     * new mask". Strict where the page is silent (README smoke checklist):
+     * - the data must be in the document's depth, as for putPixels (the plugins that write masks,
+     *   PhaHa and Foraxx, convert to the document's depth first);
+     * - a new mask reveals everything outside the data (Adobe-style samples first put a black
+     *   canvas-sized mask when they want to hide the rest);
+     * - the Background layer cannot have a mask (Photoshop's Add Layer Mask is off for it);
+     * - data outside the canvas is refused, as putPixels does.
+     * @param {any} options
+     */
+    async putLayerMask(options) {
+      record("imaging.putLayerMask", { ...options, imageData: undefined }, { write: true });
+      checkOptions(options, ["documentID", "layerID", "kind", "imageData", "replace", "targetBounds", "commandName"], "putLayerMask");
+      const doc = documentById(options.documentID);
+      if (typeof options.layerID !== "number") throw new Error("putLayerMask: layerID is required");
+      const layer = doc.allLayers().find((l) => l.id === options.layerID);
+      if (!layer || layer._deleted) throw new Error(`putLayerMask: no layer ${options.layerID}`);
+      if (layer.isBackgroundLayer) throw new Error("putLayerMask: the Background layer cannot have a mask");
+      if ((options.kind ?? "user") !== "user") throw new Error(`putLayerMask: only "user" masks are editable, not ${options.kind}`);
+      /** @type {ImageData} */
+      const image = options.imageData;
+      if (!image) throw new Error("putLayerMask: imageData is required");
+      if (image.disposed) throw new Error("putLayerMask: the image data was disposed");
+      if (image.components !== 1 || image.colorSpace !== "Grayscale") {
+        throw new Error(`putLayerMask: mask data must be 1-component Grayscale, not ${image.components}-component ${image.colorSpace}`);
+      }
+      if (image.componentSize !== doc.bits) {
+        throw new Error(`putLayerMask: ${image.componentSize}-bit mask data into a ${doc.bits}-bit document`);
+      }
+      const left = options.targetBounds?.left ?? 0;
+      const top = options.targetBounds?.top ?? 0;
+      const size = options.targetBounds ?? {};
+      // "width and height are not used" — @types/photoshop requires them: they must agree.
+      if ((size.width !== undefined && size.width !== image.width) || (size.height !== undefined && size.height !== image.height)) {
+        throw new Error(`putLayerMask: targetBounds ${size.width}×${size.height} but the data is ${image.width}×${image.height}`);
+      }
+      if (left < 0 || top < 0 || left + image.width > doc.width || top + image.height > doc.height) {
+        throw new Error(`putLayerMask: ${image.width}×${image.height} at ${left},${top} is outside the ${doc.width}×${doc.height} canvas`);
+      }
+      doc.change(options.commandName ?? "Put Layer Mask", () => {
+        const replace = options.replace ?? true;
+        const mask = !replace && layer.userMask ? layer.userMask : new ARRAY_OF_BITS[doc.bits](doc.width * doc.height).fill(MAX[doc.bits]);
+        const data = image._data;
+        for (let y = 0; y < image.height; y++) {
+          mask.set(data.subarray(y * image.width, (y + 1) * image.width), (top + y) * doc.width + left);
+        }
+        layer.userMask = mask;
+      });
     },
     /** @param {any} options */
     async getSelection(options) {
@@ -804,7 +876,10 @@ function createFakePhotoshop() {
       if (buffer instanceof Uint16Array && !options.fullRange && buffer.some((v) => v > 32768)) {
         throw new Error("createImageDataFromBuffer: 16-bit values above 32768");
       }
-      return new ImageData(buffer.slice(), { width, height, components, colorSpace, colorProfile: options.colorProfile });
+      // `fullRange`: "Set to true if you are providing pixel data that use the full 16 bit
+      // range [0..65535]": kept in Photoshop's own 0..32768.
+      const values = buffer instanceof Uint16Array && options.fullRange ? Uint16Array.from(buffer, (v) => Math.round((v * 32768) / 65535)) : buffer.slice();
+      return new ImageData(values, { width, height, components, colorSpace, colorProfile: options.colorProfile });
     },
     /** @param {any} options */
     async putPixels(options) {

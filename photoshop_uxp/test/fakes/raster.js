@@ -86,9 +86,10 @@ function composite(doc) {
  */
 function maskedBytes(layer, doc) {
   const src = toBytes(layer.pixels, doc.bits);
-  for (const mask of [layer.userMask, layer.vectorMask]) {
+  // The user mask is in the document's depth, the vector mask rendered as 8 bits.
+  for (const [mask, max] of [[layer.userMask, MAX[/** @type {8|16|32} */ (doc.bits)]], [layer.vectorMask, 255]]) {
     if (!mask) continue;
-    for (let p = 0; p < mask.length; p++) src[p * 4 + 3] = Math.round((src[p * 4 + 3] * mask[p]) / 255);
+    for (let p = 0; p < mask.length; p++) src[p * 4 + 3] = Math.round((src[p * 4 + 3] * Math.min(Math.max(mask[p], 0), max)) / max);
   }
   return src;
 }
@@ -122,10 +123,14 @@ function intersectBounds(a, b) {
   return out;
 }
 
-/** @param {Uint8Array} src canvas-sized @param {number} width @param {Bounds} rect @param {number} channels */
+/**
+ * @template {Uint8Array|Uint16Array|Float32Array} T
+ * @param {T} src canvas-sized @param {number} width @param {Bounds} rect @param {number} channels
+ * @returns {T} the same type
+ */
 function crop(src, width, rect, channels) {
   const w = rect.right - rect.left;
-  const out = new Uint8Array(w * (rect.bottom - rect.top) * channels);
+  const out = /** @type {T} */ (new (/** @type {any} */ (src.constructor))(w * (rect.bottom - rect.top) * channels));
   for (let y = rect.top; y < rect.bottom; y++) {
     const from = (y * width + rect.left) * channels;
     out.set(src.subarray(from, from + w * channels), (y - rect.top) * w * channels);
@@ -139,4 +144,4 @@ function isInside(layer, group) {
   return false;
 }
 
-module.exports = { ARRAY_OF_BITS, maskedBytes, composite, crop, fromByte, fromBytes8Array, intersectBounds, isInside, maskRect, toBytes };
+module.exports = { ARRAY_OF_BITS, MAX, maskedBytes, composite, crop, fromByte, fromBytes8Array, intersectBounds, isInside, maskRect, toBytes };

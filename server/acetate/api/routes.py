@@ -20,6 +20,8 @@ from acetate.api.middlewares import TICKET_PATH, principal_of
 from acetate.api.openapi import build_openapi
 from acetate.api.schemas import ClientSeen, Health, ImageLimits, ModesInfo, WsTicket
 from acetate.api.uploads import read_upload
+from acetate.bitdepth import to_depth, to_uint8
+from acetate.export.png import decode_png16, png_bit_depth
 from acetate.export.result import write_ora_for_result, write_psd_for_result
 from acetate.jobs.job import Job
 from acetate.jobs.queue import JobNotFound, new_job
@@ -208,15 +210,33 @@ async def _written(job: Job, file: str | None = None) -> None:
 
 
 def _read_png_rgba(path: Path) -> np.ndarray:
+    """A layer file's pixels: uint16 from a 16-bit PNG (a `bit_depth` 16 job), else uint8."""
+    with path.open("rb") as file:
+        head = file.read(32)
+    if png_bit_depth(head) == 16:
+        return decode_png16(path.read_bytes())
     with Image.open(path, formats=["PNG"]) as image:
         return np.asarray(image.convert("RGBA"), dtype=np.uint8)
 
 
+def _job_bit_depth(job: Job) -> int:
+    """The `bit_depth` a job was submitted with (8 when unknown)."""
+    if job.prepared is not None:
+        return job.prepared.request.parameters.bit_depth
+    parameters = job.result.parameters if job.result is not None else {}
+    return int(parameters.get("bit_depth") or 8)
+
+
+#: `?format=` of a layer download: the PNG file, raw 8-bit RGBA, raw 16-bit RGBA (16-bit jobs).
+LAYER_FORMATS = ("png", "rgba", "rgba16")
+
+
 async def get_layer(request: web.Request) -> web.StreamResponse:
-    """A layer as PNG, or with `?format=rgba` as raw straight RGBA plus placement headers."""
+    """A layer as PNG, or with `?format=rgba` (`rgba16`: a 16-bit job's little-endian uint16) as
+    raw straight RGBA plus placement headers."""
     fmt = request.query.get("format", "png")
-    if fmt not in ("png", "rgba"):
-        raise ApiError("format must be png or rgba", field="format")
+    if fmt not in LAYER_FORMATS:
+        raise ApiError("format must be png, rgba or rgba16", field="format")
     queue = request.app[QUEUE]
     job = _job(request)
     file = request.match_info["file"]
@@ -226,6 +246,12 @@ async def get_layer(request: web.Request) -> web.StreamResponse:
         # stopped with a partial result keeps the files of its finished layers.)
         raise ApiError(f"job {job.id} ended with status {job.status}", field="id", code="not_ready")
     layer = _find_layer(job, file)
+    if fmt == "rgba16" and _job_bit_depth(job) != 16:
+        raise ApiError(
+            f"format=rgba16 needs a 16-bit job; job {job.id} is 8-bit: send bit_depth: 16 "
+            "with the request (or use format=rgba)",
+            field="format",
+        )
     path = _inside(queue.store.result_dir(job.id), layer.file)
     if fmt == "png":
         await _written(job, layer.file)
@@ -241,11 +267,14 @@ async def get_layer(request: web.Request) -> web.StreamResponse:
         except FileNotFoundError:
             raise JobNotFound(f"the file of layer {layer.file} is gone", field="file") from None
         cache.put(job.id, layer.file, pixels)
+    # rgba: 8 bits (a 16-bit job's values rounded); rgba16: little-endian uint16, 0-65535
+    pixels = to_depth(pixels, 16).astype("<u2", copy=False) if fmt == "rgba16" else to_uint8(pixels)
     headers = {
         "X-Acetate-Width": str(pixels.shape[1]),
         "X-Acetate-Height": str(pixels.shape[0]),
         "X-Acetate-Left": str(layer.left),
         "X-Acetate-Top": str(layer.top),
+        "X-Acetate-Depth": "16" if fmt == "rgba16" else "8",
     }
     body = np.ascontiguousarray(pixels).data.cast("B")
     return web.Response(body=body, content_type="application/octet-stream", headers=headers)

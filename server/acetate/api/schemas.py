@@ -61,6 +61,9 @@ class ModelsInfo(BaseModel):
     bases: list[dict[str, Any]] = Field(default_factory=list)
     #: LoRAs a request may name in `loras`: {name, family, tiny, format, path, source}.
     loras: list[dict[str, Any]] = Field(default_factory=list)
+    #: Textual-inversion embeddings a prompt may name (as a whole word, or `embedding:NAME`):
+    #: {name, family, tiny, format, path, source, vectors}.
+    embeddings: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class _Published(BaseModel):
@@ -80,7 +83,7 @@ class OptionInfo(_Published):
     maximum: float | None = None
     exclusive_minimum: bool | None = None
     multiple_of: int | None = None
-    choices: list[str] | None = None
+    choices: list[str | int] | None = None
     max_length: int | None = None
     advanced: bool
     depends_on: str | None = None

@@ -35,7 +35,7 @@ def add_store_options(parser: argparse._ActionsContainer) -> None:
 
 
 def add_engine_options(parser: argparse._ActionsContainer) -> None:
-    """`--device`, `--dtype`, `--offload`, `--quantize` (on a parser or an argument group)."""
+    """`--device`, `--dtype`, `--offload`, `--quantize`, `--decoder` (on a parser or a group)."""
     parser.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
     parser.add_argument("--dtype", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     parser.add_argument(
@@ -52,11 +52,22 @@ def add_engine_options(parser: argparse._ActionsContainer) -> None:
         help="load Qwen-Image-Layered's transformer and text encoder in 4-bit NF4 or 8-bit "
         "(bitsandbytes, CUDA only)",
     )
+    parser.add_argument(
+        "--decoder",
+        choices=("auto", "eager"),
+        default="auto",
+        help="transparent decoder: auto runs the prepared ONNX Runtime decoder on the CPU where "
+        "acetate[fast-decoder] is installed (see `acetate doctor`), eager never does",
+    )
 
 
 def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(
-        device=args.device, dtype=args.dtype, offload=args.offload, quantize=args.quantize
+        device=args.device,
+        dtype=args.dtype,
+        offload=args.offload,
+        quantize=args.quantize,
+        decoder=getattr(args, "decoder", "auto"),
     )
 
 

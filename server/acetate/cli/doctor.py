@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
         free, total = torch.cuda.mem_get_info(device)
         name = torch.cuda.get_device_name(device)
         print(f"  {name}: {free / 2**30:.1f} of {total / 2**30:.1f} GiB free")
+    from acetate.engine.nets.decoder_paths import explain
+
+    for line in explain(device, dtype, engine_options(args).decoder):
+        print(line)
 
     settings_file = places.config_file()
     settings = places.load_settings(settings_file)

@@ -210,7 +210,7 @@ def _choices(name: str, info: FieldInfo, kind: Any) -> list[str] | None:
     if isinstance(enum, list):
         return [str(value) for value in enum]
     if name in OPTIONS and OPTIONS[name].choices:
-        return list(OPTIONS[name].choices)
+        return [str(value) for value in OPTIONS[name].choices]
     return None
 
 

@@ -1,5 +1,5 @@
-"""`acetate models [--json] | check FILE… | tiny | get NAME | link DIR | unlink DIR`: the model
-store from the shell."""
+"""`acetate models [--json] | check FILE… | tiny | get NAME | link DIR | unlink DIR | optimize`:
+the model store from the shell."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from acetate.cli import optimize
 from acetate.cli.common import add_store_options, extra_models_dirs, models_dir
 from acetate.errors import InputError
 
@@ -19,13 +20,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "models",
         help="list models, what each mode still needs, check or download files",
-        description="Without a sub-command: list base models, layer files, ControlNets, refused "
-        "files and, per base, the modes it can run and the files still missing.",
+        description="Without a sub-command: list base models, layer files, ControlNets, LoRAs, "
+        "embeddings, refused files and, per base, the modes it can run and the files still "
+        "missing.",
     )
     add_store_options(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(run=run_list)
-    commands = parser.add_subparsers(dest="models_command", metavar="{check,tiny,get,link,unlink}")
+    commands = parser.add_subparsers(
+        dest="models_command", metavar="{check,tiny,get,link,unlink,optimize}"
+    )
 
     check = commands.add_parser(
         "check", help="identify LayerDiffusion files and check them against the full-size base"
@@ -59,6 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     unlink = commands.add_parser("unlink", help="forget a folder recorded with `link`")
     unlink.add_argument("folder", type=Path, metavar="DIR")
     unlink.set_defaults(run=run_unlink)
+    optimize.add_parser(commands)
 
 
 def _models_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +127,8 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     tiny_files = len(summary["layer_files"]) - len(real_layers)
     if tiny_files:
         lines.append(f"(+ {tiny_files} tiny test layer files and the tiny ControlNets)")
+    lines += _style_lines("LoRAs (request field `loras`)", summary.get("loras", []))
+    lines += _style_lines("embeddings (write the name in a prompt)", summary.get("embeddings", []))
     if summary["refused"]:
         lines += ["", "refused:"]
         lines += [f"  {item['path']}: {item['reason']}" for item in summary["refused"]]
@@ -149,6 +156,18 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
             ]
     if summary["warnings"]:
         lines += [""] + [f"warning: {warning}" for warning in summary["warnings"]]
+    return lines
+
+
+def _style_lines(title: str, items: list[dict[str, Any]]) -> list[str]:
+    """LoRAs or embeddings: name, family, format, where from; test ones flagged."""
+    lines = ["", f"{title}:" if items else f"{title}: none"]
+    for item in items:
+        vectors = f"  {item['vectors']} vectors" if "vectors" in item else ""
+        where = "built in" if item["source"] == "tiny" else f"{item['source']}  {item['path']}"
+        flag = "  [test model]" if item["tiny"] else ""
+        family = FAMILY.get(item["family"], item["family"])
+        lines.append(f"  {item['name']}  {family}  {item['format']}{vectors}  {where}{flag}")
     return lines
 
 
@@ -245,7 +264,9 @@ def run_tiny(args: argparse.Namespace) -> int:
     root = ensure_tiny_models(models_dir(args))
     print(ensure_tiny_qwen(models_dir(args)))  # decompose's test model
     for path in sorted(
-        p for sub in ("checkpoints", "controlnet", "layer_model") for p in (root / sub).iterdir()
+        p
+        for sub in ("checkpoints", "controlnet", "layer_model", "loras", "embeddings")
+        for p in (root / sub).iterdir()
     ):
         print(path)
     return 0

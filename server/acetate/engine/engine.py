@@ -2,9 +2,10 @@
 
 `Engine.generate` checks the request, resolves the base model and LayerDiffusion files from the
 model store, keeps the last base loaded (switching when a request names another), loads layer
-files on demand and runs the mode's pipeline, with the request's LoRAs fused into the base for
-that job only. It knows nothing of HTTP or asyncio: progress and
-cancellation come in through a callback and a `threading.Event`.
+files on demand and runs the mode's pipeline, with the request's LoRAs fused into the base (and
+the embeddings its prompts name loaded into the text encoders) for that job only. It knows
+nothing of HTTP or asyncio: progress and cancellation come in through a callback and a
+`threading.Event`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -24,6 +26,7 @@ from acetate.checks import check_request
 from acetate.engine.lora_fusion import fused_loras
 from acetate.engine.memory import apply_group_offload, check_memory_options
 from acetate.engine.nets.attention_sharing import AttentionSharing
+from acetate.engine.nets.decoder_paths import PREPARED
 from acetate.engine.nets.transparent_vae import (
     TransparentDecoder,
     TransparentEncoder,
@@ -37,6 +40,8 @@ from acetate.engine.pipelines import pipeline
 from acetate.engine.pipelines.context import LayerModels, ModeContext, Progress, StepInfo
 from acetate.engine.pipelines.sampler import Sampler
 from acetate.engine.resolve import Prepared, resolve_request
+from acetate.engine.store.digest import file_sha256
+from acetate.engine.store.embeddings import prompt_texts
 from acetate.engine.store.models import (
     BaseCheckpoint,
     ControlNetInfo,
@@ -47,6 +52,7 @@ from acetate.engine.store.models import (
     load_controlnet,
 )
 from acetate.engine.store.qwen import QWEN_FAMILY
+from acetate.engine.textual_inversion import loaded_embeddings
 from acetate.errors import InputError, OutOfMemory
 from acetate.modes import Family
 from acetate.protocol import GenerateParameters
@@ -141,6 +147,7 @@ class Engine:
             overrides,
             params.layer_files or (),
             params.loras or (),
+            prompt_texts(params),
         )
         return Prepared(resolve_request(params, images, plan), plan)
 
@@ -207,8 +214,12 @@ class Engine:
             controlnet=controlnet,
         )
         # The request's LoRAs are fused into the base for this job only (restored bit-exactly
-        # afterwards, also on error or cancel): LayerDiffusion's patches then apply on top.
-        with fused_loras(loaded.sampler.pipe, plan.loras):
+        # afterwards, also on error or cancel): LayerDiffusion's patches then apply on top. The
+        # embeddings the prompts name are in the text encoders for this job only, likewise.
+        with (
+            fused_loras(loaded.sampler.pipe, plan.loras),
+            loaded_embeddings(loaded.sampler.pipe, plan.embeddings),
+        ):
             yield from pipeline(params.mode)(context)
 
     # Loading ---------------------------------------------------------------------------------
@@ -257,6 +268,9 @@ class Engine:
                     self._transparency[key] = loader(
                         info.path, device=self.device, dtype=self.dtype
                     )
+                    net = self._transparency[key]
+                    if isinstance(net, TransparentDecoder) and self.options.decoder == "auto":
+                        PREPARED.attach(net, partial(file_sha256, info.path))
                 setattr(models, role, self._transparency[key])
                 if role == "encoder":
                     models.encoder_offset_scale = float(info.identity.encoder_offset_scale)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from acetate.bitdepth import bit_depth_of, full_scale, to_depth, unit_to_pixels
 from acetate.errors import InputError
 
 
@@ -58,20 +59,24 @@ def fit_area(width: float, height: float, max_pixels: float | None = None) -> tu
 
 
 def resize_rgba(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize straight-alpha RGBA uint8 without dark fringes (resampled premultiplied)."""
+    """Resize straight-alpha RGBA (uint8 or uint16, kept) without dark fringes (resampled
+    premultiplied)."""
     if rgba.shape[1] == width and rgba.shape[0] == height:
         return rgba.copy()
     shrinking = width * height < rgba.shape[0] * rgba.shape[1]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
-    values = rgba.astype(np.float32) / 255.0
+    values = rgba.astype(np.float32) / full_scale(rgba)
     alpha = values[..., 3:4]
     premultiplied = np.concatenate([values[..., :3] * alpha, alpha], axis=2)
     resized = cv2.resize(premultiplied, (width, height), interpolation=interpolation)
     resized = np.clip(resized, 0.0, 1.0)
     out_alpha = resized[..., 3:4]
-    colour = np.where(out_alpha > 1e-6, resized[..., :3] / np.maximum(out_alpha, 1e-6), 0.0)
+    # Where nothing is left to divide by, keep the decoded colour resampled straight (not 0):
+    # users may turn alpha into an editable mask and paint the hidden colour back in.
+    hidden = cv2.resize(values[..., :3], (width, height), interpolation=interpolation)
+    colour = np.where(out_alpha > 1e-6, resized[..., :3] / np.maximum(out_alpha, 1e-6), hidden)
     out = np.concatenate([np.clip(colour, 0.0, 1.0), out_alpha], axis=2)
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    return unit_to_pixels(out, bit_depth_of(rgba))
 
 
 def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -84,20 +89,30 @@ def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def over(bottom: np.ndarray, top: np.ndarray) -> np.ndarray:
-    """Straight-alpha RGBA uint8 `top` composited over `bottom` (same size)."""
-    b = bottom.astype(np.float32) / 255.0
-    t = top.astype(np.float32) / 255.0
+    """Straight-alpha RGBA `top` composited over `bottom` (same size), at `top`'s depth (uint8
+    or uint16; an 8-bit `bottom` under a 16-bit `top` is scaled by 257 first)."""
+    depth = bit_depth_of(top)
+    b = to_depth(bottom, depth).astype(np.float32) / full_scale(top)
+    t = top.astype(np.float32) / full_scale(top)
     top_alpha, bottom_alpha = t[..., 3:], b[..., 3:]
     alpha = top_alpha + bottom_alpha * (1.0 - top_alpha)
     colour = t[..., :3] * top_alpha + b[..., :3] * bottom_alpha * (1.0 - top_alpha)
     colour = np.where(alpha > 1e-6, colour / np.maximum(alpha, 1e-6), 0.0)
     out = np.concatenate([np.clip(colour, 0.0, 1.0), alpha], axis=2)
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    return unit_to_pixels(out, depth)
+
+
+def limit_alpha(pixels: np.ndarray, mask: np.ndarray) -> None:
+    """Multiply RGBA pixels' alpha (uint8 or uint16) by an 8-bit mask (255 = kept), rounded,
+    in place."""
+    alpha = pixels[..., 3].astype(np.uint32) * mask.astype(np.uint32)
+    pixels[..., 3] = ((alpha + 127) // 255).astype(pixels.dtype)
 
 
 def grey_composite(rgba: np.ndarray) -> np.ndarray:
-    """RGBA uint8 → RGB float32 in [0,1] over 50 % grey (how LayerDiffusion conditions look)."""
-    values = rgba.astype(np.float32) / 255.0
+    """RGBA (uint8 or uint16) → RGB float32 in [0,1] over 50 % grey (how LayerDiffusion
+    conditions look)."""
+    values = rgba.astype(np.float32) / full_scale(rgba)
     alpha = values[..., 3:4]
     return 0.5 + (values[..., :3] - 0.5) * alpha
 

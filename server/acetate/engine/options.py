@@ -11,6 +11,9 @@ DType = Literal["auto", "fp16", "bf16", "fp32"]
 Offload = Literal["none", "model", "sequential", "group"]
 #: Weight quantisation at load time (bitsandbytes, CUDA only; Qwen-Image-Layered).
 Quantize = Literal["none", "nf4", "int8"]
+#: Transparent decoder: `auto` runs the prepared (ONNX Runtime) network where it can (CPU, fp32,
+#: `acetate[fast-decoder]` installed; see `nets/decoder_paths.py`), `eager` never does.
+DecoderPath = Literal["auto", "eager"]
 
 
 @dataclass(frozen=True)
@@ -19,3 +22,4 @@ class EngineOptions:
     dtype: DType = "auto"
     offload: Offload = "none"
     quantize: Quantize = "none"
+    decoder: DecoderPath = "auto"

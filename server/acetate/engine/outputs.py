@@ -13,7 +13,8 @@ from acetate.protocol import FileRecord, ResolvedRequest, layer_file_name
 
 @dataclass
 class LayerImage:
-    """One output layer: `pixels` is H×W×4 uint8 straight RGBA (RGB layers have alpha 255)."""
+    """One output layer: `pixels` is H×W×4 straight RGBA (RGB layers have full alpha), uint8,
+    or uint16 when the request asked for `bit_depth` 16 (`acetate.bitdepth`)."""
 
     name: str
     batch_index: int

@@ -22,6 +22,7 @@ from acetate.images import image_record
 from acetate.modes import MODES, TINY_SIZE, Family, ModeSpec
 from acetate.protocol import (
     CanvasSize,
+    FileRecord,
     GenerateParameters,
     ImageRecord,
     LoraRequest,
@@ -92,6 +93,9 @@ def resolve_request(
         loras=tuple(
             UsedLora(name=p.lora.name, sha256=file_sha256(p.lora.path), strength=p.strength)
             for p in plan.loras
+        ),
+        embeddings=tuple(
+            FileRecord(name=e.name, sha256=file_sha256(e.path)) for e in plan.embeddings
         ),
     )
 

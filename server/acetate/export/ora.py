@@ -5,8 +5,9 @@ offset), `stack.xml` describing the layer tree, one PNG per layer under `data/`,
 `mergedimage.png` and a `Thumbnails/thumbnail.png` of at most 256 px a side (OpenRaster 0.0.6).
 `stack.xml` lists the topmost item first, the reverse of our bottom → top groups.
 
-Layer pixels are written as straight RGBA PNGs, byte-exact with the result's own PNGs; zip
-entries carry a fixed timestamp so the same result gives the same bytes.
+Layer pixels are written as straight RGBA PNGs, byte-exact with the result's own PNGs (16-bit
+PNGs, and a 16-bit `mergedimage.png`, for a `bit_depth` 16 result; the thumbnail stays 8-bit);
+zip entries carry a fixed timestamp so the same result gives the same bytes.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from xml.etree import ElementTree
 import numpy as np
 from PIL import Image
 
+from acetate.bitdepth import to_uint8
 from acetate.export.atomic import write_bytes_atomic
-from acetate.export.psd import PsdGroup, PsdLayer, composite
+from acetate.export.png import encode_png
+from acetate.export.psd import PsdGroup, PsdLayer, composite, document_depth
 
 ORA_FILE = "layers.ora"
 MIMETYPE = b"image/openraster"
@@ -32,6 +35,8 @@ _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def _png(pixels: np.ndarray) -> bytes:
+    if pixels.dtype == np.uint16:
+        return encode_png(pixels, parameters=None, opaque=False, compress_level=1)
     buffer = io.BytesIO()
     # compress_level 1: ORA members are zip-stored; PNG's own deflate does the compressing.
     Image.fromarray(pixels, "RGBA").save(buffer, "PNG", compress_level=1)
@@ -39,7 +44,7 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 def _thumbnail(merged: np.ndarray) -> bytes:
-    image = Image.fromarray(merged, "RGBA")
+    image = Image.fromarray(to_uint8(merged), "RGBA")
     image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     return _png(np.asarray(image))
 
@@ -89,7 +94,8 @@ def build_ora(canvas_size: tuple[int, int], groups: Sequence[PsdGroup]) -> bytes
     if width < 1 or height < 1:
         raise ValueError(f"canvas must be at least 1×1, got {width}×{height}")
     xml, files = stack_xml(canvas_size, groups)
-    merged = composite(canvas_size, (layer for group in groups for layer in group.layers))
+    layers = [layer for group in groups for layer in group.layers]
+    merged = composite(canvas_size, layers, document_depth(layers))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         # The mimetype must be the first member, uncompressed, with no extra field.

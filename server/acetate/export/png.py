@@ -1,5 +1,7 @@
-"""Layer PNGs: 8-bit straight-alpha RGBA (RGB when opaque) carrying the generation parameters.
+"""Layer PNGs: straight-alpha RGBA (RGB when opaque) carrying the generation parameters.
 
+8 bits per channel (Pillow), or 16 for a `bit_depth` 16 result (OpenCV: Pillow cannot write
+16-bit RGBA; the text chunks, built by Pillow, are carried over into OpenCV's file).
 Two text chunks: `parameters`, an AUTOMATIC1111-style infotext that A1111, Forge, Civitai and
 other SD tools read, and `acetate`, the full parameters as JSON (iTXt, UTF-8).
 """
@@ -13,11 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, PngImagePlugin
 
 from acetate import __version__
 from acetate.export.atomic import write_bytes_atomic
+from acetate.images import PNG_SIGNATURE
 from acetate.modes import MODES
 
 #: zlib level for files kept on disk (Pillow's default).
@@ -27,6 +31,7 @@ DEFAULT_COMPRESS_LEVEL = 6
 FAST_COMPRESS_LEVEL = 1
 PARAMETERS_KEY = "parameters"
 ACETATE_KEY = "acetate"
+TEXT_CHUNKS = (b"tEXt", b"iTXt", b"zTXt")
 
 #: Our scheduler names → the sampler names A1111 writes (combined "Sampler Schedule" form).
 SAMPLER_NAMES: dict[str, str] = {
@@ -93,30 +98,78 @@ def encode_png(
     opaque: bool | None = None,
     compress_level: int = DEFAULT_COMPRESS_LEVEL,
 ) -> bytes:
-    """H×W×4 uint8 straight RGBA → PNG bytes.
+    """H×W×4 straight RGBA, uint8 or uint16 → PNG bytes of that depth.
 
-    `opaque`: True writes RGB (alpha must be all 255), False always RGBA, None decides from the
-    pixels. `parameters` (the result's parameters) go into the `parameters`/`acetate` chunks.
+    `opaque`: True writes RGB (alpha must be all 255 / 65535), False always RGBA, None decides
+    from the pixels. `parameters` (the result's parameters) go into the `parameters`/`acetate`
+    chunks.
     """
-    if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] != 4:
-        raise ValueError(f"expected H×W×4 uint8 RGBA, got {rgba.dtype} {rgba.shape}")
+    if rgba.dtype not in (np.uint8, np.uint16) or rgba.ndim != 3 or rgba.shape[2] != 4:
+        raise ValueError(f"expected H×W×4 uint8 or uint16 RGBA, got {rgba.dtype} {rgba.shape}")
     alpha = rgba[..., 3]
-    fully_opaque = bool(alpha.min() == 255)
+    fully_opaque = bool(alpha.min() == np.iinfo(rgba.dtype).max)
     if opaque and not fully_opaque:
-        raise ValueError("opaque=True but the alpha channel has values below 255")
+        raise ValueError("opaque=True but the alpha channel has values below full")
     rgb_only = fully_opaque if opaque is None else opaque
-    image = Image.fromarray(np.ascontiguousarray(rgba[..., :3] if rgb_only else rgba))
     info = PngImagePlugin.PngInfo()
     if parameters is not None:
         size = (int(rgba.shape[1]), int(rgba.shape[0]))
         info.add_text(PARAMETERS_KEY, infotext(parameters, size))
         info.add_itxt(ACETATE_KEY, json.dumps(dict(parameters), ensure_ascii=False))
+    if rgba.dtype == np.uint16:
+        return _encode_png16(rgba[..., :3] if rgb_only else rgba, info, compress_level)
+    image = Image.fromarray(np.ascontiguousarray(rgba[..., :3] if rgb_only else rgba))
     options: dict[str, Any] = {"compress_level": compress_level}
     if 0 < compress_level <= FAST_COMPRESS_LEVEL:
         options["compress_type"] = zlib.Z_RLE  # else Pillow's choice for PNG (Z_FILTERED)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, **options)
     return buffer.getvalue()
+
+
+def _encode_png16(pixels: np.ndarray, info: PngImagePlugin.PngInfo, level: int) -> bytes:
+    """16-bit RGB(A) → PNG bytes by OpenCV, with `info`'s text chunks after IHDR."""
+    channels = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    strategy = cv2.IMWRITE_PNG_STRATEGY_FILTERED  # Pillow's default for PNG, as for 8 bits
+    if 0 < level <= FAST_COMPRESS_LEVEL:
+        strategy = cv2.IMWRITE_PNG_STRATEGY_RLE
+    flags = [cv2.IMWRITE_PNG_COMPRESSION, level, cv2.IMWRITE_PNG_STRATEGY, strategy]
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(pixels), channels), flags)
+    if not ok:
+        raise ValueError("OpenCV could not encode the 16-bit PNG")
+    data = encoded.tobytes()
+    ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4  # length, type, 13 bytes of IHDR, CRC
+    return data[:ihdr_end] + _text_chunks(info) + data[ihdr_end:]
+
+
+def _text_chunks(info: PngImagePlugin.PngInfo) -> bytes:
+    """The tEXt/iTXt chunks Pillow writes for `info` (taken from a 1×1 PNG it encodes)."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG", pnginfo=info)
+    data, offset, chunks = buffer.getvalue(), len(PNG_SIGNATURE), []
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        end = offset + 12 + length  # length, type, data, CRC
+        if data[offset + 4 : offset + 8] in TEXT_CHUNKS:
+            chunks.append(data[offset:end])
+        offset = end
+    return b"".join(chunks)
+
+
+def png_bit_depth(data: bytes) -> int:
+    """Bits per channel a PNG's IHDR declares (0 if `data` is no PNG)."""
+    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 25:
+        return 0
+    return data[24]
+
+
+def decode_png16(data: bytes) -> np.ndarray:
+    """A 16-bit RGB/RGBA PNG (our own layer files) → H×W×4 uint16 straight RGBA."""
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3:
+        raise ValueError("not a 16-bit RGB or RGBA PNG")
+    channels = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGBA
+    return cv2.cvtColor(pixels, channels)
 
 
 def write_png(

@@ -7,6 +7,9 @@ follows Photoshop's convention for transparent documents: a negative layer count
 4th channel as transparency and the colour channels are matted against white (readers such as
 ImageMagick and psd-tools undo the matte).
 
+A document holding 16-bit layers (a `bit_depth` 16 result) is a 16-bit document: its layers
+are written at full precision (`create_pixel_layer_from_array`), its merged image at 16 bits.
+
 Stacking: groups and the layers in each are listed bottom → top. psd-tools 1.26 cannot save a
 non-MacRoman name passed to its factories, so layers and groups are created with an ASCII
 placeholder and renamed through the `name` setter (which writes the Unicode `luni` block); the
@@ -28,6 +31,7 @@ from psd_tools.api.layers import Group, Layer
 from psd_tools.constants import Resource
 from psd_tools.psd.image_resources import ImageResource
 
+from acetate.bitdepth import DTYPES, bit_depth_of, to_depth
 from acetate.export.atomic import atomic_open
 from acetate.protocol import LayerRecord, ResultRecord, group_name
 
@@ -40,7 +44,8 @@ MAX_NAME = 255
 
 @dataclass(frozen=True)
 class PsdLayer:
-    """One pixel layer: H×W×4 uint8 straight RGBA placed at (left, top) canvas pixels."""
+    """One pixel layer: H×W×4 straight RGBA (uint8, or uint16 in a 16-bit document) placed at
+    (left, top) canvas pixels."""
 
     name: str
     rgba: np.ndarray
@@ -63,13 +68,23 @@ def srgb_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-def composite(canvas_size: tuple[int, int], layers: Iterable[PsdLayer]) -> np.ndarray:
+def document_depth(layers: Iterable[PsdLayer]) -> int:
+    """16 when any layer is uint16 (a `bit_depth` 16 result), else 8."""
+    return max((bit_depth_of(layer.rgba) for layer in layers), default=8)
+
+
+def composite(
+    canvas_size: tuple[int, int], layers: Iterable[PsdLayer], bit_depth: int = 8
+) -> np.ndarray:
     """Straight-alpha "over" of the visible layers, bottom → top, clipped to the canvas.
 
-    Returns H×W×4 uint8 straight RGBA (colour 0 where nothing covers a pixel).
+    Returns H×W×4 straight RGBA at `bit_depth` (uint8 or uint16; colour 0 where nothing covers
+    a pixel); layers of the other depth are converted first.
     """
     width, height = canvas_size
-    # Colour premultiplied by alpha, in 0..255 units; alpha in 0..1.
+    dtype = DTYPES[bit_depth]
+    scale = float(np.iinfo(dtype).max)
+    # Colour premultiplied by alpha, in 0..scale units; alpha in 0..1.
     colour = np.zeros((height, width, 3), np.float32)
     alpha = np.zeros((height, width, 1), np.float32)
     for layer in layers:
@@ -77,12 +92,13 @@ def composite(canvas_size: tuple[int, int], layers: Iterable[PsdLayer]) -> np.nd
         if region is None:
             continue
         (y0, y1, x0, x1), pixels = region
+        pixels = to_depth(pixels, bit_depth)
         src_alpha = pixels[..., 3:]
-        if src_alpha.min() == 255:  # opaque: replaces what is below, no blending
+        if src_alpha.min() == scale:  # opaque: replaces what is below, no blending
             colour[y0:y1, x0:x1] = pixels[..., :3]
             alpha[y0:y1, x0:x1] = 1.0
             continue
-        a = src_alpha * np.float32(1.0 / 255.0)
+        a = src_alpha * np.float32(1.0 / scale)
         dst_colour, dst_alpha = colour[y0:y1, x0:x1], alpha[y0:y1, x0:x1]
         dst_colour *= 1.0 - a
         dst_colour += pixels[..., :3] * a
@@ -90,10 +106,10 @@ def composite(canvas_size: tuple[int, int], layers: Iterable[PsdLayer]) -> np.nd
         dst_alpha += a
     if alpha.min() < 1.0:
         np.divide(colour, alpha, out=colour, where=alpha > 0)
-    out = np.empty((height, width, 4), np.uint8)
+    out = np.empty((height, width, 4), dtype)
     colour += 0.5
-    out[..., :3] = np.clip(colour, 0, 255, out=colour)
-    out[..., 3:] = np.clip(alpha * 255.0 + 0.5, 0, 255)
+    out[..., :3] = np.clip(colour, 0, scale, out=colour)
+    out[..., 3:] = np.clip(alpha * scale + 0.5, 0, scale)
     return out
 
 
@@ -118,14 +134,16 @@ def _covered(
 
 
 def build_psd(canvas_size: tuple[int, int], groups: Sequence[PsdGroup]) -> PSDImage:
-    """An 8-bit RGBA document with sRGB profile, the layers and our merged composite.
+    """An RGBA document with sRGB profile, the layers and our merged composite: 8 bits per
+    channel, or 16 when any layer is uint16.
 
     Write it with `save_psd`: psd-tools' own `save()` would re-render the merged image.
     """
     width, height = canvas_size
     if not (1 <= width <= MAX_PSD_SIDE and 1 <= height <= MAX_PSD_SIDE):
         raise ValueError(f"canvas must be 1..{MAX_PSD_SIDE} px a side, got {width}×{height}")
-    psd = PSDImage.new("RGBA", (width, height), color=0)
+    depth = document_depth(layer for group in groups for layer in group.layers)
+    psd = PSDImage.new("RGBA", (width, height), color=0, depth=16 if depth == 16 else None)
     psd.image_resources[Resource.ICC_PROFILE] = ImageResource(
         key=Resource.ICC_PROFILE, data=srgb_profile()
     )
@@ -136,20 +154,27 @@ def build_psd(canvas_size: tuple[int, int], groups: Sequence[PsdGroup]) -> PSDIm
             _rename(parent, group.name)
         for spec in group.layers:
             _check_pixels(spec)
-            layer = parent.create_pixel_layer(
-                Image.fromarray(spec.rgba, "RGBA"), name="layer", top=spec.top, left=spec.left
-            )
+            if depth == 16:  # full precision (a PIL image would carry 8 bits)
+                layer = parent.create_pixel_layer_from_array(
+                    to_depth(spec.rgba, 16), name="layer", top=spec.top, left=spec.left
+                )
+            else:
+                layer = parent.create_pixel_layer(
+                    Image.fromarray(spec.rgba, "RGBA"), name="layer", top=spec.top, left=spec.left
+                )
             _rename(layer, spec.name)
             layer.visible = spec.visible
-    merged = composite((width, height), (layer for group in groups for layer in group.layers))
-    _store_merged(psd, merged)
+    layers = (layer for group in groups for layer in group.layers)
+    _store_merged(psd, composite((width, height), layers, depth))
     return psd
 
 
 def _check_pixels(spec: PsdLayer) -> None:
     rgba = spec.rgba
-    if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] != 4 or 0 in rgba.shape:
-        raise ValueError(f"layer {spec.name!r}: expected H×W×4 uint8 RGBA, got {rgba.shape}")
+    if rgba.dtype not in (np.uint8, np.uint16) or rgba.ndim != 3 or rgba.shape[2] != 4:
+        raise ValueError(f"layer {spec.name!r}: expected H×W×4 uint8/16 RGBA, got {rgba.shape}")
+    if 0 in rgba.shape:
+        raise ValueError(f"layer {spec.name!r}: empty, {rgba.shape}")
 
 
 def _rename(layer: Layer, name: str) -> None:
@@ -165,10 +190,17 @@ def _store_merged(psd: PSDImage, merged: np.ndarray) -> None:
     Goes through the low-level record (`PSDImage._record`, psd-tools' documented way down).
     """
     record = psd._record
-    alpha = merged[..., 3:].astype(np.uint16)
-    matted = (merged[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
-    planes = [np.ascontiguousarray(matted[..., i], np.uint8).tobytes() for i in range(3)]
-    planes.append(np.ascontiguousarray(merged[..., 3]).tobytes())
+    if merged.dtype == np.uint16:  # 16-bit documents store big-endian samples
+        alpha64 = merged[..., 3:].astype(np.uint64)
+        white = 65535 * (65535 - alpha64)
+        matted16 = (merged[..., :3] * alpha64 + white + 32767) // 65535
+        planes = [np.ascontiguousarray(matted16[..., i], ">u2").tobytes() for i in range(3)]
+        planes.append(np.ascontiguousarray(merged[..., 3], ">u2").tobytes())
+    else:
+        alpha = merged[..., 3:].astype(np.uint16)
+        matted = (merged[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
+        planes = [np.ascontiguousarray(matted[..., i], np.uint8).tobytes() for i in range(3)]
+        planes.append(np.ascontiguousarray(merged[..., 3]).tobytes())
     record.image_data.set_data(planes, record.header)
     layer_info = record.layer_and_mask_information.layer_info
     if layer_info is not None and layer_info.layer_count:

@@ -18,7 +18,7 @@ from acetate.engine.outputs import GenerationResult, LayerImage, stacked
 from acetate.errors import InputError
 from acetate.export.atomic import write_bytes_atomic
 from acetate.export.ora import ORA_FILE, write_ora
-from acetate.export.png import DEFAULT_COMPRESS_LEVEL, write_png
+from acetate.export.png import DEFAULT_COMPRESS_LEVEL, decode_png16, png_bit_depth, write_png
 from acetate.export.psd import PSD_FILE, PsdGroup, result_groups, write_psd
 from acetate.images import decode_png
 from acetate.modes import MODES, LayerOut
@@ -237,15 +237,20 @@ def read_result(out_dir: Path) -> ResultRecord:
 
 
 def load_layer(out_dir: Path, layer: LayerRecord) -> np.ndarray:
-    """A result layer's RGBA pixels from its PNG (the file must be a plain name in `out_dir`)."""
+    """A result layer's RGBA pixels from its PNG (the file must be a plain name in `out_dir`):
+    uint8, or uint16 for a 16-bit PNG (a `bit_depth` 16 result)."""
     if Path(layer.file).name != layer.file or layer.file in ("", ".", ".."):
         raise InputError(f"layer file must be a plain file name: {layer.file!r}", field="result")
     path = Path(out_dir) / layer.file
     try:
-        # Our own file, its frame checked at submit: not read through the input limits.
-        pixels = decode_png(path.read_bytes(), layer.file, trusted=True)
+        data = path.read_bytes()
     except FileNotFoundError as error:
         raise InputError(f"missing layer file {path}", field="result") from error
+    if png_bit_depth(data) == 16:
+        pixels = decode_png16(data)
+    else:
+        # Our own file, its frame checked at submit: not read through the input limits.
+        pixels = decode_png(data, layer.file, trusted=True)
     if pixels.shape[:2] != (layer.height, layer.width):
         got = f"{pixels.shape[1]}×{pixels.shape[0]}"
         raise InputError(

@@ -17,6 +17,8 @@ from acetate.modes.spec import (
 
 _SAMPLING = ("negative_prompt", "steps", "cfg", "scheduler", "layer_weight", "stop_at")
 _CONTROL = ("control", "controlnet", "control_strength")
+#: How the result layers are stored (every mode outputs layers).
+_OUTPUT = ("bit_depth",)
 
 # -- inputs --------------------------------------------------------------------------------
 
@@ -136,7 +138,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="A transparent layer from a prompt.",
         pipeline="acetate.engine.pipelines.transparent:run_fg",
         layers=(_FOREGROUND,),
-        options=("width", "height", *_SAMPLING, "decode", "layer_prompts", *_CONTROL),
+        options=("width", "height", *_SAMPLING, "decode", "layer_prompts", *_CONTROL, *_OUTPUT),
         families={"sdxl": _transparent(_SDXL_FG_FILES), "sd15": _transparent(_SD15_FG_FILES)},
         inputs=(CONTROL_IMAGE,),
     ),
@@ -146,7 +148,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="A background that fits a transparent foreground, and the blended image.",
         pipeline="acetate.engine.pipelines.layered:run_fg2bg",
         layers=(_BACKGROUND, _BLENDED),
-        options=(*_SAMPLING, "layer_prompts", *_CONTROL),
+        options=(*_SAMPLING, "layer_prompts", *_CONTROL, *_OUTPUT),
         families={
             "sdxl": FamilySupport(
                 {"blend_patch": ("layer_xl_fg2ble",), "unet_patch": ("layer_xl_fgble2bg",)},
@@ -166,7 +168,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="A transparent foreground that fits a background, and the blended image.",
         pipeline="acetate.engine.pipelines.layered:run_bg2fg",
         layers=(_FOREGROUND, _BLENDED),
-        options=(*_SAMPLING, "decode", "layer_prompts", *_CONTROL),
+        options=(*_SAMPLING, "decode", "layer_prompts", *_CONTROL, *_OUTPUT),
         families={
             "sdxl": FamilySupport(_SDXL_BG2FG_FILES, (_BLEND, _SDXL_FOREGROUND), _CONDITIONAL_CFG),
             "sd15": FamilySupport(_SD15_BG2FG_FILES, (_FRAMES,)),
@@ -182,7 +184,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="Foreground, background and blended image generated together (SD1.5).",
         pipeline="acetate.engine.pipelines.layered:run_joint",
         layers=(_BACKGROUND, _FOREGROUND, _BLENDED),
-        options=("width", "height", *_SAMPLING, "decode", "layer_prompts", *_CONTROL),
+        options=("width", "height", *_SAMPLING, "decode", "layer_prompts", *_CONTROL, *_OUTPUT),
         families={
             "sd15": FamilySupport(
                 {"attention_sharing": ("layer_sd15_joint",), "decoder": _SD15_DECODER},
@@ -198,7 +200,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="A transparent layer regenerated at a strength, still transparent.",
         pipeline="acetate.engine.pipelines.transparent:run_img2img",
         layers=(_FOREGROUND,),
-        options=("strength", "feather", *_SAMPLING, "decode", "layer_prompts", *_CONTROL),
+        options=("strength", "feather", *_SAMPLING, "decode", "layer_prompts", *_CONTROL, *_OUTPUT),
         families=_editing(),
         inputs=(
             _image("image", "Layer", "The transparent layer to vary."),
@@ -220,7 +222,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="The selected part of a transparent layer regenerated, the rest kept exactly.",
         pipeline="acetate.engine.pipelines.transparent:run_img2img",
         layers=(_FOREGROUND,),
-        options=("strength", "feather", *_SAMPLING, "decode", "layer_prompts", *_CONTROL),
+        options=("strength", "feather", *_SAMPLING, "decode", "layer_prompts", *_CONTROL, *_OUTPUT),
         families=_editing(),
         inputs=(
             _image("image", "Layer", "The transparent layer to inpaint."),
@@ -241,7 +243,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="A transparent layer generated into a selection of your artwork, placed on it.",
         pipeline="acetate.engine.pipelines.artwork:run_layer_on_artwork",
         layers=(_FOREGROUND,),
-        options=("margin", "feather", *_SAMPLING, "decode", "layer_prompts", *_CONTROL),
+        options=("margin", "feather", *_SAMPLING, "decode", "layer_prompts", *_CONTROL, *_OUTPUT),
         families={
             "sdxl": FamilySupport(_SDXL_BG2FG_FILES, (_BLEND, _SDXL_FOREGROUND), _CONDITIONAL_CFG),
             "sd15": FamilySupport(_SD15_BG2FG_FILES, (_FRAMES,)),
@@ -266,7 +268,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
         help="A transparent layer enlarged, alpha kept.",
         pipeline="acetate.engine.pipelines.transparent:run_upscale",
         layers=(_FOREGROUND,),
-        options=("scale", "strength", *_SAMPLING, "decode", "layer_prompts", *_CONTROL),
+        options=("scale", "strength", *_SAMPLING, "decode", "layer_prompts", *_CONTROL, *_OUTPUT),
         families=_editing(),
         inputs=(_image("image", "Layer", "The transparent layer to enlarge."), CONTROL_IMAGE),
         prompt_required=False,
@@ -293,6 +295,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
             *_SAMPLING,
             "decode",
             "layer_prompts",
+            *_OUTPUT,
         ),
         families={
             "sdxl": FamilySupport(
@@ -329,7 +332,7 @@ BUILTIN_MODES: tuple[ModeSpec, ...] = (
             LayerOut("layer_{i}", "Layer", count_from="layer_count", keeps_alpha=True, first=1),
             _BLENDED,
         ),
-        options=("layer_count", "resolution", "negative_prompt", "steps", "cfg"),
+        options=("layer_count", "resolution", "negative_prompt", "steps", "cfg", *_OUTPUT),
         families={
             "qwen_layered": FamilySupport(
                 {},

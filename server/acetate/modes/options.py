@@ -45,7 +45,8 @@ class Option:
     #: True: `minimum` itself is not allowed (strength > 0).
     exclusive_minimum: bool = False
     multiple_of: int | None = None
-    choices: tuple[str, ...] = ()
+    #: The only values allowed (enum names; for an int option, its allowed numbers).
+    choices: tuple[str | int, ...] = ()
     max_length: int | None = None
     #: Editors show basic options in the main form, the rest under "Advanced".
     advanced: bool = False
@@ -81,6 +82,8 @@ class Option:
 
 
 MAX_PROMPT = 4000
+#: The `bit_depth` values: result layers at 8 or 16 bits per channel.
+BIT_DEPTHS: tuple[int, ...] = (8, 16)
 
 OPTIONS: dict[str, Option] = {
     option.name: option
@@ -137,5 +140,9 @@ OPTIONS: dict[str, Option] = {
                "test model: 64 or 128); layers come back at the input's size.", "int",
                family_defaults={"qwen_layered": 640}, minimum=64, maximum=1024,
                advanced=True),
+        Option("bit_depth", "Bit depth",
+               "Bits per channel of the result layers: 8, or 16 kept from the decoder (soft "
+               "alpha such as smoke or glass without banding; files twice as large).", "int",
+               default=8, choices=BIT_DEPTHS, advanced=True),
     )
 }  # fmt: skip

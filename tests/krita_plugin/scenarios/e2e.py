@@ -10,6 +10,7 @@ next one still runs.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import time
@@ -105,11 +106,18 @@ async def activate(doc: Any, name: str) -> None:
 
 
 async def make_document(
-    name: str, width: int, height: int, depth: str, opaque: bool = True, model: str = "RGBA"
+    name: str,
+    width: int,
+    height: int,
+    depth: str,
+    opaque: bool = True,
+    model: str = "RGBA",
+    profile: str = "",
 ) -> Any:
-    """Background, an `artwork` layer (active) and an empty `top` layer above it."""
+    """Background, an `artwork` layer (active) and an empty `top` layer above it; `profile`:
+    the colour profile ("": Krita's default for the depth)."""
     app = Krita.instance()
-    doc = app.createDocument(width, height, name, model, depth, "", 72.0)
+    doc = app.createDocument(width, height, name, model, depth, profile, 72.0)
     app.activeWindow().addView(doc)
     background = doc.topLevelNodes()[0]
     art = doc.createNode("artwork", "paintlayer")
@@ -638,9 +646,15 @@ SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [
     # before dummy_parts, which leaves the plugin connected to the dummy-mode server
     structure,
     cancel,
-    dummy_parts,
-    server_killed,
 ]
+
+#: Scenario modules beside this one whose `SCENARIOS` run after these, imported when the run
+#: starts (they import their helpers from this module).
+MORE_SCENARIOS = ("insertion", "sources")
+
+#: Last of all: they leave the plugin on other servers, and the settings test reads the URL
+#: the final one saved.
+FINAL_SCENARIOS: list[Callable[[Any], Awaitable[dict[str, Any]]]] = [dummy_parts, server_killed]
 
 
 async def run(ctx: Any) -> None:
@@ -648,7 +662,11 @@ async def run(ctx: Any) -> None:
     ctx.results["scenarios"] = {}
     docker().show()
     only = ctx.params.get("only")
-    for scenario in SCENARIOS:
+    scenarios = list(SCENARIOS)
+    for module in MORE_SCENARIOS:
+        scenarios += importlib.import_module(module).SCENARIOS
+    scenarios += FINAL_SCENARIOS
+    for scenario in scenarios:
         name = scenario.__name__
         if only and name not in only:
             continue

@@ -52,8 +52,7 @@ def run_layer_on_artwork(ctx: ModeContext) -> Iterator[LayerImage]:
     )
     for layer in generated:
         pixels = framing.resize_rgba(layer.pixels, crop.width, crop.height)
-        alpha = pixels[..., 3].astype(np.uint16) * soft.astype(np.uint16)
-        pixels[..., 3] = ((alpha + 127) // 255).astype(np.uint8)
+        framing.limit_alpha(pixels, soft)
         yield LayerImage(
             "foreground",
             layer.batch_index,

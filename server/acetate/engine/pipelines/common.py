@@ -8,9 +8,14 @@ from contextlib import AbstractContextManager, contextmanager
 import numpy as np
 import torch
 
+from acetate.bitdepth import unit_to_pixels
 from acetate.engine import framing
 from acetate.engine.nets.attention_sharing import AttentionSharing
-from acetate.engine.nets.transparency_codec import decode_rgba, rgba_tensor_to_uint8
+from acetate.engine.nets.transparency_codec import (
+    decode_rgba,
+    rgba_tensor_to_uint8,
+    rgba_tensor_to_uint16,
+)
 from acetate.engine.nets.unet_patch import UNetPatch, apply_unet_patch
 from acetate.engine.pipelines.context import ModeContext, loaded
 from acetate.engine.pipelines.sampler import ControlInput, DenoiseSpec, InpaintInput, PromptEmbeds
@@ -156,24 +161,31 @@ def control_input(
 
 
 def decode_transparent_layers(ctx: ModeContext, latents: torch.Tensor) -> np.ndarray:
-    """Scaled latents → [B,H,W,4] uint8 straight RGBA via the transparency decoder."""
+    """Scaled latents → [B,H,W,4] straight RGBA via the transparency decoder, uint8 or (with
+    `bit_depth` 16) uint16 from the decoder's float output."""
     ctx.progress.check_cancel()
     with torch.inference_mode():
         decoder = loaded(ctx.models.decoder, "transparency decoder")
         rgba = decode_rgba(ctx.sampler.vae, decoder, latents, ctx.params.decode)
+    if ctx.params.bit_depth == 16:
+        return rgba_tensor_to_uint16(rgba)
     return rgba_tensor_to_uint8(rgba)
 
 
 def decode_rgb_layers(ctx: ModeContext, latents: torch.Tensor) -> np.ndarray:
-    """Scaled latents → [B,H,W,4] uint8 opaque RGBA via the plain VAE."""
+    """Scaled latents → [B,H,W,4] opaque RGBA via the plain VAE, at the request's bit depth."""
     ctx.progress.check_cancel()
-    return rgb_to_layers(ctx.sampler.vae_decode(latents))
+    return rgb_to_layers(ctx.sampler.vae_decode(latents), ctx.params.bit_depth)
 
 
-def rgb_to_layers(rgb: torch.Tensor) -> np.ndarray:
-    """VAE output [B,3,H,W] in [0,1] → [B,H,W,4] uint8 opaque RGBA."""
-    array = (rgb.permute(0, 2, 3, 1).cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
-    alpha = np.full((*array.shape[:3], 1), 255, dtype=np.uint8)
+def rgb_to_layers(rgb: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
+    """VAE output [B,3,H,W] in [0,1] → [B,H,W,4] opaque RGBA, uint8 or (16) uint16."""
+    values = rgb.permute(0, 2, 3, 1).cpu().numpy()
+    if bit_depth == 16:
+        array = unit_to_pixels(values, 16)
+    else:
+        array = (values * 255.0).round().clip(0, 255).astype(np.uint8)
+    alpha = np.full((*array.shape[:3], 1), np.iinfo(array.dtype).max, dtype=array.dtype)
     return np.concatenate([array, alpha], axis=3)
 
 

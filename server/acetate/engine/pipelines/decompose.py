@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import torch
 
+from acetate.bitdepth import full_scale
 from acetate.engine import framing
 from acetate.engine.framing import Rect
 from acetate.engine.outputs import LayerImage
@@ -33,7 +34,7 @@ from acetate.engine.pipelines.qwen_loop import (
     caption_image,
     decode_layers,
     decompose,
-    to_uint8,
+    to_pixels,
 )
 from acetate.errors import InputError
 
@@ -60,8 +61,7 @@ class Region:
         zeroed (nothing hidden behind transparent pixels)."""
         out = rgba.copy()
         if self.mask is not None:
-            alpha = out[..., 3].astype(np.uint16) * self.mask.astype(np.uint16)
-            out[..., 3] = ((alpha + 127) // 255).astype(np.uint8)
+            framing.limit_alpha(out, self.mask)
         out[out[..., 3] == 0, :3] = 0
         return out
 
@@ -102,7 +102,7 @@ def run_decompose(ctx: ModeContext) -> Iterator[LayerImage]:
         layers = decode_layers(pipe, decomposed, b)
         placed_layers = []
         for index in range(run.layers):
-            placed = placed_layer(to_uint8(layers[index]), region)
+            placed = placed_layer(to_pixels(layers[index], params.bit_depth), region)
             placed_layers.append(placed)
             yield cropped_layer(f"layer_{index + 1}", b, placed, region.rect)
         # 3. The recomposite, hidden, with its fidelity to the input
@@ -161,7 +161,7 @@ def cropped_layer(name: str, batch_index: int, placed: np.ndarray, rect: Rect) -
     """A region-sized layer cropped to its alpha's bounds, with canvas offsets."""
     used = framing.selection_rect(placed[..., 3])
     if used is None:
-        empty = np.zeros((1, 1, 4), dtype=np.uint8)
+        empty = np.zeros((1, 1, 4), dtype=placed.dtype)
         warning = f"{name} came out fully transparent"
         return LayerImage(name, batch_index, empty, rect.left, rect.top, warning=warning)
     return LayerImage(
@@ -174,26 +174,30 @@ def cropped_layer(name: str, batch_index: int, placed: np.ndarray, rect: Rect) -
 
 
 def recomposite(layers: list[np.ndarray]) -> np.ndarray:
-    """Same-sized straight-alpha RGBA uint8 layers, bottom first, composited "over" in one
-    premultiplied float pass (no rounding between layers) → straight RGBA uint8."""
+    """Same-sized straight-alpha RGBA layers (uint8 or uint16), bottom first, composited "over"
+    in one premultiplied float pass (no rounding between layers) → straight RGBA, same dtype."""
     height, width = layers[0].shape[:2]
+    scale = full_scale(layers[0])
     colour = np.zeros((height, width, 3), dtype=np.float32)
     alpha = np.zeros((height, width, 1), dtype=np.float32)
     for layer in layers:
-        top_alpha = layer[..., 3:4].astype(np.float32) * (1.0 / 255.0)
+        top_alpha = layer[..., 3:4].astype(np.float32) * (1.0 / scale)
         keep = 1.0 - top_alpha
         colour *= keep
-        colour += layer[..., :3].astype(np.float32) * (top_alpha * (1.0 / 255.0))
+        colour += layer[..., :3].astype(np.float32) * (top_alpha * (1.0 / scale))
         alpha *= keep
         alpha += top_alpha
     straight = colour / np.maximum(alpha, 1e-6)
-    out = np.concatenate([straight, alpha], axis=2) * 255.0
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out = np.concatenate([straight, alpha], axis=2) * scale
+    return np.clip(np.rint(out), 0, scale).astype(layers[0].dtype)
 
 
 def region_psnr(composite: np.ndarray, source: np.ndarray, mask: np.ndarray | None) -> float:
     """PSNR (dB) of the recomposite against the input over the region's pixels, compared as
-    premultiplied RGBA (colour under transparency does not count)."""
+    premultiplied RGBA (colour under transparency does not count), in the 8-bit input's units
+    (a 16-bit recomposite is divided by 257, unrounded)."""
+    if composite.dtype == np.uint16:
+        composite = composite.astype(np.float32) / 257.0
 
     def premultiplied(rgba: np.ndarray) -> np.ndarray:
         values = rgba.astype(np.float32)

@@ -120,7 +120,7 @@ def _sdxl_two_step(
     blend_latents = stage(0, ctx.models.blend_patch, condition)
     blend_rgb = sampler.vae_decode(blend_latents)
     if blended:
-        blend = rgb_to_layers(blend_rgb)
+        blend = rgb_to_layers(blend_rgb, ctx.params.bit_depth)
         for b in range(batch):
             yield LayerImage("blended", b, blend[b], visible=False)
     # 3. Stage two: the missing layer from the given layer + the blend (re-encoded, as the

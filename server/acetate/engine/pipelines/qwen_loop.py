@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from acetate.bitdepth import unit_to_pixels
+
 #: A loaded diffusers `QwenImageLayeredPipeline` (its components are registered at run time,
 #: which type checkers cannot follow).
 QwenImageLayeredPipeline = Any
@@ -256,3 +258,11 @@ def to_uint8(rgba: torch.Tensor) -> np.ndarray:
     """[4, H, W] in [0, 1] → H×W×4 uint8, rounded as diffusers rounds its PIL/uint8 outputs."""
     array = rgba.permute(1, 2, 0).cpu().numpy()
     return (array * 255).round().astype(np.uint8)
+
+
+def to_pixels(rgba: torch.Tensor, bit_depth: int) -> np.ndarray:
+    """[4, H, W] in [0, 1] → H×W×4 pixels at `bit_depth`: `to_uint8`, or uint16 from the
+    VAE's float output."""
+    if bit_depth == 16:
+        return unit_to_pixels(rgba.permute(1, 2, 0).cpu().numpy(), 16)
+    return to_uint8(rgba)

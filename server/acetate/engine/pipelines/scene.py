@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from acetate.bitdepth import to_depth, to_uint8
 from acetate.engine import framing
 from acetate.engine.outputs import LayerImage
 from acetate.engine.pipelines.common import (
@@ -65,9 +66,10 @@ def run_scene(ctx: ModeContext) -> Iterator[LayerImage]:
             background = _generate_background(ctx, ctx.seed + b)
             yield LayerImage("background", b, background)
         else:
-            background = given.copy()
+            background = to_depth(given, ctx.params.bit_depth).copy()
         composite = background
-        composite[..., 3] = 255  # the background is opaque, whatever its own alpha
+        # the background is opaque, whatever its own alpha
+        composite[..., 3] = np.iinfo(composite.dtype).max
         # 2. Each object on the composite so far, bottom → top
         for item in objects:
             try:
@@ -124,7 +126,8 @@ def object_layer(
     # 1. The context crop around the region, at a model size
     crop = framing.expand_rect(bounds, ctx.params.margin, canvas_w, canvas_h)
     width, height = framing.model_size(crop.width, crop.height, ctx.native_size)
-    background = framing.resize_rgba(composite[crop.slices()], width, height)
+    # the model sees 8 bits; a 16-bit composite is rounded for it
+    background = framing.resize_rgba(to_uint8(composite[crop.slices()]), width, height)
     background[..., 3] = 255
     # 2. Background → foreground on the crop, with the object's prompt and seed
     generated = list(
@@ -135,8 +138,7 @@ def object_layer(
     # 3. Back to canvas pixels, alpha limited to the feathered region
     soft = framing.feather_mask(item.mask, ctx.params.feather)[crop.slices()]
     pixels = framing.resize_rgba(foreground, crop.width, crop.height)
-    alpha = pixels[..., 3].astype(np.uint16) * soft.astype(np.uint16)
-    pixels[..., 3] = ((alpha + 127) // 255).astype(np.uint8)
+    framing.limit_alpha(pixels, soft)
     pixels[pixels[..., 3] == 0, :3] = 0  # nothing hidden behind alpha 0
     # 4. Into the composite the next object sees
     composite = composite.copy()
@@ -145,7 +147,7 @@ def object_layer(
     name = f"object_{item.index}"
     used = framing.selection_rect(pixels[..., 3])
     if used is None:
-        empty = np.zeros((1, 1, 4), dtype=np.uint8)
+        empty = np.zeros((1, 1, 4), dtype=pixels.dtype)
         warning = f"{item.field} ({item.prompt[:60]!r}) came out fully transparent"
         layer = LayerImage(name, batch_index, empty, bounds.left, bounds.top, warning=warning)
         return layer, composite

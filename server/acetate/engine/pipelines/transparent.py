@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from acetate.bitdepth import bit_depth_of, full_scale, to_depth, unit_to_pixels
 from acetate.engine import framing
 from acetate.engine.nets.transparency_codec import encode_transparent, rgba_uint8_to_tensor
 from acetate.engine.outputs import LayerImage
@@ -152,15 +153,20 @@ def _latent_mask(mask: np.ndarray) -> torch.Tensor:
 
 
 def blend_rgba(original: np.ndarray, generated: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Straight-alpha mix `original·(1−m) + generated·m`, computed premultiplied."""
+    """Straight-alpha mix `original·(1−m) + generated·m`, computed premultiplied, at
+    `generated`'s depth (an 8-bit `original` is scaled by 257 into a 16-bit result)."""
+    depth = bit_depth_of(generated)
+    original = to_depth(original, depth)
     m = mask.astype(np.float32)[..., None] / 255.0
-    a = original.astype(np.float32) / 255.0
-    b = generated.astype(np.float32) / 255.0
+    a = original.astype(np.float32) / full_scale(generated)
+    b = generated.astype(np.float32) / full_scale(generated)
     alpha = a[..., 3:4] * (1.0 - m) + b[..., 3:4] * m
     colour = a[..., :3] * a[..., 3:4] * (1.0 - m) + b[..., :3] * b[..., 3:4] * m
-    colour = np.where(alpha > 1e-6, colour / np.maximum(alpha, 1e-6), 0.0)
+    # Fully transparent mixes keep the straight mix of the colours (hidden, but editable).
+    hidden = a[..., :3] * (1.0 - m) + b[..., :3] * m
+    colour = np.where(alpha > 1e-6, colour / np.maximum(alpha, 1e-6), hidden)
     out = np.concatenate([np.clip(colour, 0.0, 1.0), alpha], axis=2)
-    mixed = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    mixed = unit_to_pixels(out, depth)
     # Outside the mask the original is kept byte for byte (nothing lost).
     untouched = mask == 0
     mixed[untouched] = original[untouched]

@@ -1,19 +1,21 @@
-"""Find base models, ControlNets, LayerDiffusion files and LoRAs on disk, without loading weights.
+"""Find base models, ControlNets, LayerDiffusion files, LoRAs and textual-inversion embeddings on
+disk, without loading weights.
 
 Roots are scanned in the order the store gives them (DESIGN.md: explicit paths → `models/` →
 extra folders → the Hugging Face cache). A root may be an Acetate/ComfyUI-style models folder
-(`checkpoints/`, `controlnet/`, `layer_model/`, `vae/`, `loras/`), a Forge/A1111 one
-(`Stable-diffusion/`, `ControlNet/`, `Lora/`), or the install folder above either. Pickle files
-are listed as refused and never opened.
+(`checkpoints/`, `controlnet/`, `layer_model/`, `vae/`, `loras/`, `embeddings/`), a Forge/A1111
+one (`Stable-diffusion/`, `ControlNet/`, `Lora/`), or the install folder above either (A1111 and
+Forge keep `embeddings/` there, next to `models/`). Pickle files are listed as refused and never
+opened.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from acetate.engine.store.family import (
     PICKLE_REASON,
@@ -30,9 +32,10 @@ from acetate.engine.store.family import (
 from acetate.errors import ModelFileError
 
 if TYPE_CHECKING:
+    from acetate.engine.store.embeddings import EmbeddingFile
     from acetate.engine.store.loras import LoraFile
 
-Category = Literal["base", "controlnet", "layer", "lora"]
+Category = Literal["base", "controlnet", "layer", "lora", "embedding"]
 Format = Literal["diffusers", "single_file"]
 
 #: Sub-folder name (lower case) → what it holds, across Acetate/ComfyUI and Forge/A1111 layouts.
@@ -46,6 +49,7 @@ SUBFOLDERS: dict[str, Category] = {
     "vae": "layer",  # only official transparent VAE file names are taken from here
     "loras": "lora",  # Acetate / ComfyUI
     "lora": "lora",  # A1111 / Forge `models/Lora` (see `loras.py`)
+    "embeddings": "embedding",  # ComfyUI `models/embeddings`, A1111 / Forge `embeddings` (root)
 }
 LAYER_REPOS = ("LayerDiffusion/layerdiffusion-v1", "lllyasviel/LayerDiffuse_Diffusers")
 MAX_DEPTH = 3
@@ -144,6 +148,7 @@ class Found:
     layers: list[LayerFile] = field(default_factory=list)
     refused: list[RefusedFile] = field(default_factory=list)
     loras: list[LoraFile] = field(default_factory=list)
+    embeddings: list[EmbeddingFile] = field(default_factory=list)
 
     def extend(self, other: Found) -> None:
         self.bases += other.bases
@@ -151,21 +156,24 @@ class Found:
         self.layers += other.layers
         self.refused += other.refused
         self.loras += other.loras
+        self.embeddings += other.embeddings
 
 
 def category_folders(root: Path) -> list[tuple[Category, Path]]:
-    """The known sub-folders of `root`, or of `root/models` (an install folder)."""
+    """The known sub-folders of `root`, or of `root/models` (an install folder; an A1111 or
+    Forge one also has `embeddings/` beside `models/`)."""
+    folders: list[tuple[Category, Path]] = []
     for candidate in (root, root / "models"):
         if not candidate.is_dir():
             continue
-        found = [
+        folders += [
             (SUBFOLDERS[child.name.lower()], child)
             for child in sorted(candidate.iterdir())
             if child.is_dir() and child.name.lower() in SUBFOLDERS
         ]
-        if found:
-            return found
-    return []
+        if any(category != "embedding" for category, _ in folders):
+            break  # a models folder: its own `models/` sub-folder is no install's
+    return folders
 
 
 def _entries(folder: Path, depth: int = 0) -> Iterator[Path]:
@@ -191,6 +199,42 @@ def model_name(relative: PurePath, is_file: bool) -> str:
     `sdxl\\juju.safetensors` on Windows is `sdxl/juju`, as requests and settings spell it)."""
     text = relative.as_posix()
     return text.removesuffix(".safetensors") if is_file else text
+
+
+Listed = TypeVar("Listed", "LoraFile", "EmbeddingFile")
+
+
+def scan_model_files(
+    folder: Path, source: str, category: Category, make: Callable[[Path, str], Listed]
+) -> tuple[list[Listed], list[RefusedFile]]:
+    """One-file models (LoRAs, embeddings) under `folder`, a few levels deep: `make(path, name)`
+    reads one `.safetensors` file's header (a `ModelFileError` refuses it); pickle files are
+    refused unopened."""
+    found: list[Listed] = []
+    refused: list[RefusedFile] = []
+    for path in _entries(folder):
+        if not path.is_file():
+            continue
+        suffix = path.suffix.lower()
+        if suffix in PICKLE_SUFFIXES:
+            refused.append(RefusedFile(path, category, PICKLE_REASON, source))
+        elif suffix == ".safetensors":
+            try:
+                found.append(make(path, model_name(path.relative_to(folder), True)))
+            except ModelFileError as error:
+                refused.append(RefusedFile(path, category, error.message, source))
+    return found, refused
+
+
+def unique_names(items: Sequence[Listed], what: str, warnings: list[str]) -> list[Listed]:
+    """The first item of each name in discovery order; later ones are skipped with a warning."""
+    kept: dict[str, Listed] = {}
+    for item in items:
+        if item.name in kept:
+            warnings.append(f"{item.path}: the {what} name {item.name!r} is already taken; skipped")
+            continue
+        kept[item.name] = item
+    return list(kept.values())
 
 
 def _name(path: Path, folder: Path) -> str:
@@ -289,6 +333,12 @@ def scan_root(root: Path, source: str) -> Found:
 
             loras, refused = scan_lora_folder(folder, source)
             found.loras += loras
+            found.refused += refused
+        elif category == "embedding":
+            from acetate.engine.store.embeddings import scan_embedding_folder
+
+            embeddings, refused = scan_embedding_folder(folder, source)
+            found.embeddings += embeddings
             found.refused += refused
         elif category == "layer":
             only_official = folder.name.lower() == "vae"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -64,14 +64,7 @@ class LoraFile:
     source: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "family": self.family,
-            "tiny": self.tiny,
-            "format": self.format,
-            "path": str(self.path),
-            "source": self.source,
-        }
+        return {**asdict(self), "path": str(self.path)}
 
 
 @dataclass(frozen=True)
@@ -135,25 +128,12 @@ def detect_lora(path: Path) -> tuple[Family, bool, LoraFormat]:
 
 def scan_lora_folder(folder: Path, source: str) -> tuple[list[LoraFile], list[RefusedFile]]:
     """The LoRAs under one `loras/` or `Lora/` folder (a few levels deep), and the refused."""
-    from acetate.engine.store.discovery import RefusedFile, _entries, model_name
+    from acetate.engine.store.discovery import scan_model_files
 
-    found: list[LoraFile] = []
-    refused: list[RefusedFile] = []
-    for path in _entries(folder):
-        if not path.is_file():
-            continue
-        suffix = path.suffix.lower()
-        if suffix in PICKLE_SUFFIXES:
-            refused.append(RefusedFile(path, "lora", PICKLE_REASON, source))
-        elif suffix == ".safetensors":
-            try:
-                family, tiny, fmt = detect_lora(path)
-            except ModelFileError as error:
-                refused.append(RefusedFile(path, "lora", error.message, source))
-                continue
-            name = model_name(path.relative_to(folder), True)
-            found.append(LoraFile(name, family, tiny, fmt, path, source))
-    return found, refused
+    def lora(path: Path, name: str) -> LoraFile:
+        return LoraFile(name, *detect_lora(path), path, source)
+
+    return scan_model_files(folder, source, "lora", lora)
 
 
 def explicit_lora(path: Path) -> LoraFile:
@@ -167,18 +147,8 @@ def explicit_lora(path: Path) -> LoraFile:
     return LoraFile(path.stem, family, tiny, fmt, path, "path")
 
 
-def unique_loras(loras: Sequence[LoraFile], warnings: list[str]) -> list[LoraFile]:
-    """The first LoRA of each name in discovery order; later ones are skipped with a warning."""
-    kept: dict[str, LoraFile] = {}
-    for lora in loras:
-        if lora.name in kept:
-            warnings.append(f"{lora.path}: the LoRA name {lora.name!r} is already taken; skipped")
-            continue
-        kept[lora.name] = lora
-    return list(kept.values())
-
-
-def _label(family: str, tiny: bool) -> str:
+def family_label(family: str, tiny: bool) -> str:
+    """`SD1.5`, `SDXL (test model)`…: how errors name a base's or an add-on's family."""
     return f"{FAMILY_LABEL.get(family, family)}{' (test model)' if tiny else ''}"
 
 
@@ -215,8 +185,8 @@ def plan_loras(
             )
         if (lora.family, lora.tiny) != (base.family, base.tiny):
             raise InputError(
-                f"LoRA {lora.name!r} is for {_label(lora.family, lora.tiny)} bases, but the base "
-                f"{base.name} is {_label(base.family, base.tiny)}",
+                f"LoRA {lora.name!r} is for {family_label(lora.family, lora.tiny)} bases, but the "
+                f"base {base.name} is {family_label(base.family, base.tiny)}",
                 field="loras",
             )
         if any(p.lora.name == lora.name for p in planned):

@@ -25,6 +25,7 @@ from acetate.engine.store.discovery import (
     hf_cache_dir,
     hf_snapshots,
 )
+from acetate.engine.store.embeddings import EmbeddingFile, listed_tiny_styles, plan_embeddings
 from acetate.engine.store.family import CONFIGS_DIR, FAMILIES, FAMILY_LABEL, Family
 from acetate.engine.store.loading import load_base_pipeline, load_controlnet
 from acetate.engine.store.loras import (
@@ -32,7 +33,6 @@ from acetate.engine.store.loras import (
     PlannedLora,
     explicit_lora,
     plan_loras,
-    unique_loras,
 )
 from acetate.engine.store.qwen import (
     QWEN_FAMILY,
@@ -62,6 +62,8 @@ from acetate.errors import InputError, ModelFileError, ModelNotFoundError
 from acetate.modes import MODES
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from acetate.protocol import LoraRequest
 
 __all__ = [
@@ -104,6 +106,8 @@ class Plan(NamedTuple):
     files: dict[str, LayerFile]
     controlnet: ControlNetInfo | None
     loras: tuple[PlannedLora, ...] = ()
+    #: The embeddings the prompts name, loaded for the job (`acetate.engine.embeddings`).
+    embeddings: tuple[EmbeddingFile, ...] = ()
 
 
 class ModelStore:
@@ -162,7 +166,8 @@ class ModelStore:
         pair_split_parts(found)  # ComfyUI's Qwen transformer file + a folder without it
         found.bases = self._unique(found.bases, warnings)
         found.controlnets = self._unique(found.controlnets, warnings)
-        found.loras = unique_loras(found.loras, warnings)
+        found.loras = discovery.unique_names(found.loras, "LoRA", warnings)
+        found.embeddings = discovery.unique_names(found.embeddings, "embedding", warnings)
         tokenizer_dirs = self._tokenizer_dirs(found, snapshots)
         found.bases = [self._complete(base, tokenizer_dirs) for base in found.bases]
         found.controlnets = [self._complete_controlnet(c) for c in found.controlnets]
@@ -221,7 +226,10 @@ class ModelStore:
         with self._lock:
             if self._tiny is None:
                 root = tiny_root(self.models_dir)
-                self._tiny = discovery.scan_root(root, "tiny") if root.is_dir() else Found()
+                tiny = discovery.scan_root(root, "tiny") if root.is_dir() else Found()
+                if not tiny.loras and not tiny.embeddings:  # not built yet (or built before)
+                    tiny.loras, tiny.embeddings = listed_tiny_styles(root)
+                self._tiny = tiny
             return self._tiny
 
     def ensure_tiny(self) -> Path:
@@ -291,6 +299,9 @@ class ModelStore:
 
     def loras(self) -> list[LoraFile]:
         return [*self._scan().loras, *self._tiny_found().loras]
+
+    def embeddings(self) -> list[EmbeddingFile]:
+        return [*self._scan().embeddings, *self._tiny_found().embeddings]
 
     def refused(self) -> list[RefusedFile]:
         return [*self._scan().refused, *self._tiny_found().refused]
@@ -426,9 +437,10 @@ class ModelStore:
         overrides: Sequence[LayerOverride] = (),
         names: Sequence[str] = (),
         loras: Sequence[LoraRequest] = (),
+        prompts: Mapping[str, str] | None = None,
     ) -> Plan:
-        """The base, layer files, ControlNet and LoRAs a request needs; `InputError`s name the
-        field.
+        """The base, layer files, ControlNet, LoRAs and embeddings (named in `prompts`, field →
+        text) a request needs; `InputError`s name the field.
 
         Cheap (headers only): the server runs it before queuing a job, the engine before loading.
         """
@@ -438,7 +450,8 @@ class ModelStore:
         if control != "none":
             chosen = self.controlnet(controlnet, base.family, control, tiny=base.tiny)
         planned = plan_loras(loras, self.loras(), self.refused(), base)
-        return Plan(base, list(warnings), files, chosen, planned)
+        embeddings = plan_embeddings(prompts or {}, self.embeddings(), base)
+        return Plan(base, list(warnings), files, chosen, planned, embeddings)
 
     def controlnet(
         self, name: str | None, family: Family, control: str = "none", *, tiny: bool = False
@@ -507,6 +520,7 @@ class ModelStore:
             "layer_files": [f.to_dict() for f in self.layer_files()],
             "controlnets": [c.to_dict() for c in self.controlnets()],
             "loras": [lora.to_dict() for lora in self.loras()],
+            "embeddings": [embedding.to_dict() for embedding in self.embeddings()],
             "refused": [r.to_dict() for r in self.refused()],
             "get": {kind: where_to_get(kind, self.models_dir) for kind in missing_kinds},
             "warnings": list(self.warnings)

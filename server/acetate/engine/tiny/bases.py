@@ -5,6 +5,8 @@
     checkpoints/tiny-sd15/, checkpoints/tiny-sdxl/        diffusers pipeline folders
     controlnet/tiny-controlnet-sd15/, …-sdxl/             ControlNets made from the tiny UNets
     layer_model/<official file name>.safetensors          every official LayerDiffusion kind
+    loras/tiny-style-sd15.safetensors, …-sdxl             style LoRAs (`styles.py`)
+    embeddings/tiny-emb-sd15.safetensors, …-sdxl          textual-inversion embeddings
 
 The tiny models keep what the official files rely on (DESIGN.md "Models"): a VAE with 4 latent
 channels, ×8 downsampling and the family's scaling factor; UNets with the real block types and
@@ -230,11 +232,12 @@ def build_tiny_controlnet(unet: Any, folder: Path, seed: int = SEED) -> Any:
     return controlnet
 
 
-def _layer_writers() -> tuple[Any, Any]:
+def _layer_writers() -> tuple[Any, Any, Any]:
     from acetate.engine.nets import transparent_vae
     from acetate.engine.tiny import layers as tiny_layers
+    from acetate.engine.tiny import styles as tiny_styles
 
-    return transparent_vae, tiny_layers
+    return transparent_vae, tiny_layers, tiny_styles
 
 
 @contextmanager
@@ -261,13 +264,15 @@ def build_tiny_models(root: Path, seed: int = SEED) -> list[Path]:
 
 
 def _build(root: Path, seed: int) -> list[Path]:
-    transparent_vae, tiny_layers = _layer_writers()
+    transparent_vae, tiny_layers, tiny_styles = _layer_writers()
     written: list[Path] = []
     unets = {}
     for family, name in zip(("sd15", "sdxl"), TINY_BASES, strict=True):
         folder = root / "checkpoints" / name
-        unets[family] = build_tiny_pipeline(family, folder, seed).unet
+        pipe = build_tiny_pipeline(family, folder, seed)
+        unets[family] = pipe.unet
         written.append(folder)
+        written += tiny_styles.write_tiny_styles(root, family, pipe, seed)
         controlnet = root / "controlnet" / TINY_CONTROLNETS[family]
         build_tiny_controlnet(unets[family], controlnet, seed)
         written.append(controlnet)
