@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .choices import offered
 from .layer_files import FilePart
-from .model import offered
 from .protocol import ImageInputInfo, ModeInfo, OptionInfo
 from .sources import pickable
 from .structure import STRUCTURE_OPTIONS, takes_structure

@@ -119,8 +119,8 @@ test("only src/photoshop.js requires photoshop or uxp", () => {
 
 test("imports go one way and resolve to shipped files", () => {
   // Lower layers never import higher ones: protocol/modes/utf8/errors/pixels/sources/insertion ←
-  // client/events/jobs/settings/state/placement/layerfiles/structure/loras ← messages ←
-  // controller ← main; ui/ sees settings, modes and the pickers' pure logic (layerfiles,
+  // client/events/jobs/settings/state/placement/layerfiles/structure/loras ← landing/messages
+  // ← controller ← main; ui/ sees settings, modes and the pickers' pure logic (layerfiles,
   // structure, sources, loras, insertion) only; photoshop.js (the adapter) only uses the lowest
   // layers and placement's pure order.
   const allowed = {
@@ -141,10 +141,12 @@ test("imports go one way and resolve to shipped files", () => {
     "src/loras.js": ["src/errors.js", "src/layerfiles.js"],
     "src/placement.js": ["src/errors.js", "src/modes.js", "src/pixels.js"],
     "src/messages.js": ["src/client.js", "src/errors.js", "src/protocol.js", "src/settings.js"],
+    "src/landing.js": ["src/modes.js", "src/placement.js", "src/protocol.js"],
     "src/controller.js": [
       "src/client.js", "src/errors.js", "src/events.js", "src/insertion.js", "src/jobs.js",
-      "src/layerfiles.js", "src/loras.js", "src/messages.js", "src/modes.js", "src/placement.js",
-      "src/protocol.js", "src/settings.js", "src/sources.js", "src/state.js", "src/structure.js",
+      "src/landing.js", "src/layerfiles.js", "src/loras.js", "src/messages.js", "src/modes.js",
+      "src/placement.js", "src/protocol.js", "src/settings.js", "src/sources.js", "src/state.js",
+      "src/structure.js",
     ],
     "src/photoshop.js": ["src/errors.js", "src/pixels.js", "src/placement.js", "src/utf8.js"],
     "src/ui/panel.js": ["src/layerfiles.js", "src/modes.js", "src/settings.js", "src/structure.js", "src/ui/pickers.js"],

@@ -20,10 +20,11 @@ from reference import rgba16_to_krita
 from server_process import ServerProcess
 from test_model import MODES, FakeDocument, FakeDocuments, make_model
 
+from acetate_krita.choices import offered
 from acetate_krita.client import AcetateClient, HttpResponse, ServerError
 from acetate_krita.insertion import DOCUMENT_OPTIONS, Downloads, document_options
 from acetate_krita.mask_template import mask_template_psd
-from acetate_krita.model import Model, offered
+from acetate_krita.model import Model
 from acetate_krita.pixels import (
     LayerPixels,
     PixelFormat,

@@ -19,6 +19,7 @@ from server_process import ServerProcess, start_server
 from support.trained import SD15_DECODER, TRAINED_NAME, models_with_trained_decoder, sha256_of
 from test_model import FakeDocument, FakeDocuments
 
+from acetate_krita.choices import BY_STRUCTURE
 from acetate_krita.form import (
     FILE,
     LORAS,
@@ -33,7 +34,7 @@ from acetate_krita.inputs import layout_lists
 from acetate_krita.insertion import DOCUMENT_OPTIONS
 from acetate_krita.layer_files import file_label, file_parts
 from acetate_krita.loras import takes_loras
-from acetate_krita.model import BY_STRUCTURE, Model
+from acetate_krita.model import Model
 from acetate_krita.protocol import BaseModelInfo, ModelsInfo, ModesInfo
 
 OFFICIAL = f"{SD15_DECODER}.safetensors"
