@@ -43,6 +43,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/decoder.py
+	HF_HUB_OFFLINE=1 $(PY) bench/decoder.py --size 1024
+	HF_HUB_OFFLINE=1 $(PY) bench/memory.py
 	HF_HUB_OFFLINE=1 $(PY) bench/export.py
 	HF_HUB_OFFLINE=1 $(PY) bench/modes.py
 	HF_HUB_OFFLINE=1 $(PY) bench/scene.py

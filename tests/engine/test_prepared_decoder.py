@@ -188,6 +188,28 @@ def test_decodes_take_the_prepared_network_once_ready(
     assert session.runs == 8 and digests == ["hashed"] and cache.loads == 1
 
 
+def test_views_run_several_at_once_on_a_share_of_the_threads_each() -> None:
+    concurrency = prepared_decoder.concurrency
+    assert concurrency(512, 512, 2) == (2, 1)  # a 2-core CPU: one thread per view, two views
+    assert concurrency(512, 512, 16) == (8, 2)  # never more views at once than the TTA has
+    assert concurrency(1024, 1024, 16) == (2, 8)  # activations of two 1024² views at most
+    assert concurrency(2048, 2048, 16) == (1, 16)
+    assert concurrency(512, 512, 1) == (1, 1)
+
+
+def test_concurrent_runs_keep_the_batch_order(
+    decoder: Any, inputs: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    session = EagerSession(decoder)
+    pixel = torch.cat([inputs[0], inputs[0].flip(3), inputs[0].flip(2)])
+    latent = torch.cat([inputs[1], inputs[1].flip(3), inputs[1].flip(2)])
+    with torch.inference_mode():
+        one_by_one = PreparedDecoder(session, KEY, [], runs=1)(pixel, latent)
+        at_once = PreparedDecoder(session, KEY, [], runs=2)(pixel, latent)
+    assert at_once.equal(one_by_one) and session.runs == 6
+    assert not at_once[0].equal(at_once[1])
+
+
 def test_a_size_that_cannot_be_prepared_stays_eager_with_its_reason(
     tmp_path: Path, decoder: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,6 +294,9 @@ def test_real_export_round_trip(
     stripped = [tensor for tensor in graph.graph.initializer if tensor.name.startswith("decoder.")]
     assert len(stripped) == len(decoder.state_dict())
     assert not any(tensor.raw_data or tensor.float_data for tensor in stripped)
+    # Attention runs as ONNX Runtime's flash kernel, no score matrix spelled out.
+    kinds = {node.op_type for node in graph.graph.node}
+    assert "MultiHeadAttention" in kinds and "Softmax" not in kinds
 
     loaded = cache.load(key, decoder)
     assert isinstance(loaded, PreparedDecoder)

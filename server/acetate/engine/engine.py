@@ -24,7 +24,12 @@ import torch
 
 from acetate.checks import check_request
 from acetate.engine.lora_fusion import fused_loras
-from acetate.engine.memory import apply_group_offload, check_memory_options
+from acetate.engine.memory import (
+    apply_group_offload,
+    check_memory_options,
+    release_unused_memory,
+    return_large_frees_at_once,
+)
 from acetate.engine.nets.attention_sharing import AttentionSharing
 from acetate.engine.nets.decoder_paths import PREPARED
 from acetate.engine.nets.transparent_vae import (
@@ -33,7 +38,7 @@ from acetate.engine.nets.transparent_vae import (
     load_transparent_decoder,
     load_transparent_encoder,
 )
-from acetate.engine.nets.unet_patch import UNetPatch, load_unet_patch
+from acetate.engine.nets.unet_patch import UNetPatch, load_unet_patch, needs_reload
 from acetate.engine.options import EngineOptions
 from acetate.engine.outputs import GenerationResult, LayerImage, stacked
 from acetate.engine.pipelines import pipeline
@@ -120,6 +125,7 @@ class Engine:
                 field="offload",
             )
         check_memory_options(self.options, self.device)
+        return_large_frees_at_once()
         self._base: _LoadedBase | None = None
         self._transparency: dict[tuple[str, Path], TransparentDecoder | TransparentEncoder] = {}
         self._lock = threading.Lock()
@@ -162,6 +168,7 @@ class Engine:
         with self._lock:
             try:
                 yield from self._run(prepared, dict(images), callback, cancel)
+                release_unused_memory()  # a job's buffers, before the server idles
             except torch.cuda.OutOfMemoryError as error:
                 self.release()
                 raise OutOfMemory(f"out of device memory: {error}{OOM_HINT}") from error
@@ -225,7 +232,11 @@ class Engine:
     # Loading ---------------------------------------------------------------------------------
 
     def _load_base(self, base: BaseCheckpoint) -> _LoadedBase:
-        if self._base is not None and self._base.name == base.name:
+        if (
+            self._base is not None
+            and self._base.name == base.name
+            and not needs_reload(getattr(self._base.sampler.pipe, "unet", None))
+        ):
             return self._base
         self.release()
         log.info("loading base model %s (%s) on %s", base.name, base.family, self.device_name)
@@ -243,6 +254,7 @@ class Engine:
         else:
             pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
+        release_unused_memory()  # what loading freed tensor by tensor
         sampler = Sampler(pipe, base.family, self.device, self.dtype)
         self._base = _LoadedBase(base.name, base.family, sampler, {}, {})
         return self._base
@@ -275,7 +287,8 @@ class Engine:
                 if role == "encoder":
                     models.encoder_offset_scale = float(info.identity.encoder_offset_scale)
                 continue
-            if key not in loaded.layer_files:
+            cached = loaded.layer_files.get(key)
+            if cached is None or (isinstance(cached, UNetPatch) and not cached.is_current()):
                 if role == "attention_sharing":
                     sharing = AttentionSharing.from_file(info.path)
                     loaded.layer_files[key] = sharing.to(self.device, self.dtype)

@@ -2,8 +2,11 @@
 
 The eager `TransparentDecoder` stays the reference and the fallback. A prepared decoder is the
 same network exported to an ONNX graph for one input size (a size bucket is one exact
-height × width: the graph has static shapes, which ONNX Runtime optimises best) and run by ONNX
-Runtime, about 1.3× the eager decoder per pass on the CPU (see `bench/decoder.py`).
+height × width: the graph has static shapes, which ONNX Runtime optimises best), its attention
+fused into flash attention (`onnx_attention`), and run by ONNX Runtime in fp32. Batch rows (the
+TTA's views) run several at once, each on its share of the threads: one thread per view on a
+2-core CPU keeps both cores busy where one view on two threads idles them a fifth of the time
+between small operators (see `bench/decoder.py`).
 
 An exported graph is code, not weights: it is kept only in a private cache (mode 0700, under the
 user's cache folder, never in a scanned model folder) and holds no weights, which ONNX Runtime
@@ -26,6 +29,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from acetate.engine.nets.onnx_attention import translation_table
 from acetate.engine.nets.transparent_vae import TransparentDecoder
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the export or the entry layout changes, so old entries are rebuilt.
-FORMAT = 1
+FORMAT = 2  # 2: flash attention (MultiHeadAttention)
 BACKEND = "onnxruntime"
 #: Overrides the cache folder (tests; machines whose home cache is shared).
 CACHE_ENV = "ACETATE_DECODER_CACHE"
@@ -49,6 +54,11 @@ EXPORT_MODULES = ("onnxruntime", "onnx", "onnxscript")
 #: ONNX initializers whose data ONNX Runtime gets from the loaded decoder point at this file.
 WEIGHTS_FROM_DECODER = "weights-supplied-by-acetate-at-load"
 GRAPH_FILE = "decoder.onnx"
+#: Views decoded at once add up their activations (~2 GiB per 1024² view with flash attention),
+#: so at most this many pixels run at once; and never more views at once than threads, nor
+#: than the TTA has.
+CONCURRENT_PIXELS = 2 * 1024 * 1024
+MAX_RUNS = 8
 KEY_FILE = "key.json"
 
 
@@ -179,6 +189,7 @@ def export_graph(decoder: TransparentDecoder, height: int, width: int) -> tuple[
             dynamo=True,
             optimize=False,  # folding would bake transposed weights into the graph
             verbose=False,
+            custom_translation_table=translation_table(),
         )
     model = program.model_proto
     names = {f"decoder.{name}": name for name in decoder.state_dict()}
@@ -195,36 +206,53 @@ def export_graph(decoder: TransparentDecoder, height: int, width: int) -> tuple[
     return model.SerializeToString(), stripped
 
 
+def concurrency(height: int, width: int, threads: int) -> tuple[int, int]:
+    """(views run at once, threads per view) for `threads` threads at height × width."""
+    runs = max(1, min(threads, MAX_RUNS, CONCURRENT_PIXELS // (height * width)))
+    return runs, max(1, threads // runs)
+
+
 class PreparedDecoder:
     """An ONNX Runtime session of one decoder at one size, called like the eager network."""
 
-    def __init__(self, session: Any, key: PreparedKey, weights: list[np.ndarray]) -> None:
+    def __init__(
+        self, session: Any, key: PreparedKey, weights: list[np.ndarray], runs: int = 1
+    ) -> None:
         self.session = session
         self.key = key
+        self.runs = runs  # batch rows run at once (ONNX Runtime sessions run concurrently)
         self._weights = weights  # the session reads them in place
 
+    def _row(self, pixel: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        feed = {
+            "pixel": pixel.float().contiguous().numpy(),
+            "latent": latent.float().contiguous().numpy(),
+        }
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
     def __call__(self, pixel: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """Clipped output [B,4,H,W] (alpha first), one batch row per run."""
-        rows = []
-        for index in range(pixel.shape[0]):
-            feed = {
-                "pixel": pixel[index : index + 1].float().contiguous().numpy(),
-                "latent": latent[index : index + 1].float().contiguous().numpy(),
-            }
-            rows.append(torch.from_numpy(self.session.run(None, feed)[0]))
-        return torch.cat(rows)
+        """Clipped output [B,4,H,W] (alpha first): one run per batch row, `runs` at once."""
+        rows = [(pixel[i : i + 1], latent[i : i + 1]) for i in range(pixel.shape[0])]
+        if self.runs == 1 or len(rows) == 1:
+            return torch.cat([self._row(*row) for row in rows])
+        with ThreadPoolExecutor(min(self.runs, len(rows)), thread_name_prefix="decoder") as pool:
+            return torch.cat(list(pool.map(lambda row: self._row(*row), rows)))
 
 
-def open_session(
-    graph: Path, names: list[str], decoder: TransparentDecoder
-) -> tuple[Any, list[np.ndarray]]:
-    """An ONNX Runtime CPU session of `graph` with the decoder's weights as its initializers,
-    and those weights (ONNX Runtime uses them in place: keep them as long as the session)."""
+def open_prepared(
+    graph: Path, names: list[str], decoder: TransparentDecoder, key: PreparedKey
+) -> PreparedDecoder:
+    """The prepared decoder of `graph`: an ONNX Runtime CPU session per `concurrency`, with the
+    decoder's weights as its initializers (used in place: the prepared decoder keeps them)."""
     import onnxruntime
 
+    runs, threads = concurrency(key.height, key.width, torch.get_num_threads())
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # the same threads as eager torch
+    options.intra_op_num_threads = threads  # per run; all runs together use torch's threads
     options.inter_op_num_threads = 1
+    # No arena: it would keep a decode's peak activations (GBs at 1024²) for the session's
+    # life; freed blocks go back to the system instead (`memory.return_large_frees_at_once`).
+    options.enable_cpu_mem_arena = False
     weights = _weights(decoder)
     # Runtime prefixes nothing; the exporter may name weights with or without the wrapper's.
     values = [weights[name.removeprefix("decoder.")] for name in names]
@@ -232,7 +260,7 @@ def open_session(
         names, [onnxruntime.OrtValue.ortvalue_from_numpy(value) for value in values]
     )
     session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    return session, values
+    return PreparedDecoder(session, key, values, runs)
 
 
 def self_check(prepared: PreparedDecoder, decoder: TransparentDecoder, seed: int = 0) -> float:
@@ -288,10 +316,9 @@ class PreparedCache:
         if digest != record.get("graph_sha256"):
             return f"{graph} does not match its key file (corrupt or changed)"
         try:
-            session, weights = open_session(graph, list(record["weights"]), decoder)
+            return open_prepared(graph, list(record["weights"]), decoder, key)
         except Exception as error:  # any runtime failure means eager
             return f"ONNX Runtime could not open {graph}: {error}"
-        return PreparedDecoder(session, key, weights)
 
     def prepare(
         self, key: PreparedKey, decoder: TransparentDecoder
@@ -312,8 +339,7 @@ class PreparedCache:
                 "weights": names,
             }
             (staging / KEY_FILE).write_text(json.dumps(record, indent=1))
-            session, weights = open_session(staging / GRAPH_FILE, names, decoder)
-            prepared = PreparedDecoder(session, key, weights)
+            prepared = open_prepared(staging / GRAPH_FILE, names, decoder, key)
             difference = self_check(prepared, decoder)
             if not difference <= MAX_DIFFERENCE:
                 raise ValueError(f"prepared decoder differs from eager by {difference:.2e} > 1/255")

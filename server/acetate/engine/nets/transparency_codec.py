@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
+from acetate.engine.nets import banded_vae
 from acetate.engine.nets.decoder_paths import PREPARED
 from acetate.engine.nets.prepared_decoder import PreparedDecoder
 from acetate.engine.nets.rgb_padding import pad_rgb_tensor
@@ -93,12 +94,13 @@ def _decode_tta(
     for views in groups.values():
         pixels = torch.cat([_view(pixel, *view) for view in views])
         latents = torch.cat([_view(latent, *view) for view in views])
+        # A prepared network takes every view at once and runs as many together as it can.
+        prepared = (nets or {}).get((pixels.shape[-2], pixels.shape[-1])) is not None
+        step = len(pixels) if prepared else rows_per_pass
         decoded = torch.cat(
             [
-                _decode_pass(
-                    decoder, pixels[i : i + rows_per_pass], latents[i : i + rows_per_pass], nets
-                )
-                for i in range(0, len(pixels), rows_per_pass)
+                _decode_pass(decoder, pixels[i : i + step], latents[i : i + step], nets)
+                for i in range(0, len(pixels), step)
             ]
         )
         for view, part in zip(views, decoded.split(batch), strict=True):
@@ -193,7 +195,7 @@ def decode_rgba(
     _check_size(latents.shape[-2] * vae_scale, latents.shape[-1] * vae_scale, SIZE_MULTIPLE)
     unscaled = latents / config.scaling_factor
     with vae_precision(vae) as dtype:
-        image = vae.decode(unscaled.to(vae.device, dtype)).sample
+        image = banded_vae.vae_decode(vae, unscaled.to(vae.device, dtype))
     pixel = (image.float() * 0.5 + 0.5).clamp(0, 1)
     return decode_transparent(decoder, pixel, unscaled, mode)
 

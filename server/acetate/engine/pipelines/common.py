@@ -10,6 +10,7 @@ import torch
 
 from acetate.bitdepth import unit_to_pixels
 from acetate.engine import framing
+from acetate.engine.memory import release_unused_memory
 from acetate.engine.nets.attention_sharing import AttentionSharing
 from acetate.engine.nets.transparency_codec import (
     decode_rgba,
@@ -82,6 +83,7 @@ def patched_unet(ctx: ModeContext, patch: UNetPatch | None) -> Iterator[Callable
     """Merge an SDXL layer patch into the UNet; yields a function that removes it early."""
     unet_patch = loaded(patch, "UNet patch")
     handle = apply_unet_patch(ctx.sampler.unet, unet_patch, ctx.params.layer_weight)
+    release_unused_memory()  # the merge's per-tensor temporaries
     try:
         yield handle.remove
     finally:

@@ -20,6 +20,7 @@ import torch
 from diffusers.models.controlnets.controlnet import ControlNetModel
 from diffusers.utils.torch_utils import randn_tensor
 
+from acetate.engine.nets import banded_vae
 from acetate.engine.nets.transparency_codec import vae_precision
 from acetate.engine.schedulers import NoiseScheduler, make_scheduler
 
@@ -115,6 +116,9 @@ class Sampler:
 
     # 1. Prompt -------------------------------------------------------------------------------
 
+    # Without it the embeddings would keep the text encoders' autograd graph (every layer's
+    # activations, 0.5 GB for SDXL) alive through the whole denoising loop.
+    @torch.no_grad()
     def encode_prompt(
         self, prompts: list[str], negatives: list[str], cfg: float, size: tuple[int, int]
     ) -> PromptEmbeds:
@@ -149,6 +153,7 @@ class Sampler:
             embeds = torch.cat([negative, embeds])
         return PromptEmbeds(embeds.to(self.dtype))
 
+    @torch.no_grad()
     def encode_texts(self, prompts: list[str]) -> torch.Tensor:
         """Positive-only embeddings (per-layer prompts of the SD1.5 attention-sharing models)."""
         embeds, _ = self._sd15().encode_prompt(prompts, self.device, 1, False)
@@ -287,7 +292,7 @@ class Sampler:
         """Scaled latents → [B,3,H,W] RGB in [0,1]."""
         with vae_precision(self.vae) as dtype:
             scaled = (latents / self.scaling_factor).to(self.device, dtype)
-            image = self.vae.decode(scaled, return_dict=False)[0]
+            image = banded_vae.vae_decode(self.vae, scaled)
         return (image.float() * 0.5 + 0.5).clamp(0.0, 1.0)
 
 

@@ -14,6 +14,13 @@ from typing import Any
 
 import torch
 
+from acetate.engine.nets.weight_files import (
+    DTYPES,
+    TensorFile,
+    UNetWeightFiles,
+    WeightReader,
+    attach_weight_files,
+)
 from acetate.engine.store.discovery import BaseCheckpoint, ControlNetInfo
 from acetate.engine.store.family import CONFIGS_DIR, FAMILY_LABEL, load_json
 from acetate.engine.store.qwen import QWEN_FAMILY, load_qwen_pipeline
@@ -71,8 +78,9 @@ def load_tokenizers(base: BaseCheckpoint) -> dict[str, Any]:
     return loaded
 
 
-def _dtype(dtype: torch.dtype) -> dict[str, torch.dtype]:
-    """diffusers renamed `torch_dtype` to `dtype` (the old name warns); pass what it expects."""
+def _dtype(dtype: torch.dtype | dict[str, torch.dtype]) -> dict[str, Any]:
+    """diffusers renamed `torch_dtype` to `dtype` (the old name warns); pass what it expects
+    (one dtype, or one per component with a "default")."""
     from diffusers.utils import deprecation_utils
 
     return {"dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype": dtype}
@@ -88,13 +96,88 @@ def _load_error(what: str, path: Path, error: Exception) -> ModelFileError:
     return ModelFileError(f"{path.name} could not be loaded as {what}: {first_line}")
 
 
+#: Pipeline components whose weights are worth loading in their stored dtype first.
+UPCAST_COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "vae")
+
+
+def stored_float_dtype(folder: Path, variant: str | None) -> torch.dtype | None:
+    """The one float dtype of a component folder's weight files (None: mixed, or no files)."""
+    found: set[str] = set()
+    for path in folder.glob("*.safetensors"):
+        middle = path.name.split(".")[1:-1]
+        if middle != ([variant] if variant else []):
+            continue
+        try:
+            with TensorFile(path) as handle:
+                found |= {stored.dtype for stored in handle.tensors.values()}
+        except (OSError, ModelFileError):
+            return None
+    floats = found & set(DTYPES)
+    return DTYPES[floats.pop()] if len(floats) == 1 else None
+
+
+def narrower_stored_dtypes(
+    folder: Path, variant: str | None, dtype: torch.dtype
+) -> dict[str, torch.dtype]:
+    """Components stored in a narrower float type than `dtype` (fp16 files for an fp32 run).
+
+    diffusers reads a whole weight file into memory before converting it, so loading SDXL's
+    5 GB fp16 UNet as fp32 holds both (15 GB); loaded as stored and then converted tensor by
+    tensor, it never holds more than the fp32 result. The values are the same: widening a
+    float is exact.
+    """
+    width = torch.empty((), dtype=dtype).element_size()
+    narrower = {}
+    for component in UPCAST_COMPONENTS:
+        stored = stored_float_dtype(folder / component, variant)
+        if stored is not None and torch.empty((), dtype=stored).element_size() < width:
+            narrower[component] = stored
+    return narrower
+
+
+def load_unet_by_tensor(folder: Path, variant: str | None, dtype: torch.dtype) -> Any | None:
+    """A diffusers UNet read one tensor at a time and converted to `dtype` as it is read.
+
+    diffusers maps the weight file and converts the mapped tensors: while SDXL's fp16 UNet
+    becomes fp32, the whole mapped file (5 GB) is resident beside the new weights. Reading
+    each tensor into its own buffer instead keeps loading at the size of the result. None when
+    the folder is not exactly the UNet its config describes (then diffusers loads it, and says
+    what is wrong).
+    """
+    from accelerate import init_empty_weights
+    from accelerate.utils import set_module_tensor_to_device
+    from diffusers import UNet2DConditionModel
+
+    files = UNetWeightFiles.from_diffusers_folder(folder, variant)
+    try:
+        config = UNet2DConditionModel.load_config(folder)
+        with init_empty_weights():
+            unet = UNet2DConditionModel.from_config(config)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    expected = unet.state_dict()
+    if set(files.locations) != set(expected):
+        return None
+    reader = WeightReader(files)
+    try:
+        for key, empty in expected.items():
+            value = reader.read(key)
+            if value is None or tuple(value.shape) != tuple(empty.shape):
+                return None
+            set_module_tensor_to_device(unet, key, "cpu", value=value.to(dtype))
+    finally:
+        reader.close()
+    unet.register_to_config(_name_or_path=str(folder.parent))
+    return unet.eval()
+
+
 def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype, quantize: str = "none") -> Any:
     """A `StableDiffusionPipeline` (SD1.5) or `StableDiffusionXLPipeline` on the CPU (or, for
     the Qwen-Image-Layered family, a `QwenImageLayeredPipeline`, quantised per `quantize`)."""
     if base.family == QWEN_FAMILY:
         split = getattr(base, "transformer_file", None)  # `qwen_split.SplitQwenBase`
         return load_qwen_pipeline(base.path, dtype, base.variant, quantize, split, base.tiny)
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     cls = StableDiffusionXLPipeline if base.family == "sdxl" else StableDiffusionPipeline
@@ -106,14 +189,32 @@ def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype, quantize: str =
         raise ModelNotFoundError(f"{base.name}: {base.path} no longer exists", field="model")
     try:
         if base.format == "diffusers":
+            narrower = narrower_stored_dtypes(base.path, base.variant, dtype)
             pipeline = cls.from_pretrained(
                 base.path,
-                **_dtype(dtype),
+                **_dtype({"default": dtype, **narrower}),
                 local_files_only=True,
                 use_safetensors=True,
                 variant=base.variant,
                 **extra,
+                **({"unet": None} if "unet" in narrower else {}),  # loaded last, below
             )
+            for component in narrower:  # one tensor at a time: no second full copy
+                if component != "unet":
+                    # nn.Module's own `to`: diffusers' warns about fp32-kept modules, moot
+                    # when widening to fp32.
+                    torch.nn.Module.to(getattr(pipeline, component), dtype)
+            if "unet" in narrower:
+                unet = load_unet_by_tensor(base.path / "unet", base.variant, dtype)
+                if unet is None:  # diffusers' own loading, and its account of the problem
+                    unet = UNet2DConditionModel.from_pretrained(
+                        base.path,
+                        subfolder="unet",
+                        variant=base.variant,
+                        local_files_only=True,
+                        **_dtype(dtype),
+                    )
+                pipeline.register_modules(unet=unet)
         else:
             config_dir = base.config_dir or CONFIGS_DIR / base.family
             tokenizers = load_tokenizers(base)
@@ -142,7 +243,20 @@ def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype, quantize: str =
             raise
         raise _load_error(what, base.path, error) from error
     check_tokenizers(pipeline, base)
+    attach_weight_files(pipeline.unet, unet_weight_files(base))
     return pipeline
+
+
+def unet_weight_files(base: BaseCheckpoint) -> UNetWeightFiles:
+    """Where the base's UNet weights lie, so a UNet patch can be undone by reading them back."""
+    try:
+        if base.format == "diffusers":
+            return UNetWeightFiles.from_diffusers_folder(base.path / "unet", base.variant)
+        config_dir = base.config_dir or CONFIGS_DIR / base.family
+        config = load_json(config_dir / "unet" / "config.json")
+        return UNetWeightFiles.from_single_file(base.path, config)
+    except (OSError, ValueError, KeyError, ModelFileError):
+        return UNetWeightFiles({})  # patches then keep copies of what they change
 
 
 #: Longest prompt window a CLIP text encoder can have (77 for every SD1.5/SDXL encoder).
