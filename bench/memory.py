@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from provenance import commit
+from provenance import add_cache_argument, commit
 
 PACKAGE = Path(__file__).resolve().parents[1] / "server" / "acetate"
 CONFIGS = PACKAGE / "engine" / "store" / "configs" / "sdxl"
@@ -353,13 +352,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(
-            os.environ.get("ACETATE_BENCH_CACHE", Path.home() / ".cache" / "acetate-bench")
-        ),
-    )
+    add_cache_argument(parser)
     parser.add_argument("--build-only", action="store_true", help="build the store and stop")
     parser.add_argument("extra", nargs="*", help="more `acetate generate` flags, after --")
     args = parser.parse_args()

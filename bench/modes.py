@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from provenance import commit
+from provenance import add_cache_argument, commit
 
 from acetate.engine.engine import Engine
 from acetate.engine.nets.attention_sharing import AttentionSharing, AttentionSharingConfig
@@ -196,13 +195,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(
-            os.environ.get("ACETATE_BENCH_CACHE", Path.home() / ".cache" / "acetate-bench")
-        ),
-    )
+    add_cache_argument(parser)
     args = parser.parse_args()
 
     store_dir = build_store(args.cache / "sd15-full-random")

@@ -13,17 +13,15 @@ of each mode first. Peak RSS is the process's (ru_maxrss), after the scene and a
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import resource
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from modes import build_store  # bench/modes.py: the cached random full-size SD1.5 store
-from provenance import commit
+from provenance import add_cache_argument, commit
 
 from acetate.engine import framing
 from acetate.engine.engine import Engine
@@ -106,13 +104,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--margin", type=int, default=64)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(
-            os.environ.get("ACETATE_BENCH_CACHE", Path.home() / ".cache" / "acetate-bench")
-        ),
-    )
+    add_cache_argument(parser)
     args = parser.parse_args()
 
     store_dir = build_store(args.cache / "sd15-full-random")

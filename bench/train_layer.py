@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from modes import build_store  # bench/modes.py: the cached random full-size SD1.5 store
-from provenance import commit
+from provenance import add_cache_argument, commit
 
 CAPTION = "a glass bottle, sticker"
 
@@ -142,13 +142,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2, help="images (= warm-up steps)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--child", choices=("ours", "reference"), help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(
-            os.environ.get("ACETATE_BENCH_CACHE", Path.home() / ".cache" / "acetate-bench")
-        ),
-    )
+    add_cache_argument(parser)
     args = parser.parse_args()
     if args.child:
         child(args)

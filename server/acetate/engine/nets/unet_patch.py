@@ -44,7 +44,7 @@ from acetate.engine.nets.unet_patch_plan import (
     widens_conv_in,
 )
 from acetate.engine.nets.weight_files import DTYPES, TensorFile, WeightReader, weight_files
-from acetate.engine.nets.weights import read_shapes
+from acetate.engine.nets.weights import read_header, read_shapes
 from acetate.errors import InputError, ModelFileError
 
 #: The plan's names are part of this module's interface too.
@@ -133,19 +133,17 @@ class UNetPatch:
 def load_unet_patch(path: str | os.PathLike[str], unet_config: Mapping[str, Any]) -> UNetPatch:
     """Read and validate an official UNet patch file (Forge or diffusers-keyed) for a UNet."""
     path = Path(path)
-    identity = _identity(path) if path.is_file() else (0, 0)
     shapes = read_shapes(path)
+    dtypes = read_header(path).dtypes
     plan = plan_unet_patch(shapes, unet_config, path.name)
-    with TensorFile(path) as handle:
-        stored = handle.tensors
     weights = {}
     for planned in plan:
         for source in planned.sources:
-            if stored[source].dtype not in DTYPES:
+            if dtypes[source] not in DTYPES:
                 raise ModelFileError(f"{path.name}: key {source!r} is not a float tensor")
-        shapes_of = tuple(stored[source].shape for source in planned.sources)
+        shapes_of = tuple(shapes[source] for source in planned.sources)
         weights[planned.key] = WeightPatch(planned.key, planned.kind, planned.sources, shapes_of)
-    return UNetPatch(path.stem, patch_format(shapes, path.name), weights, path, identity)
+    return UNetPatch(path.stem, patch_format(shapes, path.name), weights, path, _identity(path))
 
 
 def check_strength(strength: float, field: str = "layer_weight") -> float:

@@ -12,8 +12,8 @@ folder or a single-file checkpoint); the loader attaches it to the UNet it built
 from __future__ import annotations
 
 import json
+import math
 import os
-import struct
 import weakref
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -26,6 +26,7 @@ from torch import nn
 
 from acetate.engine.nets.keymap import diffusers_to_ldm_key
 from acetate.engine.nets.unet_patch_plan import unet_parameter_shapes
+from acetate.engine.nets.weights import parse_header, read_header
 from acetate.errors import ModelFileError
 
 #: safetensors dtype names → torch dtypes (the float types weight files use; others refused).
@@ -35,18 +36,6 @@ DTYPES = {
     "F32": torch.float32,
     "F64": torch.float64,
 }
-#: A header longer than this is not a weight file's (safetensors itself caps it at 100 MB).
-MAX_HEADER = 100_000_000
-
-
-@dataclass(frozen=True)
-class StoredTensor:
-    """Where one tensor's bytes lie in its file."""
-
-    dtype: str
-    shape: tuple[int, ...]
-    start: int
-    end: int
 
 
 class TensorFile:
@@ -56,24 +45,14 @@ class TensorFile:
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
-            size = os.fstat(self._fd).st_size
-            (length,) = struct.unpack("<Q", self._read(0, 8))
-            if not 2 <= length <= min(MAX_HEADER, size - 8):
-                raise ValueError(f"header length {length}")
-            header = json.loads(self._read(8, length))
-            base = 8 + length
-            self.tensors = {
-                key: StoredTensor(
-                    str(info["dtype"]),
-                    tuple(int(n) for n in info["shape"]),
-                    base + int(info["data_offsets"][0]),
-                    base + int(info["data_offsets"][1]),
-                )
-                for key, info in header.items()
-                if key != "__metadata__"
-            }
-        except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+            # The header is read through the same descriptor as the data, so both are of one
+            # file even if the path is replaced meanwhile.
+            with os.fdopen(os.dup(self._fd), "rb") as stream:
+                self.header = parse_header(stream, os.fstat(self._fd).st_size, self.path.name)
+        except (OSError, ModelFileError) as error:
             os.close(self._fd)
+            if isinstance(error, ModelFileError):
+                raise
             message = f"{self.path.name} is not a readable safetensors file: {error}"
             raise ModelFileError(message) from error
 
@@ -86,18 +65,15 @@ class TensorFile:
     def get(self, key: str) -> torch.Tensor:
         """A new CPU tensor with the stored values (KeyError if absent; ModelFileError if its
         dtype is not a float type or its bytes do not match its shape)."""
-        stored = self.tensors[key]
-        dtype = DTYPES.get(stored.dtype)
-        itemsize = torch.empty((), dtype=dtype).element_size() if dtype else 0
-        count = 1
-        for side in stored.shape:
-            count *= side
-        if dtype is None or stored.end - stored.start != count * itemsize:
+        shape, (start, end) = self.header.shapes[key], self.header.offsets[key]
+        dtype = DTYPES.get(self.header.dtypes[key])
+        count = math.prod(shape)
+        if dtype is None or end - start != count * dtype.itemsize:
             raise ModelFileError(f"{self.path.name}: key {key!r} is not a float tensor")
         if count == 0:
-            return torch.empty(stored.shape, dtype=dtype)
-        data = bytearray(self._read(stored.start, stored.end - stored.start))
-        return torch.frombuffer(data, dtype=dtype).reshape(stored.shape)
+            return torch.empty(shape, dtype=dtype)
+        data = bytearray(self._read(start, end - start))
+        return torch.frombuffer(data, dtype=dtype).reshape(shape)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -132,16 +108,14 @@ class UNetWeightFiles:
         single = unet_folder / f"{stem}{suffix}"
         if not single.is_file():
             return cls({})
-        with TensorFile(single) as handle:
-            return cls({key: (single, key) for key in handle.tensors})
+        return cls({key: (single, key) for key in read_header(single).shapes})
 
     @classmethod
     def from_single_file(cls, checkpoint: Path, unet_config: Mapping[str, Any]) -> UNetWeightFiles:
         """The UNet weights inside an LDM checkpoint (`model.diffusion_model.<LDM key>`)."""
-        with TensorFile(checkpoint) as handle:
-            present = set(handle.tensors)
+        present = read_header(checkpoint).shapes
         locations = {}
-        for key in _unet_parameter_names(unet_config):
+        for key in unet_parameter_shapes(unet_config):
             try:
                 ldm = f"model.diffusion_model.{diffusers_to_ldm_key(key, unet_config)}"
             except KeyError:
@@ -149,10 +123,6 @@ class UNetWeightFiles:
             if ldm in present:
                 locations[key] = (checkpoint, ldm)
         return cls(locations)
-
-
-def _unet_parameter_names(unet_config: Mapping[str, Any]) -> list[str]:
-    return list(unet_parameter_shapes(unet_config))
 
 
 class WeightReader:

@@ -10,12 +10,15 @@ diffusers' own model-type inference where it knows the architecture.
 from __future__ import annotations
 
 import json
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+# The safetensors header reader lives with the other weight-file readers; the store's modules
+# and the CLI name it from here too.
+from acetate.engine.nets.weights import Header as Header
+from acetate.engine.nets.weights import read_header as read_header
 from acetate.errors import ModelFileError
 from acetate.modes import Family
 
@@ -26,7 +29,6 @@ PICKLE_REASON = (
     "pickle checkpoint refused: loading pickle files can run arbitrary code; "
     "get the .safetensors version of this model"
 )
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 FAMILY_LABEL = {"sd15": "SD1.5", "sdxl": "SDXL", "qwen_layered": "Qwen-Image-Layered"}
 _UNSUPPORTED = "LayerDiffusion's layer models exist for SD1.5- and SDXL-family bases only"
 #: diffusers model types (`infer_diffusers_model_type`) → what to call them in a refusal.
@@ -58,15 +60,6 @@ _UNET = "model.diffusion_model."
 
 
 @dataclass(frozen=True)
-class Header:
-    """A safetensors header: tensor name → shape and dtype, plus the free-form metadata."""
-
-    shapes: dict[str, tuple[int, ...]]
-    dtypes: dict[str, str]
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Detection:
     """`family` is None when refused; `reason` then says why."""
 
@@ -74,41 +67,6 @@ class Detection:
     tiny: bool = False
     reason: str | None = None
     variant: str | None = None  # diffusers weight variant ("fp16") when only that is present
-
-
-def read_header(path: Path) -> Header:
-    """Parse a safetensors header without reading tensors; `ModelFileError` if damaged."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise ModelFileError(f"{path.name}: not a safetensors file (too short)")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > min(MAX_HEADER_BYTES, size - 8):
-                raise ModelFileError(f"{path.name}: damaged safetensors file (bad header size)")
-            raw = json.loads(f.read(length))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        if isinstance(error, ModelFileError):
-            raise
-        raise ModelFileError(f"{path.name}: unreadable safetensors header ({error})") from error
-    if not isinstance(raw, dict):
-        raise ModelFileError(f"{path.name}: damaged safetensors header")
-    metadata = raw.pop("__metadata__", None) or {}
-    shapes: dict[str, tuple[int, ...]] = {}
-    dtypes: dict[str, str] = {}
-    data_size = size - 8 - length
-    for name, info in raw.items():
-        try:
-            begin, end = info["data_offsets"]
-            shapes[name] = tuple(int(d) for d in info["shape"])
-            dtypes[name] = str(info["dtype"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{path.name}: damaged safetensors header at {name!r}") from error
-        if not 0 <= begin <= end <= data_size:
-            raise ModelFileError(f"{path.name}: truncated safetensors file ({name!r} out of range)")
-    return Header(shapes, dtypes, {str(k): str(v) for k, v in metadata.items()})
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -16,13 +16,12 @@ import torch
 
 from acetate.engine.nets.weight_files import (
     DTYPES,
-    TensorFile,
     UNetWeightFiles,
     WeightReader,
     attach_weight_files,
 )
 from acetate.engine.store.discovery import BaseCheckpoint, ControlNetInfo
-from acetate.engine.store.family import CONFIGS_DIR, FAMILY_LABEL, load_json
+from acetate.engine.store.family import CONFIGS_DIR, FAMILY_LABEL, load_json, read_header
 from acetate.engine.store.qwen import QWEN_FAMILY, load_qwen_pipeline
 from acetate.errors import ModelFileError, ModelNotFoundError
 
@@ -108,9 +107,8 @@ def stored_float_dtype(folder: Path, variant: str | None) -> torch.dtype | None:
         if middle != ([variant] if variant else []):
             continue
         try:
-            with TensorFile(path) as handle:
-                found |= {stored.dtype for stored in handle.tensors.values()}
-        except (OSError, ModelFileError):
+            found |= set(read_header(path).dtypes.values())
+        except ModelFileError:
             return None
     floats = found & set(DTYPES)
     return DTYPES[floats.pop()] if len(floats) == 1 else None
@@ -126,11 +124,10 @@ def narrower_stored_dtypes(
     tensor, it never holds more than the fp32 result. The values are the same: widening a
     float is exact.
     """
-    width = torch.empty((), dtype=dtype).element_size()
     narrower = {}
     for component in UPCAST_COMPONENTS:
         stored = stored_float_dtype(folder / component, variant)
-        if stored is not None and torch.empty((), dtype=stored).element_size() < width:
+        if stored is not None and stored.itemsize < dtype.itemsize:
             narrower[component] = stored
     return narrower
 
