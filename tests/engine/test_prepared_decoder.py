@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 import torch
 
 from acetate.cli.optimize import parse_sizes
+from acetate.engine import memory
 from acetate.engine.nets import decoder_paths, prepared_decoder
 from acetate.engine.nets.decoder_paths import PreparedDecoders, explain, prepared_path_problem
 from acetate.engine.nets.prepared_decoder import (
@@ -141,9 +143,11 @@ class EagerSession:
 
     def __init__(self, decoder: Any) -> None:
         self.decoder, self.runs = decoder, 0
+        self.options: list[tuple[float, Any]] = []  # (first pixel of the row, run options)
 
-    def run(self, _: None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, _: None, feed: dict[str, np.ndarray], options: Any = None) -> list[np.ndarray]:
         self.runs += 1
+        self.options.append((float(feed["pixel"].flat[0]), options))
         pixel, latent = (torch.from_numpy(feed[name]) for name in ("pixel", "latent"))
         return [self.decoder(pixel, latent).clamp(0, 1).numpy()]
 
@@ -197,6 +201,18 @@ def test_views_run_several_at_once_on_a_share_of_the_threads_each() -> None:
     assert concurrency(512, 512, 1) == (1, 1)
 
 
+def test_views_run_at_once_only_while_a_quarter_of_the_memory_stays_free() -> None:
+    concurrency, gib = prepared_decoder.concurrency, 1 << 30
+    # beside SDXL on a 24 GB machine: 8.5 GB available, 6 GB to keep free, 3 GB per 1024² view
+    assert concurrency(1024, 1024, 2, (int(8.5 * gib), 24 * gib)) == (1, 2)
+    assert concurrency(1024, 1024, 2, (22 * gib, 24 * gib)) == (2, 1)
+    assert concurrency(512, 512, 2, (int(8.5 * gib), 24 * gib)) == (2, 1)
+    assert concurrency(512, 512, 16, (10 * gib, 32 * gib)) == (2, 8)  # 2 GB for 0.75 GB views
+    assert concurrency(512, 512, 2, (gib, 24 * gib)) == (1, 2)  # always one view at least
+    available, total = memory.system_memory() or (0, 0)
+    assert 0 < available <= total or not sys.platform.startswith("linux")
+
+
 def test_concurrent_runs_keep_the_batch_order(
     decoder: Any, inputs: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
@@ -208,6 +224,19 @@ def test_concurrent_runs_keep_the_batch_order(
         at_once = PreparedDecoder(session, KEY, [], runs=2)(pixel, latent)
     assert at_once.equal(one_by_one) and session.runs == 6
     assert not at_once[0].equal(at_once[1])
+
+
+def test_each_worker_shrinks_the_arena_on_its_last_view_only(decoder: Any) -> None:
+    session = EagerSession(decoder)
+    pixel = torch.arange(5.0).view(5, 1, 1, 1).expand(5, 3, 64, 64) / 10
+    latent = torch.zeros(5, 4, 8, 8)
+    prepared = PreparedDecoder(session, KEY, [], runs=2)
+    shrink = prepared._shrink = object()  # as an arena session gets (needs ONNX Runtime)
+    with torch.inference_mode():
+        prepared(pixel, latent)
+    shrunk = sorted(first for first, options in session.options if options is shrink)
+    assert shrunk == pytest.approx([0.3, 0.4]) and len(session.options) == 5  # rows 0,2,4 | 1,3
+    assert PreparedDecoder(session, KEY, [], runs=2)._shrink is None  # no arena, no shrinking
 
 
 def test_a_size_that_cannot_be_prepared_stays_eager_with_its_reason(

@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import gc
 import importlib.util
+import os
 import sys
 from functools import cache
 from typing import Any
@@ -109,6 +110,29 @@ def return_large_frees_at_once() -> None:
     libc = _glibc()
     if libc is not None:
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def system_memory() -> tuple[int, int] | None:
+    """(available, total) bytes of main memory, or None where this cannot tell.
+
+    Linux's `MemAvailable` counts the page cache the kernel can drop, as a new allocation sees
+    it; elsewhere the free pages, where the platform reports them.
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, total
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"), total
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def release_unused_memory() -> None:
