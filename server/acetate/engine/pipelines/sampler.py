@@ -21,6 +21,7 @@ from diffusers.models.controlnets.controlnet import ControlNetModel
 from diffusers.utils.torch_utils import randn_tensor
 
 from acetate.engine.nets import banded_vae
+from acetate.engine.nets.sharing_unit import SharingProcessor
 from acetate.engine.nets.transparency_codec import vae_precision
 from acetate.engine.schedulers import NoiseScheduler, make_scheduler
 
@@ -89,6 +90,22 @@ class DenoiseSpec:
 
 
 StepHook = Callable[[int, torch.Tensor], None]
+
+#: On the CPU, from this latent size on (768² images), the two CFG halves of a step go through
+#: the UNet one after the other: half the activations (SDXL at 1024²: 0.66 → 0.33 GB), for
+#: nothing, since a CPU gains nothing from a batch's second row. GPUs keep the one batch.
+CFG_APART_PIXELS = 96 * 96
+
+
+def _half(values: tuple[Any, ...], index: int) -> tuple[Any, ...]:
+    """Half `index` (0: uncond, 1: cond) of each CFG-doubled tensor, or of a dict's tensors."""
+
+    def half(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: half(item) for key, item in value.items()}
+        return None if value is None else value.chunk(2)[index]
+
+    return tuple(half(value) for value in values)
 
 
 class Sampler:
@@ -217,6 +234,7 @@ class Sampler:
         if spec.control is not None:
             control_image = spec.control.image.to(self.device, self.dtype)
             control_image = control_image.expand(latents.shape[0] * rows, -1, -1, -1)
+        apart = use_cfg and self._cfg_rows_apart(latents)
         step_kwargs = dict(spec.extra)
         if spec.generator is not None and _accepts_generator(spec.scheduler):
             # One generator per latent row keeps each result set's noise its own.
@@ -234,29 +252,13 @@ class Sampler:
             if concat is not None:
                 condition = torch.cat([concat] * rows) if use_cfg else concat
                 unet_input = torch.cat([model_input, condition.to(self.dtype)], dim=1)
-            residuals: dict[str, object] = {}
-            if spec.control is not None and control_image is not None:
-                down, mid = spec.control.model(
-                    model_input,
-                    t,
-                    encoder_hidden_states=spec.prompt.embeds,
-                    controlnet_cond=control_image,
-                    conditioning_scale=spec.control.strength,
-                    added_cond_kwargs=added,
-                    return_dict=False,
+            inputs = (model_input, unet_input, control_image, spec.prompt.embeds, added)
+            if apart:  # the same rows, one CFG half after the other
+                noise_pred = torch.cat(
+                    [self._predict_noise(spec, t, *_half(inputs, half)) for half in range(rows)]
                 )
-                residuals = {
-                    "down_block_additional_residuals": down,
-                    "mid_block_additional_residual": mid,
-                }
-            noise_pred = self.unet(
-                unet_input,
-                t,
-                encoder_hidden_states=spec.prompt.embeds,
-                added_cond_kwargs=added,
-                return_dict=False,
-                **residuals,
-            )[0].float()
+            else:
+                noise_pred = self._predict_noise(spec, t, *inputs)
             if use_cfg:
                 uncond, cond = noise_pred.chunk(2)
                 noise_pred = uncond + spec.cfg * (cond - uncond)
@@ -267,6 +269,49 @@ class Sampler:
                 latents = self._keep_unmasked(spec, i, latents)
             on_step(i, latents)
         return latents
+
+    def _cfg_rows_apart(self, latents: torch.Tensor) -> bool:
+        """Whether the CFG halves go through the UNet one after the other (`CFG_APART_PIXELS`);
+        never with attention sharing, whose frames need their CFG rows in one batch."""
+        if self.device.type != "cpu" or latents.shape[-2] * latents.shape[-1] < CFG_APART_PIXELS:
+            return False
+        processors = self.unet.attn_processors.values()
+        return not any(isinstance(processor, SharingProcessor) for processor in processors)
+
+    def _predict_noise(
+        self,
+        spec: DenoiseSpec,
+        t: torch.Tensor,
+        model_input: torch.Tensor,
+        unet_input: torch.Tensor,
+        control_image: torch.Tensor | None,
+        embeds: torch.Tensor,
+        added: dict[str, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """The UNet's prediction for these rows, with the ControlNet's residuals if any."""
+        residuals: dict[str, object] = {}
+        if spec.control is not None and control_image is not None:
+            down, mid = spec.control.model(
+                model_input,
+                t,
+                encoder_hidden_states=embeds,
+                controlnet_cond=control_image,
+                conditioning_scale=spec.control.strength,
+                added_cond_kwargs=added,
+                return_dict=False,
+            )
+            residuals = {
+                "down_block_additional_residuals": down,
+                "mid_block_additional_residual": mid,
+            }
+        return self.unet(
+            unet_input,
+            t,
+            encoder_hidden_states=embeds,
+            added_cond_kwargs=added,
+            return_dict=False,
+            **residuals,
+        )[0].float()
 
     def _keep_unmasked(self, spec: DenoiseSpec, i: int, latents: torch.Tensor) -> torch.Tensor:
         inpaint = spec.inpaint
