@@ -88,6 +88,7 @@ def test_a_unet_folder_that_does_not_match_its_config_is_left_to_diffusers(
 ) -> None:
     from safetensors.torch import load_file, save_file
 
+    from acetate.engine.nets.weight_files import UNetWeightFiles
     from acetate.engine.store.loading import load_unet_by_tensor
 
     folder = tmp_path / "unet"
@@ -96,4 +97,5 @@ def test_a_unet_folder_that_does_not_match_its_config_is_left_to_diffusers(
     tensors = load_file(weights)
     tensors.pop("conv_in.bias")
     save_file(tensors, weights)
-    assert load_unet_by_tensor(folder, None, torch.float32) is None
+    files = UNetWeightFiles.from_diffusers_folder(folder, None)
+    assert load_unet_by_tensor(folder, files, torch.float32) is None

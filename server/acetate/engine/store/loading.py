@@ -132,20 +132,19 @@ def narrower_stored_dtypes(
     return narrower
 
 
-def load_unet_by_tensor(folder: Path, variant: str | None, dtype: torch.dtype) -> Any | None:
+def load_unet_by_tensor(folder: Path, files: UNetWeightFiles, dtype: torch.dtype) -> Any | None:
     """A diffusers UNet read one tensor at a time and converted to `dtype` as it is read.
 
     diffusers maps the weight file and converts the mapped tensors: while SDXL's fp16 UNet
     becomes fp32, the whole mapped file (5 GB) is resident beside the new weights. Reading
     each tensor into its own buffer instead keeps loading at the size of the result. None when
     the folder is not exactly the UNet its config describes (then diffusers loads it, and says
-    what is wrong).
+    what is wrong). `files`: where the folder's weights lie (`unet_weight_files`).
     """
     from accelerate import init_empty_weights
     from accelerate.utils import set_module_tensor_to_device
     from diffusers import UNet2DConditionModel
 
-    files = UNetWeightFiles.from_diffusers_folder(folder, variant)
     try:
         config = UNet2DConditionModel.load_config(folder)
         with init_empty_weights():
@@ -185,6 +184,7 @@ def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype, quantize: str =
     if not base.path.exists():
         raise ModelNotFoundError(f"{base.name}: {base.path} no longer exists", field="model")
     try:
+        files = unet_weight_files(base)  # for the by-tensor load and for undoing patches
         if base.format == "diffusers":
             narrower = narrower_stored_dtypes(base.path, base.variant, dtype)
             pipeline = cls.from_pretrained(
@@ -202,7 +202,7 @@ def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype, quantize: str =
                     # when widening to fp32.
                     torch.nn.Module.to(getattr(pipeline, component), dtype)
             if "unet" in narrower:
-                unet = load_unet_by_tensor(base.path / "unet", base.variant, dtype)
+                unet = load_unet_by_tensor(base.path / "unet", files, dtype)
                 if unet is None:  # diffusers' own loading, and its account of the problem
                     unet = UNet2DConditionModel.from_pretrained(
                         base.path,
@@ -240,7 +240,7 @@ def load_base_pipeline(base: BaseCheckpoint, dtype: torch.dtype, quantize: str =
             raise
         raise _load_error(what, base.path, error) from error
     check_tokenizers(pipeline, base)
-    attach_weight_files(pipeline.unet, unet_weight_files(base))
+    attach_weight_files(pipeline.unet, files)
     return pipeline
 
 
